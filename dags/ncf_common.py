@@ -1,0 +1,149 @@
+"""Airflow-side glue shared by the NCF DAGs (not a DAG file itself: see .airflowignore).
+
+Settings per run (environment + trigger-form params + an optional Airflow connection), the processed
+date, the retry policy, the failure callback and the published Asset. Only ``ncf_tasks.config`` and
+``ncf_tasks.layout`` are imported here: both are standard library only, so DAG parsing stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+from typing import Any
+
+from airflow.sdk import Asset, Param
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+from ncf_tasks import layout
+from ncf_tasks.config import Settings
+
+log = logging.getLogger("ncf")
+
+# Parse time reads the environment only (no connections, no variables): a bad NCF_* value shows up as
+# an import error naming the setting.
+BASE = Settings.from_env()
+SCHEDULE = os.environ.get("NCF_SCHEDULE", "0 2 * * *")
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+TOPK_ASSET = Asset(uri=f"s3://{BASE.bucket}/{BASE.prefix.strip('/') + '/' if BASE.prefix.strip('/') else ''}recs/topk",
+                   name="ncf_topk", group="recommendations")
+
+# Storage and network errors are worth retrying; bad data, bad params and rejected validation are not.
+RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(exception="ncf_tasks.errors.StorageError", action=RetryAction.RETRY,
+                  reason="object storage error: retrying with backoff"),
+        RetryRule(exception=["botocore.exceptions.BotoCoreError", "builtins.ConnectionError", "builtins.TimeoutError"],
+                  action=RetryAction.RETRY, reason="network error: retrying with backoff"),
+    ],
+    default=RetryAction.FAIL,
+)
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "ml-platform",
+    "retries": 3,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=10),
+    "retry_policy": RETRY_POLICY,
+}
+
+
+def failure_summary(context: dict) -> None:
+    """One line a person can act on: which task, which date, why. Point NCF_NOTIFIER at a notifier
+    class path (e.g. airflow.providers.slack.notifications.slack.SlackNotifier) to forward it."""
+    ti = context.get("task_instance")
+    when = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
+    exc = context.get("exception")
+    line = (f"NCF FAILED dag={getattr(ti, 'dag_id', '?')} task={getattr(ti, 'task_id', '?')} "
+            f"run={context.get('run_id')} date={when:%Y-%m-%d} why={type(exc).__name__}: {str(exc).splitlines()[0] if exc else '?'}"
+            if when else f"NCF FAILED task={getattr(ti, 'task_id', '?')} why={exc}")
+    log.error(line)
+    notifier_path = os.environ.get("NCF_NOTIFIER")
+    if notifier_path:
+        from airflow.sdk.module_loading import import_string
+
+        import_string(notifier_path)(text=line)(context)
+
+
+# -- trigger-form params, generated from the settings so that names, bounds and docs agree ------------
+FORM_SETTINGS = (
+    "window_days", "factors", "mlp_layers", "train_negatives", "epochs", "batch_size", "lr", "neumf_lr",
+    "neumf_optimizer", "pretrain", "alpha", "publish_k", "gate_min_lift", "gate_tolerance",
+    "waive_rules", "force_publish",
+)
+
+
+def _param(name: str) -> Param:
+    f = {f.name: f for f in dataclasses.fields(Settings)}[name]
+    value = getattr(BASE, name)
+    meta = f.metadata
+    schema: dict[str, Any] = {}
+    if isinstance(value, bool):
+        schema["type"] = "boolean"
+    elif isinstance(value, int):
+        schema["type"] = "integer"
+    elif isinstance(value, float):
+        schema["type"] = "number"
+    elif isinstance(value, tuple):
+        item = {"type": "integer", "minimum": 1} if name == "mlp_layers" else {"type": "string"}
+        if meta.get("choices"):
+            item["enum"] = list(meta["choices"])
+        schema.update(type="array", items=item, uniqueItems=name == "waive_rules")
+        if name == "mlp_layers":
+            schema["minItems"] = 1
+        value = list(value)
+    else:
+        schema["type"] = "string"
+    if meta.get("choices") and not isinstance(value, list):
+        schema["enum"] = list(meta["choices"])
+    if "min" in meta:
+        schema["minimum"] = meta["min"]
+    if "max" in meta:
+        schema["maximum"] = meta["max"]
+    return Param(value, description=f"{meta['doc']} (setting {name}, env NCF_{name.upper()})",
+                 title=name.replace("_", " "), **schema)
+
+
+PARAMS: dict[str, Param] = {
+    "data_date": Param(None, type=["null", "string"], format="date", title="data date",
+                       description="YYYY-MM-DD of the logs to ingest and validate; empty = logical date "
+                                   f"minus {BASE.date_lag_days} day(s) (NCF_DATE_LAG_DAYS)"),
+    **{name: _param(name) for name in FORM_SETTINGS},
+}
+
+
+def run_settings(context: dict) -> Settings:
+    """Settings of this run: environment, then the run's params, then the Airflow connection if any.
+
+    A bad param fails here, in the first task that reads it, with the param's name in the message.
+    """
+    params = context.get("params") or {}
+    overrides = {k: v for k, v in params.items() if k in FORM_SETTINGS}
+    settings = Settings.from_env(**overrides)
+    if settings.aws_conn_id:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(settings.aws_conn_id)
+        extra = conn.extra_dejson or {}
+        settings = settings.replace(
+            s3_access_key_id=conn.login or "", s3_secret_access_key=conn.password or "",
+            s3_endpoint_url=extra.get("endpoint_url") or settings.s3_endpoint_url,
+            s3_region=extra.get("region_name") or settings.s3_region,
+        )
+    return settings
+
+
+def data_date(context: dict, settings: Settings) -> str:
+    """The day of logs a run processes: the ``data_date`` param, else logical date minus the lag.
+
+    Keyed on the logical date, not the data interval: a cron run's interval has zero length.
+    Manual runs without a logical date use their ``run_after``.
+    """
+    explicit = (context.get("params") or {}).get("data_date")
+    if explicit:
+        return layout.day(explicit)
+    when = context.get("logical_date") or context["dag_run"].run_after
+    return (when - dt.timedelta(days=settings.date_lag_days)).date().isoformat()

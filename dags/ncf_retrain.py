@@ -1,0 +1,58 @@
+"""
+### ncf_retrain — nightly NCF retraining
+
+Turns the day's raw interaction logs into a fresh NeuMF model and a published top-K table:
+
+`ingest` → `validate` → `build` → (`pretrain_gmf` ∥ `pretrain_mlp`) → `train_neumf` → `evaluate` →
+`gate` → `publish` (emits the `ncf_topk` Asset).
+
+* Nightly at 02:00 UTC (`NCF_SCHEDULE`), processing the logs of the previous day (`NCF_DATE_LAG_DAYS`).
+* Trigger it by hand with the form to retrain now with other hyper-parameters, waive a soft validation
+  rule, or force-publish after a person read the report. Every field is a setting of `ncf_tasks.config`.
+* A day without raw logs skips the run; a bad day is quarantined and fails `validate`; a model the gate
+  rejects skips `publish`. In every case the previous table and `_latest.json` stay as they were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import dag, get_current_context, task
+
+from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, data_date, failure_summary,
+                        run_settings)
+
+
+@dag(
+    dag_id="ncf_retrain",
+    schedule=SCHEDULE,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["ncf", "recommendations", "ml"],
+    description="Nightly NCF (GMF, MLP, NeuMF) retraining and top-K publication",
+    doc_md=__doc__,
+    on_failure_callback=failure_summary,
+)
+def ncf_retrain():
+    @task(execution_timeout=dt.timedelta(minutes=30))
+    def ingest() -> dict:
+        """Raw files of the processed date → `lake/interactions/dt=D/` (typed, de-duplicated).
+        No raw files: the run is skipped (not failed, not silently 'successful')."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from ncf_tasks.ingest import run_ingest
+
+        ctx = get_current_context()
+        settings = run_settings(ctx)
+        result = run_ingest(settings, date=data_date(ctx, settings))
+        if result["status"] == "no_data":
+            raise AirflowSkipException(f"no raw logs under {result['raw_uri']}: nothing to retrain on")
+        return result
+
+    ingest()
+
+
+ncf_retrain()

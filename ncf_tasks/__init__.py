@@ -1,0 +1,1 @@
+"""NCF retraining pipeline stages: plain Python, no Airflow import (see DESIGN.md)."""

@@ -1,0 +1,225 @@
+"""One typed, frozen settings object for every stage.
+
+Values come from the field defaults below, then from ``NCF_<FIELD>`` environment variables, then from
+per-run overrides (Airflow params, CLI flags). Unknown keys and out-of-range values fail at start with
+the setting's name, its environment variable and the accepted values — never halfway through a run.
+The resolved settings are saved with every run (``runs/<run_id>/config.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ncf_tasks.errors import ConfigError
+
+ENV_PREFIX = "NCF_"
+SECRET_FIELDS = frozenset({"s3_secret_access_key", "s3_session_token"})
+
+
+def _f(default: Any, doc: str, **rules: Any) -> Any:
+    """A field with its documentation and validation rules (choices, min, max) kept next to it."""
+    kwargs: dict[str, Any] = {"metadata": {"doc": doc, **rules}}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed; use tuples")
+    return field(default=default, **kwargs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- object storage -------------------------------------------------------------------------
+    bucket: str = _f("ncf", "bucket that holds raw logs, the lake, runs and published tables")
+    prefix: str = _f("", "key prefix inside the bucket ('' = bucket root); lets several pipelines share one bucket")
+    s3_endpoint_url: str = _f("", "S3 endpoint URL; '' = AWS S3. MinIO or the embedded endpoint: http://127.0.0.1:PORT")
+    s3_region: str = _f("us-east-1", "region of the bucket")
+    s3_access_key_id: str = _f("", "access key; '' = boto3's default chain (env, profile, instance role)")
+    s3_secret_access_key: str = _f("", "secret key matching s3_access_key_id (never logged)")
+    s3_session_token: str = _f("", "optional session token for temporary credentials (never logged)")
+    s3_max_attempts: int = _f(5, "boto3 attempts per request (standard retry mode) before a storage error", min=1, max=20)
+    aws_conn_id: str = _f("", "Airflow connection whose credentials the DAG passes to the stages; '' = environment/default chain")
+
+    # --- raw log schema: names of the raw columns mapped to the canonical ones ----------------
+    raw_user_col: str = _f("user_id", "raw column holding the user id")
+    raw_item_col: str = _f("item_id", "raw column holding the item id")
+    raw_ts_col: str = _f("event_ts", "raw column holding the event time (ISO 8601 text or epoch number)")
+    raw_event_type_col: str = _f("event_type", "optional raw column holding the event type")
+    raw_value_col: str = _f("value", "optional raw column holding a numeric value (rating, watch time)")
+    raw_ts_unit: str = _f("s", "unit of numeric epoch timestamps", choices=("s", "ms", "us"))
+
+    # --- dates ----------------------------------------------------------------------------------
+    date_lag_days: int = _f(1, "the run keyed on logical date L processes the logs of L minus this many days", min=0, max=30)
+
+    # --- validation -----------------------------------------------------------------------------
+    max_id_length: int = _f(128, "longest accepted user_id / item_id", min=1, max=4096)
+    ts_tolerance_minutes: int = _f(60, "event_ts may lie this far outside its day (late/early clocks)", min=0, max=1440)
+    value_min: float = _f(-1e9, "smallest accepted value where present")
+    value_max: float = _f(1e9, "largest accepted value where present")
+    allowed_event_types: tuple[str, ...] = _f((), "accepted event types; () = any")
+    min_rows: int = _f(1, "fewest rows a day may have after de-duplication", min=0)
+    max_duplicate_rate: float = _f(0.5, "largest share of exact duplicate events a raw day may contain", min=0.0, max=1.0)
+    volume_band: float = _f(5.0, "a day's rows must lie within [median/band, median*band] of the trailing 7 days", min=1.0)
+    min_users: int = _f(1, "fewest distinct users a day may have", min=0)
+    min_items: int = _f(1, "fewest distinct items a day may have", min=0)
+    waive_rules: tuple[str, ...] = _f((), "soft validation rules accepted by an operator for this run",
+                                      choices=("volume_band", "duplicate_rate"))
+
+    # --- training set ---------------------------------------------------------------------------
+    window_days: int = _f(0, "days of history ending at the processed date used for training; 0 = all", min=0)
+    min_user_interactions: int = _f(3, "users with fewer distinct items are dropped (applied until stable)", min=1)
+    min_item_interactions: int = _f(1, "items with fewer distinct users are dropped (applied until stable)", min=1)
+    eval_negatives: int = _f(99, "sampled negatives ranked with each held-out item", min=1, max=10000)
+    train_negatives: int = _f(4, "negatives sampled per train positive, fresh every epoch", min=1, max=100)
+    seed: int = _f(42, "seed of every random choice in a run", min=0)
+
+    # --- models and training --------------------------------------------------------------------
+    factors: int = _f(8, "GMF predictive factors (embedding size)", min=1, max=1024)
+    mlp_layers: tuple[int, ...] = _f((64, 32, 16, 8), "MLP tower widths; the first is the concatenated embedding size")
+    epochs: int = _f(20, "maximum epochs per model", min=1, max=1000)
+    patience: int = _f(4, "epochs without a better validation HR@10 before stopping early", min=1, max=1000)
+    batch_size: int = _f(4096, "samples per optimiser step", min=1, max=1 << 22)
+    lr: float = _f(0.002, "Adam learning rate of GMF and MLP pretraining", min=0.0, max=10.0)
+    l2: float = _f(0.0, "L2 weight decay on embeddings and weights", min=0.0, max=1.0)
+    pretrain: bool = _f(True, "initialise NeuMF from pretrained GMF and MLP (the paper's best setting)")
+    alpha: float = _f(0.5, "weight of GMF in the fused NeuMF output layer", min=0.0, max=1.0)
+    neumf_optimizer: str = _f("sgd", "optimiser of NeuMF fine-tuning", choices=("sgd", "adam"))
+    neumf_lr: float = _f(0.05, "learning rate of NeuMF fine-tuning", min=0.0, max=10.0)
+    device: str = _f("auto", "torch device: auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"))
+    threads: int = _f(0, "CPU threads for torch; 0 = all cores", min=0, max=1024)
+    train_queue: str = _f("gpu", "Celery queue of the training tasks (LocalExecutor ignores it)")
+
+    # --- evaluation, gate, publication ----------------------------------------------------------
+    eval_k: int = _f(10, "cut-off of HR@K / NDCG@K", min=1, max=1000)
+    gate_min_lift: float = _f(0.02, "HR@K the new model must gain over item popularity", min=-1.0, max=1.0)
+    gate_tolerance: float = _f(0.01, "HR@K the new model may lose against production", min=0.0, max=1.0)
+    force_publish: bool = _f(False, "publish even if the gate rejects the model (recorded)")
+    publish_k: int = _f(100, "recommendations per user in the published table", min=1, max=10000)
+    retention_days: int = _f(30, "published partitions older than this many days are deleted", min=1)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check(f, getattr(self, f.name))
+        if len(self.mlp_layers) < 1 or any(w < 1 for w in self.mlp_layers) or self.mlp_layers[0] % 2:
+            raise ConfigError(
+                f"setting mlp_layers ({ENV_PREFIX}MLP_LAYERS) = {list(self.mlp_layers)}: need at least one "
+                "positive width and an even first width (it is split between user and item embeddings)"
+            )
+        if self.value_min > self.value_max:
+            raise ConfigError(f"settings value_min={self.value_min} > value_max={self.value_max}")
+        if not self.bucket:
+            raise ConfigError(f"setting bucket ({ENV_PREFIX}BUCKET) must not be empty")
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``NCF_*`` variables, then ``overrides`` (already typed or as strings)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in env:
+                values[f.name] = _parse(f, env[name], source=name)
+        unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() not in _FIELDS)
+        if unknown:
+            raise ConfigError(f"unknown environment variable(s) {unknown}; known: {sorted(ENV_PREFIX + n.upper() for n in _FIELDS)}")
+        settings = cls(**values)
+        return settings.replace(**overrides) if overrides else settings
+
+    def replace(self, **overrides: Any) -> "Settings":
+        """A copy with ``overrides`` applied; None values mean 'keep'. Unknown keys are refused."""
+        unknown = sorted(set(overrides) - _FIELDS.keys())
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(_FIELDS)}")
+        typed = {k: _parse(_FIELDS[k], v, source=f"override {k}") for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **typed)
+
+    # -- views -----------------------------------------------------------------------------------
+    def to_dict(self, redact: bool = True) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+            if redact and k in SECRET_FIELDS and v:
+                d[k] = "***"
+        return d
+
+    def __repr__(self) -> str:  # never print secrets in task logs
+        return f"Settings({json.dumps(self.to_dict())})"
+
+    @property
+    def torch_device(self) -> str:
+        """'cuda' or 'cpu': ``device`` resolved against the hardware (torch imported lazily)."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
+_HINTS = typing.get_type_hints(Settings)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, doc) for every setting — the README table is made from this."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        rows.append((ENV_PREFIX + f.name.upper(), shown, f.metadata["doc"]))
+    return rows
+
+
+def _parse(f: dataclasses.Field, raw: Any, *, source: str) -> Any:
+    """Coerce an env string / param value to the field's type, naming the setting on failure."""
+    hint = _HINTS[f.name]
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError("expected true/false")
+        if hint is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if hint is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if hint is str:
+            if not isinstance(raw, str):
+                raise ValueError("expected text")
+            return raw
+        if typing.get_origin(hint) is tuple:
+            (elem,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+            items = raw if isinstance(raw, (list, tuple)) else [s for s in str(raw).split(",") if s.strip()]
+            return tuple(elem(x.strip()) if isinstance(x, str) else elem(x) for x in items)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"setting {f.name} ({source}) = {raw!r}: {exc}; {f.metadata['doc']}"
+        ) from None
+    raise TypeError(f"unsupported setting type {hint} for {f.name}")
+
+
+def _check(f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    env = ENV_PREFIX + f.name.upper()
+    choices = meta.get("choices")
+    if choices is not None:
+        bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in choices]
+        if bad:
+            raise ConfigError(f"setting {f.name} ({env}) = {value!r}: allowed values are {list(choices)}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(
+            f"setting {f.name} ({env}) = {value!r}: must lie in [{lo if lo is not None else '-inf'}, "
+            f"{hi if hi is not None else 'inf'}]"
+        )

@@ -1,0 +1,40 @@
+"""Exceptions the stages raise; the CLI and the DAG map them to exit codes and task states.
+
+Every message names the file / URI, the row or column, and the rule that was broken.
+"""
+
+
+class NcfError(Exception):
+    """Base class: an expected failure with a message meant for a person."""
+
+    exit_code = 1
+
+
+class ConfigError(NcfError, ValueError):
+    """A setting or run parameter is invalid (names the setting and the accepted values)."""
+
+    exit_code = 2
+
+
+class DataError(NcfError, ValueError):
+    """Input data broke a rule: a malformed file, a missing column, an unparseable value."""
+
+    exit_code = 4
+
+
+class ValidationFailed(NcfError):
+    """A curated partition failed validation; it was quarantined. Retrying cannot help."""
+
+    exit_code = 5
+
+
+class NoDataError(NcfError):
+    """Nothing to process (no raw files for the date, no curated partitions in the window)."""
+
+    exit_code = 3
+
+
+class StorageError(NcfError):
+    """Object storage failed (network, permissions, missing object). Retrying may help."""
+
+    exit_code = 6

@@ -1,0 +1,86 @@
+"""The object-storage layout of DESIGN.md, as key builders (relative to the configured prefix).
+
+Every stage finds its inputs and outputs here, so the layout is written down once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def day(date: dt.date | str) -> str:
+    """'YYYY-MM-DD' for a date or an ISO date string (validated)."""
+    if isinstance(date, str):
+        date = dt.date.fromisoformat(date)
+    return date.isoformat()
+
+
+def raw_partition(date: dt.date | str) -> str:
+    return f"raw/interactions/dt={day(date)}/"
+
+
+def lake_root() -> str:
+    return "lake/interactions/"
+
+
+def lake_partition(date: dt.date | str) -> str:
+    return f"{lake_root()}dt={day(date)}/"
+
+
+def lake_file(date: dt.date | str) -> str:
+    """One Parquet object per day: a single PUT replaces it atomically on re-ingest."""
+    return f"{lake_partition(date)}part-0.parquet"
+
+
+def ingest_manifest(date: dt.date | str) -> str:
+    return f"{lake_partition(date)}_ingest.json"
+
+
+def validated_marker(date: dt.date | str) -> str:
+    """Written by validation on success; the builder reads only partitions that carry it."""
+    return f"{lake_partition(date)}_validated.json"
+
+
+def quarantine(date: dt.date | str) -> str:
+    return f"lake/quarantine/dt={day(date)}/"
+
+
+def validation_report(date: dt.date | str) -> str:
+    return f"reports/validation/dt={day(date)}/"
+
+
+def run_prefix(run_id: str) -> str:
+    return f"runs/{safe_run_id(run_id)}/"
+
+
+def production_pointer() -> str:
+    return "models/production.json"
+
+
+def topk_root() -> str:
+    return "recs/topk/"
+
+
+def topk_partition(date: dt.date | str) -> str:
+    return f"{topk_root()}dt={day(date)}/"
+
+
+def latest_pointer() -> str:
+    return f"{topk_root()}_latest.json"
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id as a key segment: ':' and '+' of Airflow run ids become '_' ('+' reads as a space in
+    some S3 URL encodings). 'scheduled__2026-11-27T02:00:00+00:00' → 'scheduled__2026-11-27T02_00_00_00_00'."""
+    if not run_id or len(run_id) > 200:
+        raise ValueError(f"run id {run_id!r}: must have 1-200 characters")
+    return _UNSAFE.sub("_", run_id)
+
+
+def date_of_partition(key: str) -> str | None:
+    """The 'YYYY-MM-DD' of a key below a 'dt=YYYY-MM-DD/' folder, or None."""
+    m = re.search(r"dt=(\d{4}-\d{2}-\d{2})/", key)
+    return m.group(1) if m else None

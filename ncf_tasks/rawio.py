@@ -1,0 +1,250 @@
+"""Raw interaction logs: reading any supported file into the canonical schema, and writing daily files.
+
+Supported raw formats, chosen by file name: ``.csv``, ``.jsonl``/``.ndjson``/``.json`` (JSON Lines),
+``.parquet``; each may end in ``.gz``. Raw column names are mapped to the canonical ones by the
+``raw_*_col`` settings. Every error names the file, the column and — for a value that does not
+parse — the row (1-based data row; for CSV and JSON Lines that is also the line after the header).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from typing import TYPE_CHECKING
+
+from ncf_tasks.config import Settings
+from ncf_tasks.errors import DataError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+CANONICAL = ("user_id", "item_id", "event_ts", "event_type", "value")
+REQUIRED = ("user_id", "item_id", "event_ts")
+FORMATS = ("csv", "jsonl", "parquet")
+_EXT = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def canonical_schema() -> "dict[str, pl.DataType]":
+    import polars as pl
+
+    return {
+        "user_id": pl.String,
+        "item_id": pl.String,
+        "event_ts": pl.Datetime("us", "UTC"),
+        "event_type": pl.String,
+        "value": pl.Float64,
+    }
+
+
+def format_of(name: str) -> tuple[str, bool] | None:
+    """(format, gzipped) from a file name, or None for names that are not raw logs."""
+    base = name.rsplit("/", 1)[-1]
+    if base.startswith((".", "_")):  # _SUCCESS, .crc and friends are not data
+        return None
+    gz = base.endswith(".gz")
+    stem = base[:-3] if gz else base
+    for ext, fmt in _EXT.items():
+        if stem.endswith(ext):
+            return fmt, gz
+    return None
+
+
+def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
+    """Parse one raw file's bytes and return it in the canonical schema (nulls kept for validation)."""
+    import polars as pl
+
+    kind = format_of(name)
+    if kind is None:
+        raise DataError(f"{name}: unsupported file type; expected one of "
+                        f"{sorted(_EXT)} (optionally .gz)")
+    fmt, gz = kind
+    if gz:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{name}: not a valid gzip file: {exc}") from None
+    try:
+        if fmt == "csv":
+            # Everything as text first: ids like '00123' must stay strings, and casting ourselves lets
+            # the error name the row of a bad value.
+            df = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=False)
+        elif fmt == "jsonl":
+            df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None) if data.strip() else pl.DataFrame()
+        else:
+            df = pl.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # polars raises several error types for malformed input
+        where = _csv_bad_line(data) if fmt == "csv" else ""
+        raise DataError(f"{name}: not a valid {fmt.upper()} file{where}: {_first_line(exc)}") from None
+    if fmt == "csv" and df.height and df.null_count().sum_horizontal().item():
+        # polars fills short rows with nulls; tell a truncated line apart from a genuinely empty field
+        where = _csv_bad_line(data)
+        if where:
+            raise DataError(f"{name}: not a valid CSV file{where}")
+    return to_canonical(df, name, settings)
+
+
+def to_canonical(df: "pl.DataFrame", name: str, settings: Settings) -> "pl.DataFrame":
+    """Map raw column names, cast to canonical types and normalise timestamps to UTC."""
+    import polars as pl
+
+    mapping = {
+        "user_id": (settings.raw_user_col, "NCF_RAW_USER_COL"),
+        "item_id": (settings.raw_item_col, "NCF_RAW_ITEM_COL"),
+        "event_ts": (settings.raw_ts_col, "NCF_RAW_TS_COL"),
+        "event_type": (settings.raw_event_type_col, "NCF_RAW_EVENT_TYPE_COL"),
+        "value": (settings.raw_value_col, "NCF_RAW_VALUE_COL"),
+    }
+    if df.width == 0 and df.height == 0:
+        return pl.DataFrame(schema=canonical_schema())
+    for canon in REQUIRED:
+        raw, env = mapping[canon]
+        if raw not in df.columns:
+            raise DataError(
+                f"{name}: required column '{raw}' (mapped to {canon} by {env}) is missing; "
+                f"columns present: {df.columns}"
+            )
+    schema = canonical_schema()
+    out = []
+    for canon, (raw, _env) in mapping.items():
+        if raw not in df.columns:
+            out.append(pl.lit(None, dtype=schema[canon]).alias(canon))
+            continue
+        col = df.get_column(raw)
+        if canon in ("user_id", "item_id", "event_type"):
+            cast = _cast_text(col, name, raw)
+        elif canon == "value":
+            cast = _cast_checked(col, pl.Float64, name, raw, "a number")
+        else:
+            cast = _parse_ts(col, name, raw, settings.raw_ts_unit)
+        out.append(cast.alias(canon))
+    return df.select(out)
+
+
+def _cast_text(col: "pl.Series", name: str, raw: str) -> "pl.Series":
+    import polars as pl
+
+    if col.dtype == pl.String:
+        return col
+    if col.dtype.is_numeric() and not col.dtype.is_float():
+        return col.cast(pl.String)
+    if col.dtype.is_float():
+        # 12.0 -> '12': float ids arise from CSV/JSON writers that had a null in the column
+        whole = col.is_null() | (col == col.floor())
+        _fail_first(~whole, name, raw, col, "an id that is a whole number or text")
+        return col.cast(pl.Int64).cast(pl.String)
+    if col.dtype == pl.Null:
+        return col.cast(pl.String)
+    raise DataError(f"{name}: column '{raw}' has type {col.dtype}; expected text or integer ids")
+
+
+def _cast_checked(col: "pl.Series", dtype: "pl.DataType", name: str, raw: str, expect: str) -> "pl.Series":
+    if col.dtype == dtype:
+        return col
+    cast = col.cast(dtype, strict=False)
+    _fail_first(cast.is_null() & col.is_not_null() & (col.cast(str, strict=False).str.strip_chars() != ""),
+                name, raw, col, expect)
+    return cast
+
+
+def _parse_ts(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
+    """Epoch numbers (in ``unit``), ISO 8601 text (offset or 'Z'; naive means UTC) or datetimes → UTC."""
+    import polars as pl
+
+    if isinstance(col.dtype, pl.Datetime):
+        out = col.dt.replace_time_zone("UTC") if col.dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+        return out.dt.cast_time_unit("us")
+    if col.dtype == pl.Date:
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if col.dtype == pl.String:
+        s = col.str.strip_chars()
+        numeric = s.str.contains(r"^-?\d+(\.\d+)?$")
+        if numeric.any() and numeric.fill_null(True).all():
+            col = s.cast(pl.Float64)
+        else:
+            parsed = _parse_iso(s)
+            _fail_first(parsed.is_null() & s.is_not_null(), name, raw, col,
+                        "an ISO 8601 timestamp (e.g. 2026-11-27T02:00:00Z) or an epoch number")
+            return parsed
+    if col.dtype.is_numeric():
+        scale = {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
+        us = (col.cast(pl.Float64) * scale).round(0).cast(pl.Int64)
+        return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
+    if col.dtype == pl.Null:
+        return col.cast(pl.Datetime("us", "UTC"))
+    raise DataError(f"{name}: column '{raw}' has type {col.dtype}; expected a timestamp, ISO text or epoch number")
+
+
+def _parse_iso(s: "pl.Series") -> "pl.Series":
+    """ISO 8601 with an offset ('Z', '+02:00') → UTC; without one it is taken as UTC."""
+    import polars as pl
+
+    has_offset = s.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")
+    norm = s.str.replace(r"Z$", "+00:00").str.replace(" ", "T", literal=True)
+    frame = pl.DataFrame({"s": norm, "off": has_offset})
+    return frame.select(
+        pl.when(pl.col("off"))
+        .then(pl.col("s").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC"))
+        .otherwise(pl.col("s").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us")
+                   .dt.replace_time_zone("UTC"))
+    ).to_series()
+
+
+def _fail_first(bad: "pl.Series", name: str, raw: str, col: "pl.Series", expect: str) -> None:
+    """Raise naming the first bad row (vectorised: no Python loop over rows)."""
+    if not bad.fill_null(False).any():
+        return
+    idx = bad.fill_null(False).arg_true()
+    row = int(idx[0])
+    raise DataError(
+        f"{name}: row {row + 1}, column '{raw}': value {col[row]!r} is not {expect} "
+        f"({len(idx)} bad value(s) in this file)"
+    )
+
+
+def _csv_bad_line(data: bytes) -> str:
+    """', line N: K fields, header has H' for the first ragged line (found in bulk, quotes ignored)."""
+    import polars as pl
+
+    try:
+        lines = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None,
+                            new_columns=["line"], infer_schema=False).get_column("line")
+    except Exception:
+        return ""
+    fields = lines.fill_null("").str.count_matches(",", literal=True) + 1
+    bad = (fields != fields[0]).arg_true()
+    if len(bad) == 0:
+        return ""
+    n = int(bad[0])
+    return f", line {n + 1}: {fields[n]} fields where the header has {fields[0]}"
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# -- writing raw files (generator, MovieLens loader, tests) -----------------------------------------
+
+def encode(df: "pl.DataFrame", fmt: str, gz: bool = False) -> bytes:
+    """One raw file's bytes. Timestamps are written as ISO 8601 UTC text in CSV and JSON Lines."""
+    import polars as pl
+
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r}: allowed values are {list(FORMATS)}")
+    if fmt != "parquet":
+        df = df.with_columns(
+            pl.col(c).dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ") for c, t in df.schema.items() if isinstance(t, pl.Datetime)
+        )
+    buf = io.BytesIO()
+    if fmt == "csv":
+        df.write_csv(buf)
+    elif fmt == "jsonl":
+        df.write_ndjson(buf)
+    else:
+        df.write_parquet(buf)
+    data = buf.getvalue()
+    return gzip.compress(data, compresslevel=1) if gz else data
+
+
+def file_name(stem: str, fmt: str, gz: bool) -> str:
+    return f"{stem}.{fmt}" + (".gz" if gz else "")

@@ -1,0 +1,267 @@
+"""All object-storage I/O: boto3 for objects, polars/pyarrow for Parquet, one client per settings.
+
+Works unchanged against AWS S3, MinIO and the embedded moto endpoint: only ``s3_endpoint_url`` and
+the credentials differ. Keys passed in are relative to the configured prefix; URIs (``s3://…``)
+are absolute. Errors name the URI.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import uuid
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from ncf_tasks.config import Settings
+from ncf_tasks.errors import StorageError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+log = logging.getLogger(__name__)
+_MISSING = object()
+
+
+class Storage:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.bucket = settings.bucket
+        self.prefix = settings.prefix.strip("/") + "/" if settings.prefix.strip("/") else ""
+
+    # -- clients ---------------------------------------------------------------------------------
+    @cached_property
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "region_name": s.s3_region,
+            "config": Config(retries={"max_attempts": s.s3_max_attempts, "mode": "standard"},
+                             s3={"addressing_style": "path"} if s.s3_endpoint_url else None),
+        }
+        if s.s3_endpoint_url:
+            kwargs["endpoint_url"] = s.s3_endpoint_url
+        if s.s3_access_key_id:
+            kwargs.update(aws_access_key_id=s.s3_access_key_id, aws_secret_access_key=s.s3_secret_access_key)
+            if s.s3_session_token:
+                kwargs["aws_session_token"] = s.s3_session_token
+        return boto3.session.Session().client("s3", **kwargs)
+
+    @cached_property
+    def storage_options(self) -> dict[str, str]:
+        """polars/object_store options equivalent to ``client`` (same endpoint and credentials)."""
+        s = self.settings
+        opts = {"aws_region": s.s3_region}
+        if s.s3_endpoint_url:
+            opts["aws_endpoint_url"] = s.s3_endpoint_url
+            opts["aws_allow_http"] = "true" if s.s3_endpoint_url.startswith("http://") else "false"
+            opts["aws_virtual_hosted_style_request"] = "false"
+        if s.s3_access_key_id:
+            opts["aws_access_key_id"] = s.s3_access_key_id
+            opts["aws_secret_access_key"] = s.s3_secret_access_key
+            if s.s3_session_token:
+                opts["aws_session_token"] = s.s3_session_token
+        return opts
+
+    # -- names -----------------------------------------------------------------------------------
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    def uri(self, rel: str) -> str:
+        return f"s3://{self.bucket}/{self.key(rel)}"
+
+    def rel(self, key: str) -> str:
+        """Inverse of ``key``: a full key back to a key relative to the prefix."""
+        return key[len(self.prefix):] if self.prefix and key.startswith(self.prefix) else key
+
+    # -- objects ---------------------------------------------------------------------------------
+    def list(self, rel_prefix: str) -> list[dict[str, Any]]:
+        """Objects below a prefix, sorted by key: [{'key': rel, 'size': int, 'etag': str}]."""
+        out = []
+        with self._errors("list", rel_prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key(rel_prefix)
+            ):
+                for o in page.get("Contents", []):
+                    out.append({"key": self.rel(o["Key"]), "size": o["Size"], "etag": o["ETag"].strip('"')})
+        return sorted(out, key=lambda o: o["key"])
+
+    def list_keys(self, rel_prefix: str) -> list[str]:
+        return [o["key"] for o in self.list(rel_prefix)]
+
+    def list_dirs(self, rel_prefix: str) -> list[str]:
+        """Immediate 'sub-folders' below a prefix (S3 common prefixes), relative, sorted."""
+        out = []
+        with self._errors("list", rel_prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key(rel_prefix), Delimiter="/"
+            ):
+                out += [self.rel(p["Prefix"]) for p in page.get("CommonPrefixes", [])]
+        return sorted(out)
+
+    def exists(self, rel: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key(rel))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(f"head {self.uri(rel)}: {exc}") from exc
+
+    def get_bytes(self, rel: str) -> bytes:
+        with self._errors("get", rel):
+            return self.client.get_object(Bucket=self.bucket, Key=self.key(rel))["Body"].read()
+
+    def put_bytes(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        with self._errors("put", rel):
+            self.client.put_object(Bucket=self.bucket, Key=self.key(rel), Body=data, ContentType=content_type)
+
+    def put_stream(self, rel: str, stream: io.IOBase, content_type: str = "application/octet-stream") -> None:
+        """Upload a file-like object; large ones go multipart (still one atomic object at the end)."""
+        with self._errors("put", rel):
+            self.client.upload_fileobj(stream, self.bucket, self.key(rel), ExtraArgs={"ContentType": content_type})
+
+    def get_json(self, rel: str, default: Any = _MISSING) -> Any:
+        if default is not _MISSING and not self.exists(rel):
+            return default
+        data = self.get_bytes(rel)
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise StorageError(f"{self.uri(rel)} is not valid JSON: {exc}") from exc
+
+    def put_json(self, rel: str, obj: Any) -> None:
+        self.put_bytes(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode(), "application/json")
+
+    def copy(self, src_rel: str, dst_rel: str) -> None:
+        with self._errors("copy", src_rel):
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self.key(src_rel)}, self.bucket, self.key(dst_rel)
+            )
+
+    def delete(self, rels: Iterable[str]) -> int:
+        """Delete keys in batches of 1000; returns how many were asked to be deleted."""
+        rels = list(rels)
+        for i in range(0, len(rels), 1000):
+            batch = [{"Key": self.key(r)} for r in rels[i:i + 1000]]
+            with self._errors("delete", rels[i]):
+                resp = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if resp.get("Errors"):
+                e = resp["Errors"][0]
+                raise StorageError(f"delete {self.uri(self.rel(e['Key']))}: {e.get('Code')} {e.get('Message')}")
+        return len(rels)
+
+    def delete_prefix(self, rel_prefix: str) -> int:
+        return self.delete(self.list_keys(rel_prefix))
+
+    def copy_prefix(self, src_prefix: str, dst_prefix: str) -> int:
+        keys = self.list_keys(src_prefix)
+        for k in keys:
+            self.copy(k, dst_prefix + k[len(src_prefix):])
+        return len(keys)
+
+    # -- atomic publication ------------------------------------------------------------------------
+    def put_atomic(self, rel: str, data: bytes, content_type: str = "application/json") -> None:
+        """Write under a temporary key, then copy into place and drop the temporary.
+
+        An S3 object becomes visible only once complete, so readers see the old or the new content,
+        never a part; staging first also means a failed upload never touches the visible key.
+        """
+        tmp = f"{rel}.tmp-{uuid.uuid4().hex}"
+        self.put_bytes(tmp, data, content_type)
+        try:
+            self.copy(tmp, rel)
+        finally:
+            self.delete([tmp])
+
+    def put_json_atomic(self, rel: str, obj: Any) -> None:
+        self.put_atomic(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    # -- Parquet ---------------------------------------------------------------------------------
+    def scan_parquet(self, rels: str | list[str]) -> "pl.LazyFrame":
+        """Lazy scan straight from storage (range requests, no local copy)."""
+        import polars as pl
+
+        uris = [self.uri(r) for r in ([rels] if isinstance(rels, str) else rels)]
+        return pl.scan_parquet(uris, storage_options=self.storage_options)
+
+    def read_parquet(self, rels: str | list[str], columns: list[str] | None = None) -> "pl.DataFrame":
+        lf = self.scan_parquet(rels)
+        if columns is not None:
+            lf = lf.select(columns)
+        with self._errors("read parquet", rels if isinstance(rels, str) else rels[0]):
+            return lf.collect()
+
+    def write_parquet(self, df: "pl.DataFrame", rel: str, compression: str = "zstd") -> int:
+        """Encode in memory and upload as one object (multipart when large); returns bytes written."""
+        buf = io.BytesIO()
+        df.write_parquet(buf, compression=compression, statistics=True)
+        size = buf.tell()
+        buf.seek(0)
+        self.put_stream(rel, buf)
+        return size
+
+    # -- folders -------------------------------------------------------------------------------------
+    def upload_dir(self, local: str | Path, rel_prefix: str) -> int:
+        """Upload a local folder (e.g. a Data Docs site) below ``rel_prefix``; returns file count."""
+        import mimetypes
+
+        local = Path(local)
+        n = 0
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            with path.open("rb") as fh:
+                self.put_stream(rel_prefix + path.relative_to(local).as_posix(), fh, ctype)
+            n += 1
+        return n
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _errors(self, what: str, rel: str):
+        return _StorageErrors(self, what, rel)
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (embedded endpoint and MinIO set-up)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            with self._errors("create bucket", ""):
+                self.client.create_bucket(Bucket=self.bucket)
+
+
+class _StorageErrors:
+    """Turns botocore / object_store failures into StorageError naming the URI and the operation."""
+
+    def __init__(self, storage: Storage, what: str, rel: str):
+        self.storage, self.what, self.rel = storage, what, rel
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or isinstance(exc, StorageError):
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        is_polars_io = type(exc).__module__.startswith("polars") and "ComputeError" not in type(exc).__name__
+        if isinstance(exc, (BotoCoreError, ClientError, OSError)) or is_polars_io:
+            raise StorageError(f"{self.what} {self.storage.uri(self.rel)}: {exc}") from exc
+        return False
+
+
+def iter_chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) slices covering range(n) in steps of ``size``."""
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

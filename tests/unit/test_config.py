@@ -1,0 +1,58 @@
+import pytest
+
+from ncf_tasks.config import Settings, describe
+from ncf_tasks.errors import ConfigError
+
+
+def test_defaults_are_the_papers_protocol():
+    s = Settings.from_env(env={})
+    assert (s.eval_negatives, s.train_negatives, s.mlp_layers, s.alpha, s.eval_k) == (99, 4, (64, 32, 16, 8), 0.5, 10)
+
+
+def test_environment_is_parsed_by_type():
+    s = Settings.from_env(env={"NCF_BUCKET": "recs", "NCF_EPOCHS": "7", "NCF_LR": "0.01", "NCF_PRETRAIN": "false",
+                               "NCF_MLP_LAYERS": "32,16,8", "NCF_ALLOWED_EVENT_TYPES": "view, click"})
+    assert (s.bucket, s.epochs, s.lr, s.pretrain, s.mlp_layers) == ("recs", 7, 0.01, False, (32, 16, 8))
+    assert s.allowed_event_types == ("view", "click")
+
+
+def test_overrides_win_over_environment_and_none_keeps():
+    s = Settings.from_env(env={"NCF_EPOCHS": "7"}, epochs=3, factors=None)
+    assert s.epochs == 3 and s.factors == 8
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"NCF_EPOCHS": "many"}, r"epochs \(NCF_EPOCHS\) = 'many'"),
+    ({"NCF_EPOCHS": "0"}, r"epochs \(NCF_EPOCHS\) = 0: must lie in \[1, 1000\]"),
+    ({"NCF_DEVICE": "tpu"}, r"device \(NCF_DEVICE\) = 'tpu': allowed values are \['auto', 'cpu', 'cuda'\]"),
+    ({"NCF_NEUMF_OPTIMIZER": "rmsprop"}, r"allowed values are \['sgd', 'adam'\]"),
+    ({"NCF_MLP_LAYERS": "63,32"}, r"mlp_layers .*even first width"),
+    ({"NCF_WAIVE_RULES": "schema"}, r"waive_rules .*allowed values are \['volume_band', 'duplicate_rate'\]"),
+    ({"NCF_EPOCH": "3"}, r"unknown environment variable\(s\) \['NCF_EPOCH'\]"),
+    ({"NCF_BUCKET": ""}, r"bucket \(NCF_BUCKET\) must not be empty"),
+])
+def test_invalid_settings_fail_naming_the_setting(env, match):
+    with pytest.raises(ConfigError, match=match):
+        Settings.from_env(env=env)
+
+
+def test_unknown_override_is_refused():
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['epoch'\]"):
+        Settings.from_env(env={}).replace(epoch=3)
+
+
+def test_bool_param_is_not_an_integer():
+    with pytest.raises(ConfigError, match="epochs"):
+        Settings.from_env(env={}, epochs=True)
+
+
+def test_secrets_never_printed():
+    s = Settings.from_env(env={"NCF_S3_SECRET_ACCESS_KEY": "hunter2"})
+    assert "hunter2" not in repr(s) and s.to_dict()["s3_secret_access_key"] == "***"
+    assert s.to_dict(redact=False)["s3_secret_access_key"] == "hunter2"
+
+
+def test_every_setting_is_documented():
+    rows = describe()
+    assert all(env.startswith("NCF_") and doc for env, _default, doc in rows)
+    assert len(rows) == len({r[0] for r in rows})

@@ -1,0 +1,88 @@
+import datetime as dt
+import gzip
+
+import polars as pl
+import pytest
+
+from ncf_tasks import rawio
+from ncf_tasks.config import Settings
+from ncf_tasks.errors import DataError
+
+S = Settings.from_env(env={})
+
+
+def utc(*a):
+    return dt.datetime(*a, tzinfo=dt.timezone.utc)
+
+
+def test_csv_with_iso_offsets_and_naive_times_is_normalised_to_utc():
+    data = (b"user_id,item_id,event_ts,event_type,value\n"
+            b"007,42,2026-11-26T10:00:00Z,view,1.5\n"
+            b"8,43,2026-11-26T12:30:00+02:00,click,\n"
+            b"9,44,2026-11-26 11:00:00.250,view,2\n")
+    df = rawio.read_raw(data, "s3://b/raw/a.csv", S)
+    assert df.schema == rawio.canonical_schema()
+    assert df["user_id"].to_list() == ["007", "8", "9"]  # leading zeros kept: ids are text
+    assert df["event_ts"].to_list() == [utc(2026, 11, 26, 10), utc(2026, 11, 26, 10, 30), utc(2026, 11, 26, 11, 0, 0, 250000)]
+    assert df["value"].to_list() == [1.5, None, 2.0]
+
+
+def test_epoch_numbers_in_configured_unit():
+    data = b'{"user_id": 1, "item_id": 2, "event_ts": 1764151200000}\n'
+    df = rawio.read_raw(data, "x.jsonl", S.replace(raw_ts_unit="ms"))
+    assert df["event_ts"][0] == utc(2025, 11, 26, 10) and df["user_id"][0] == "1"
+    assert df["event_type"][0] is None  # optional columns absent -> null, schema complete
+
+
+def test_column_mapping_by_settings():
+    data = b"uid,sku,when\nu1,i1,2026-11-26T00:00:00Z\n"
+    s = S.replace(raw_user_col="uid", raw_item_col="sku", raw_ts_col="when")
+    df = rawio.read_raw(gzip.compress(data), "x.csv.gz", s)
+    assert df.row(0)[:2] == ("u1", "i1")
+
+
+def test_wrong_column_names_name_the_file_the_column_and_the_setting():
+    data = b"uid,item_id,event_ts\nu1,i1,2026-11-26T00:00:00Z\n"
+    with pytest.raises(DataError, match=r"x\.csv: required column 'user_id' \(mapped to user_id by NCF_RAW_USER_COL\) "
+                                        r"is missing; columns present: \['uid', 'item_id', 'event_ts'\]"):
+        rawio.read_raw(data, "x.csv", S)
+
+
+def test_unparseable_timestamp_names_row_and_column():
+    data = b"user_id,item_id,event_ts\nu1,i1,2026-11-26T00:00:00Z\nu2,i2,yesterday\n"
+    with pytest.raises(DataError, match=r"x\.csv: row 2, column 'event_ts': value 'yesterday' is not an ISO 8601"):
+        rawio.read_raw(data, "x.csv", S)
+
+
+def test_non_numeric_value_names_row():
+    data = b"user_id,item_id,event_ts,value\nu1,i1,2026-11-26T00:00:00Z,abc\n"
+    with pytest.raises(DataError, match=r"row 1, column 'value': value 'abc' is not a number"):
+        rawio.read_raw(data, "x.csv", S)
+
+
+def test_ragged_csv_names_the_line():
+    data = b"user_id,item_id,event_ts\nu1,i1,2026-11-26T00:00:00Z\nu2,i2,2026-11-26T00:00:00Z,extra\n"
+    with pytest.raises(DataError, match=r"x\.csv: not a valid CSV file, line 3: 4 fields where the header has 3"):
+        rawio.read_raw(data, "x.csv", S)
+
+
+def test_corrupt_gzip_and_unknown_extension():
+    with pytest.raises(DataError, match="x.csv.gz: not a valid gzip file"):
+        rawio.read_raw(b"not gzip", "x.csv.gz", S)
+    with pytest.raises(DataError, match="x.xlsx: unsupported file type"):
+        rawio.read_raw(b"", "x.xlsx", S)
+
+
+def test_format_of_ignores_markers():
+    assert rawio.format_of("a/_SUCCESS") is None and rawio.format_of("a/.x.csv") is None
+    assert rawio.format_of("a/b.ndjson.gz") == ("jsonl", True) and rawio.format_of("p.parquet") == ("parquet", False)
+
+
+@pytest.mark.parametrize("fmt", rawio.FORMATS)
+@pytest.mark.parametrize("gz", [False, True])
+def test_encode_then_read_round_trips(fmt, gz):
+    df = pl.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"],
+                       "event_ts": [utc(2026, 11, 26, 1, 2, 3), utc(2026, 11, 26, 23, 59, 59)],
+                       "event_type": ["view", None], "value": [1.0, None]}).cast({"event_ts": pl.Datetime("us", "UTC")})
+    back = rawio.read_raw(rawio.encode(df, fmt, gz), rawio.file_name("x", fmt, gz), S)
+    assert back.equals(df)
