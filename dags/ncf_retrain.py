@@ -52,7 +52,17 @@ def ncf_retrain():
             raise AirflowSkipException(f"no raw logs under {result['raw_uri']}: nothing to retrain on")
         return result
 
-    ingest()
+    @task(execution_timeout=dt.timedelta(minutes=30))
+    def validate(ingested: dict) -> dict:
+        """Great Expectations on the curated day. A failed rule quarantines the batch and fails this
+        task at once (no retries: retrying bad data is pointless; storage errors are retried). Data
+        Docs for every validation: `reports/validation/dt=D/index.html`."""
+        from ncf_tasks.validate import run_validate
+
+        ctx = get_current_context()
+        return run_validate(run_settings(ctx), date=ingested["date"])
+
+    validate(ingest())
 
 
 ncf_retrain()

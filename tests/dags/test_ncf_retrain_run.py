@@ -32,13 +32,29 @@ def states(dag_run):
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 
-def test_ingest_runs_for_the_previous_day(dag_env, storage):
+def test_ingest_and_validate_run_for_the_previous_day(dag_env, storage):
     run_generate(storage.settings, spec=SyntheticSpec(users=200, items=100, days=2, events_per_day=1500, end_date=DAY))
     dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
-    assert states(dr)["ingest"] == "success"
-    assert storage.read_parquet(layout.lake_file(DAY)).height == 1500
+    assert states(dr)["ingest"] == states(dr)["validate"] == "success"
+    assert storage.read_parquet(layout.lake_file(DAY)).height == 1500 and storage.exists(layout.validated_marker(DAY))
 
 
 def test_day_without_logs_skips_the_run(dag_env, storage):
     dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
     assert states(dr)["ingest"] == "skipped" and storage.list_keys("lake/") == []
+
+
+def test_bad_day_fails_validate_and_stops_the_run(dag_env, storage):
+    from conftest import ROOT as root
+
+    storage.put_json("recs/topk/_latest.json", {"run_id": "previous"})
+    bad = (root / "tests" / "data" / "bad_batches" / "null_ids.jsonl").read_bytes()
+    storage.put_bytes(layout.raw_partition(DAY) + "batch.jsonl", bad)
+    dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
+    st = states(dr)
+    assert dr.state == "failed" and st["ingest"] == "success" and st["validate"] == "failed"
+    assert all(s in ("upstream_failed", None) for t, s in st.items() if t not in ("ingest", "validate")), st
+    ti = next(ti for ti in dr.get_task_instances() if ti.task_id == "validate")
+    assert ti.try_number == 1  # a validation failure is not retried
+    assert storage.exists(layout.quarantine(DAY) + "part-0.parquet")
+    assert storage.get_json("recs/topk/_latest.json") == {"run_id": "previous"}

@@ -1,0 +1,257 @@
+"""Validate one curated day with Great Expectations; quarantine it and stop the run on failure.
+
+The rules are data: ``include/expectations/interactions.json`` (a GX 1.x suite) whose thresholds are
+``$PARAMETER`` references filled from the run's settings. GX validates pandas frames only, so the
+partition is converted once (Arrow-backed, no per-value Python objects). Every validation, passed or
+failed, publishes GX Data Docs to ``reports/validation/dt=D/``.
+
+Fail closed: on any failed rule the batch and the validation result are copied to
+``lake/quarantine/dt=D/``, the curated partition is removed (a later build cannot read it), and
+``ValidationFailed`` lists each failed rule with its observed value and example rows. Raw logs are
+never touched. Soft rules (``volume_band``, ``duplicate_rate``) may be waived for a run by an operator;
+hard rules cannot. A passing validation writes ``_validated.json`` next to the partition; the builder
+reads only partitions that carry it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ncf_tasks import layout
+from ncf_tasks.config import Settings
+from ncf_tasks.errors import NoDataError, ValidationFailed
+from ncf_tasks.storage import Storage
+
+if TYPE_CHECKING:
+    import polars as pl
+
+log = logging.getLogger(__name__)
+SUITE_PATH = Path(__file__).resolve().parents[1] / "include" / "expectations" / "interactions.json"
+SOFT_RULES = ("volume_band", "duplicate_rate")
+HISTORY_DAYS = 7
+
+
+@dataclass
+class Outcome:
+    rule: str
+    expectation: str
+    column: str | None
+    success: bool
+    soft: bool
+    observed: Any = None
+    unexpected_count: int | None = None
+    examples: list = field(default_factory=list)
+    expected: str = ""
+    error: str | None = None
+
+    def describe(self) -> str:
+        what = f"{self.expectation}({self.column})" if self.column else self.expectation
+        parts = [f"rule {self.rule}: {what} failed" + (f" (expected {self.expected})" if self.expected else "")]
+        if self.error:
+            parts.append(f"error: {self.error}")
+        if self.observed is not None:
+            parts.append(f"observed {self.observed}")
+        if self.unexpected_count:
+            parts.append(f"{self.unexpected_count} bad row(s)")
+        if self.examples:
+            parts.append(f"example rows {self.examples}")
+        return "; ".join(parts)
+
+
+def load_suite(path: Path = SUITE_PATH) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValidationFailed(f"{path}: cannot load the expectation suite: {exc}") from exc
+
+
+def suite_parameters(settings: Settings, day: str, *, now: dt.datetime, manifest: dict | None,
+                     history: list[int]) -> tuple[dict[str, Any], list[str]]:
+    """Values for the suite's ``$PARAMETER``s; optional rules get None (dropped) with a note."""
+    import pandas as pd
+
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc)
+    tol = dt.timedelta(minutes=settings.ts_tolerance_minutes)
+    notes = []
+    params: dict[str, Any] = {
+        "max_id_length": settings.max_id_length,
+        "ts_min": pd.Timestamp(start - tol),
+        "ts_max": pd.Timestamp(start + dt.timedelta(days=1) + tol),
+        "now": pd.Timestamp(now),
+        "value_min": settings.value_min, "value_max": settings.value_max,
+        "allowed_event_types": list(settings.allowed_event_types) or None,
+        "min_rows": settings.min_rows, "min_users": settings.min_users, "min_items": settings.min_items,
+        "dedup_min_rows": None, "volume_min": None, "volume_max": None,
+    }
+    if manifest and manifest.get("rows_read"):
+        # duplicate rate <= max  <=>  rows after de-duplication >= rows read * (1 - max)
+        params["dedup_min_rows"] = math.ceil(manifest["rows_read"] * (1 - settings.max_duplicate_rate) - 1e-9)
+    else:
+        notes.append("duplicate_rate skipped: no ingest manifest with raw row counts")
+    if history:
+        median = statistics.median(history)
+        params["volume_min"] = math.floor(median / settings.volume_band)
+        params["volume_max"] = math.ceil(median * settings.volume_band)
+        notes.append(f"volume_band: median of {len(history)} earlier day(s) = {median:g} rows, "
+                     f"accepted [{params['volume_min']}, {params['volume_max']}]")
+    else:
+        notes.append("volume_band skipped: no validated history in the trailing 7 days")
+    return params, notes
+
+
+def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path | None = None,
+                   suite: dict | None = None) -> tuple[list[Outcome], dict]:
+    """Run the suite on a frame; returns one Outcome per expectation and the GX result as JSON.
+
+    ``docs_dir``: a folder where a file-backed GX context builds the Data Docs site (``site/``).
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a worker
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    suite = dict(suite or load_suite())
+    kept = [e for e in suite["expectations"]
+            if not (e.get("meta", {}).get("optional") and params.get(e["meta"]["optional"]) is None)]
+    suite["expectations"] = kept
+    frame = df.to_pandas(use_pyarrow_extension_array=False)  # the one copy GX needs (pandas frames only)
+    for c in frame.columns:  # GX's type check wants numpy/str dtypes; strings stay Arrow-backed 'str'
+        if str(frame[c].dtype) == "object":
+            frame[c] = frame[c].astype("str")
+
+    root = Path(tempfile.mkdtemp(prefix="gx-")) if docs_dir is None else docs_dir
+    ctx = gx.get_context(mode="file", project_root_dir=str(root))
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_def = ctx.data_sources.add_pandas("lake").add_dataframe_asset("interactions") \
+        .add_batch_definition_whole_dataframe("day")
+    gx_suite = ctx.suites.add(ExpectationSuite(**suite))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="day", data=batch_def, suite=gx_suite))
+    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
+    checkpoint = ctx.checkpoints.add(gx.Checkpoint(
+        name="interactions_day", validation_definitions=[vd], actions=actions,
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
+    run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
+    (vr,) = run.run_results.values()
+    outcomes = []
+    for r in vr.results:
+        cfg = r.expectation_config
+        meta = cfg.meta or {}
+        res = r.result or {}
+        exc = r.exception_info or {}
+        error = exc.get("exception_message") if exc.get("raised_exception") else None
+        rows = (res.get("partial_unexpected_index_list") or [])[:3]
+        examples = ([{"row": int(i) + 1, **{k: _jsonable(v) for k, v in df.row(int(i), named=True).items()}}
+                     for i in rows] if rows else [_jsonable(v) for v in (res.get("partial_unexpected_list") or [])[:3]])
+        outcomes.append(Outcome(
+            rule=meta.get("rule", cfg.type), expectation=cfg.type, column=cfg.kwargs.get("column"),
+            success=bool(r.success), soft=bool(meta.get("soft")), observed=_jsonable(res.get("observed_value")),
+            unexpected_count=res.get("unexpected_count"), examples=examples, error=error,
+            expected=_expected(cfg.kwargs, params),
+        ))
+    return outcomes, vr.to_json_dict()
+
+
+def _expected(kwargs: dict, params: dict[str, Any]) -> str:
+    """The rule's thresholds as the run resolved them, e.g. 'min_value=1, max_value=128'."""
+    shown = []
+    for k, v in kwargs.items():
+        if k in ("column", "batch_id"):
+            continue
+        if isinstance(v, dict) and "$PARAMETER" in v:
+            v = params.get(v["$PARAMETER"])
+        shown.append(f"{k}={_jsonable(v) if not isinstance(v, list) else v}")
+    return ", ".join(shown)
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return None if math.isnan(v) else v
+    return str(v)
+
+
+def history_counts(storage: Storage, day: str) -> list[int]:
+    """Row counts of validated partitions among the 7 days before ``day`` (from their markers)."""
+    d = dt.date.fromisoformat(day)
+    counts = []
+    for k in range(1, HISTORY_DAYS + 1):
+        marker = storage.get_json(layout.validated_marker(d - dt.timedelta(days=k)), default=None)
+        if marker and marker.get("rows") is not None:
+            counts.append(int(marker["rows"]))
+    return counts
+
+
+def run_validate(settings: Settings, *, date: str, now: dt.datetime | None = None) -> dict:
+    """Validate ``lake/interactions/dt=date/``; raise ValidationFailed after quarantining it."""
+    t0 = time.perf_counter()
+    day = layout.day(date)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    storage = Storage(settings)
+    if not storage.exists(layout.lake_file(day)):
+        raise NoDataError(f"no curated partition {storage.uri(layout.lake_file(day))}: run ingest for {day} first")
+    manifest = storage.get_json(layout.ingest_manifest(day), default=None)
+    df = storage.read_parquet(layout.lake_file(day))
+    params, notes = suite_parameters(settings, day, now=now, manifest=manifest,
+                                     history=history_counts(storage, day))
+    with tempfile.TemporaryDirectory(prefix="gx-") as tmp:
+        outcomes, gx_result = validate_frame(df, params, docs_dir=Path(tmp))
+        site = Path(tmp) / "gx" / "uncommitted" / "data_docs" / "local_site"
+        report_prefix = layout.validation_report(day)
+        storage.delete_prefix(report_prefix)
+        storage.upload_dir(site, report_prefix)
+    docs_uri = storage.uri(report_prefix + "index.html")
+    log.info("validation Data Docs for %s: %s", day, docs_uri)
+
+    failed = [o for o in outcomes if not o.success]
+    waived = [o for o in failed if o.soft and o.rule in settings.waive_rules]
+    blocking = [o for o in failed if o not in waived]
+    for o in waived:
+        log.warning("WAIVED by operator (waive_rules=%s): %s", list(settings.waive_rules), o.describe())
+    summary = {
+        "date": day, "rows": df.height, "expectations": len(outcomes), "failed": [o.describe() for o in blocking],
+        "waived": [o.describe() for o in waived], "notes": notes, "docs_uri": docs_uri,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if blocking:
+        _quarantine(storage, day, {**summary, "gx_result": gx_result})
+        msg = (f"validation of {storage.uri(layout.lake_file(day))} failed {len(blocking)} of {len(outcomes)} "
+               f"expectations; the batch is quarantined under {storage.uri(layout.quarantine(day))} and "
+               f"removed from the lake (Data Docs: {docs_uri}):\n  - " + "\n  - ".join(summary["failed"]))
+        log.error(msg)
+        raise ValidationFailed(msg)
+
+    storage.put_json(layout.validated_marker(day), {**summary, "status": "passed"})
+    _resolve_quarantine(storage, day)
+    log.info("validation of %s passed: %d rows, %d expectations, %d waived (%.1fs)", day, df.height,
+             len(outcomes), len(waived), summary["seconds"])
+    return {**summary, "status": "passed", "uri": storage.uri(layout.lake_file(day))}
+
+
+def _quarantine(storage: Storage, day: str, result: dict) -> None:
+    """Copy first, then remove from the lake: the batch is never in neither place."""
+    q = layout.quarantine(day)
+    storage.delete_prefix(q)  # a newer rejection of the same date replaces the older one
+    storage.copy_prefix(layout.lake_partition(day), q)
+    storage.put_json(q + "validation_result.json", result)
+    storage.put_json(q + "_status.json", {"state": "quarantined", "date": day, "failed": result["failed"]})
+    storage.delete_prefix(layout.lake_partition(day))
+
+
+def _resolve_quarantine(storage: Storage, day: str) -> None:
+    """A fixed re-ingest passed: mark the old rejection resolved (kept for audit, not deleted)."""
+    status_key = layout.quarantine(day) + "_status.json"
+    status = storage.get_json(status_key, default=None)
+    if status and status.get("state") == "quarantined":
+        storage.put_json(status_key, {**status, "state": "resolved",
+                                      "resolved_by": storage.uri(layout.validated_marker(day))})

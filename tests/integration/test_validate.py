@@ -1,0 +1,156 @@
+"""Validation against a corpus of real bad files (tests/data/bad_batches/), through the real endpoint."""
+
+import datetime as dt
+import io
+
+import polars as pl
+import pytest
+
+from conftest import ROOT
+from ncf_tasks import layout, rawio
+from ncf_tasks.config import Settings
+from ncf_tasks.errors import ConfigError, NoDataError, ValidationFailed
+from ncf_tasks.ingest import run_ingest
+from ncf_tasks.validate import run_validate
+
+CORPUS = ROOT / "tests" / "data" / "bad_batches"
+DAY = "2026-11-26"
+NOW = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.timezone.utc)
+LATEST = {"partition": "2026-11-25", "run_id": "previous"}
+
+
+def put_raw(storage, name, day=DAY, data=None):
+    storage.put_bytes(layout.raw_partition(day) + name, data if data is not None else (CORPUS / name).read_bytes())
+
+
+def history(storage, rows=40, days=3):
+    """Earlier validated days of ``rows`` rows each: the volume band's reference."""
+    for k in range(1, days + 1):
+        d = (dt.date.fromisoformat(DAY) - dt.timedelta(days=k)).isoformat()
+        body = "user_id,item_id,event_ts,event_type,value\n" + "".join(
+            f"u{i % 9},i{i % 13},{d}T{i // 60:02d}:{i % 60:02d}:00Z,view,1.0\n" for i in range(rows))
+        put_raw(storage, "h.csv", day=d, data=body.encode())
+        run_ingest(storage.settings, date=d)
+        run_validate(storage.settings, date=d, now=NOW)
+
+
+def publish_something(storage):
+    storage.put_json(layout.latest_pointer(), LATEST)
+
+
+def assert_quarantined(storage, raw_name):
+    q = layout.quarantine(DAY)
+    keys = storage.list_keys(q)
+    assert {q + "part-0.parquet", q + "validation_result.json", q + "_status.json", q + "_ingest.json"} <= set(keys)
+    assert storage.get_json(q + "_status.json")["state"] == "quarantined"
+    assert storage.list_keys(layout.lake_partition(DAY)) == []           # out of the training window
+    assert storage.exists(layout.raw_partition(DAY) + raw_name)           # raw never deleted
+    assert storage.get_json(layout.latest_pointer()) == LATEST            # publication untouched
+    assert storage.exists(layout.validation_report(DAY) + "index.html")   # Data Docs for failures too
+
+
+CASES = [
+    ("null_ids.jsonl", {}, r"rule not_null: expect_column_values_to_not_be_null\(user_id\) failed; 1 bad row\(s\); example rows \[\{'row': \d, 'user_id': None"),
+    ("empty_id.jsonl", {}, r"rule id_length: expect_column_value_lengths_to_be_between\(user_id\) failed \(expected min_value=1, max_value=128\)"),
+    ("long_id.csv", {}, r"rule id_length: .*\(user_id\) failed \(expected min_value=1, max_value=128\); 1 bad row"),
+    ("other_day.csv", {}, r"rule ts_in_day: expect_column_values_to_be_between\(event_ts\) failed \(expected min_value=2026-11-25 23:00:00\+00:00"),
+    ("future.csv", {"now": dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)}, r"rule ts_not_future: .*\(expected max_value=2026-11-26 12:00:00\+00:00\); 1 bad row"),
+    ("out_of_range_value.csv", {}, r"rule value_range: expect_column_values_to_be_between\(value\) failed .*1 bad row"),
+    ("unknown_event_type.csv", {"allowed_event_types": ("view", "click", "purchase")}, r"rule event_type: expect_column_values_to_be_in_set\(event_type\) failed .*'teleport'"),
+    ("empty_after_dedup.csv", {}, r"rule min_rows: expect_table_row_count_to_be_between failed \(expected min_value=1\); observed 0"),
+    ("duplicate_storm.csv", {}, r"rule duplicate_rate: expect_table_row_count_to_be_between failed \(expected min_value=50\); observed 10"),
+    ("volume_collapse.csv", {"history": True}, r"rule volume_band: expect_table_row_count_to_be_between failed \(expected min_value=8, max_value=200\); observed 4"),
+    ("volume_spike.csv", {"history": True}, r"rule volume_band: .*failed \(expected min_value=8, max_value=200\); observed 400"),
+]
+
+
+@pytest.mark.parametrize("name, opts, match", CASES, ids=[c[0] for c in CASES])
+def test_bad_raw_batch_is_rejected_and_quarantined(storage, name, opts, match):
+    opts = dict(opts)
+    if opts.pop("history", False):
+        history(storage)
+    now = opts.pop("now", NOW)
+    settings = storage.settings.replace(**opts)
+    publish_something(storage)
+    put_raw(storage, name)
+    run_ingest(settings, date=DAY)
+    with pytest.raises(ValidationFailed, match=match) as err:
+        run_validate(settings, date=DAY, now=now)
+    assert "quarantined under s3://" in str(err.value) and "Data Docs: s3://" in str(err.value)
+    assert_quarantined(storage, name)
+
+
+@pytest.mark.parametrize("name, match", [
+    ("lake-missing_column.jsonl", r"rule schema: expect_column_to_exist\(item_id\) failed"),
+    ("lake-wrong_type.jsonl", r"rule schema: expect_column_values_to_be_of_type\(event_ts\) failed \(expected type_=Timestamp\); observed str"),
+])
+def test_bad_curated_partition_is_rejected(storage, name, match):
+    """A producer that bypassed ingest wrote a partition with the wrong schema."""
+    df = pl.read_ndjson(io.BytesIO((CORPUS / name).read_bytes()))
+    storage.write_parquet(df, layout.lake_file(DAY))
+    publish_something(storage)
+    with pytest.raises(ValidationFailed, match=match):
+        run_validate(storage.settings, date=DAY, now=NOW)
+    q = layout.quarantine(DAY)
+    assert storage.exists(q + "part-0.parquet") and storage.list_keys(layout.lake_partition(DAY)) == []
+    assert storage.get_json(layout.latest_pointer()) == LATEST
+
+
+def test_clean_day_passes_and_is_marked(storage):
+    history(storage)
+    good = "user_id,item_id,event_ts,event_type,value\n" + "".join(
+        f"u{i % 9},i{i % 13},{DAY}T{i // 60:02d}:{i % 60:02d}:00Z,view,1.0\n" for i in range(50))
+    put_raw(storage, "good.csv", data=good.encode())
+    run_ingest(storage.settings, date=DAY)
+    r = run_validate(storage.settings, date=DAY, now=NOW)
+    assert r["status"] == "passed" and r["failed"] == [] and r["rows"] == 50
+    assert any("volume_band: median of 3 earlier day(s) = 40 rows" in n for n in r["notes"])
+    assert storage.get_json(layout.validated_marker(DAY))["rows"] == 50
+    assert storage.list_keys(layout.quarantine(DAY)) == []
+
+
+def test_soft_rule_waived_by_operator_is_logged(storage):
+    put_raw(storage, "duplicate_storm.csv")
+    settings = storage.settings.replace(waive_rules=["duplicate_rate"])
+    run_ingest(settings, date=DAY)
+    r = run_validate(settings, date=DAY, now=NOW)
+    assert r["status"] == "passed" and r["failed"] == [] and "rule duplicate_rate" in r["waived"][0]
+    assert storage.get_json(layout.validated_marker(DAY))["waived"] == r["waived"]
+
+
+def test_hard_rules_cannot_be_waived():
+    with pytest.raises(ConfigError, match=r"waive_rules .*allowed values are \['volume_band', 'duplicate_rate'\]"):
+        Settings.from_env(env={}, waive_rules=["not_null"])
+
+
+def test_fixed_reingest_validates_again_and_clears_quarantine(storage):
+    put_raw(storage, "null_ids.jsonl")
+    run_ingest(storage.settings, date=DAY)
+    with pytest.raises(ValidationFailed):
+        run_validate(storage.settings, date=DAY, now=NOW)
+    # the producer re-delivers a fixed file for the day
+    storage.delete([layout.raw_partition(DAY) + "null_ids.jsonl"])
+    fixed = (CORPUS / "null_ids.jsonl").read_text().replace("null", '"u9"')
+    put_raw(storage, "fixed.jsonl", data=fixed.encode())
+    run_ingest(storage.settings, date=DAY)
+    assert run_validate(storage.settings, date=DAY, now=NOW)["status"] == "passed"
+    status = storage.get_json(layout.quarantine(DAY) + "_status.json")
+    assert status["state"] == "resolved" and storage.exists(layout.quarantine(DAY) + "part-0.parquet")
+
+
+def test_reingest_requires_validation_again(storage):
+    put_raw(storage, "volume_collapse.csv")
+    run_ingest(storage.settings, date=DAY)
+    run_validate(storage.settings, date=DAY, now=NOW)
+    assert storage.exists(layout.validated_marker(DAY))
+    run_ingest(storage.settings, date=DAY)
+    assert not storage.exists(layout.validated_marker(DAY))
+
+
+def test_missing_partition_is_no_data(storage):
+    with pytest.raises(NoDataError, match="run ingest for 2026-11-26 first"):
+        run_validate(storage.settings, date=DAY, now=NOW)
+
+
+def test_canonical_schema_is_what_the_suite_expects():
+    assert list(rawio.canonical_schema()) == ["user_id", "item_id", "event_ts", "event_type", "value"]
