@@ -62,7 +62,16 @@ def ncf_retrain():
         ctx = get_current_context()
         return run_validate(run_settings(ctx), date=ingested["date"])
 
-    validate(ingest())
+    @task(execution_timeout=dt.timedelta(hours=1))
+    def build(validated: dict) -> dict:
+        """Training set of this run from every validated day in the window: id maps, leave-one-out
+        split, 99 sampled candidates per held-out item, `runs/<run_id>/manifest.json`."""
+        from ncf_tasks.dataset import run_build
+
+        ctx = get_current_context()
+        return run_build(run_settings(ctx), run_id=ctx["run_id"], end_date=validated["date"])
+
+    built = build(validate(ingest()))
 
 
 ncf_retrain()
