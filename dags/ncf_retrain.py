@@ -71,7 +71,24 @@ def ncf_retrain():
         ctx = get_current_context()
         return run_build(run_settings(ctx), run_id=ctx["run_id"], end_date=validated["date"])
 
+    def train_task(model: str, doc: str):
+        @task(task_id=f"pretrain_{model}" if model != "neumf" else "train_neumf", queue=BASE.train_queue,
+              execution_timeout=dt.timedelta(hours=2), doc_md=doc)
+        def _train(built: dict) -> dict:
+            from ncf_tasks.train import run_train
+
+            ctx = get_current_context()
+            return run_train(run_settings(ctx), run_id=built["run_id"], model=model)
+
+        return _train
+
     built = build(validate(ingest()))
+    gmf = train_task("gmf", "GMF pretraining (Adam). Runs on the `gpu` queue (CPU when none); resumes from "
+                            "`runs/<run_id>/gmf_checkpoint.pt` after a killed try.")(built)
+    mlp = train_task("mlp", "MLP pretraining (Adam), in parallel with GMF.")(built)
+    neumf = train_task("neumf", "NeuMF fused from GMF and MLP (α-weighted output layer), fine-tuned; "
+                                "best epoch chosen on validation HR@10 only.")(built)
+    [gmf, mlp] >> neumf
 
 
 ncf_retrain()

@@ -159,26 +159,31 @@ def run_build(settings: Settings, *, run_id: str, end_date: str) -> dict:
     events = storage.read_parquet([p["key"] for p in parts], columns=["user_id", "item_id", "event_ts"])
     log.info("read %d events from %d partitions (%s..%s)", events.height, len(parts), parts[0]["date"], parts[-1]["date"])
     ts = build_training_set(events, settings)
-    prefix = layout.run_prefix(run_id)
-    uris = {}
-    for name in FILES:
-        storage.write_parquet(getattr(ts, name), f"{prefix}{name}.parquet")
-        uris[name] = storage.uri(f"{prefix}{name}.parquet")
-    storage.put_json(prefix + "config.json", settings.to_dict())
-    manifest = {
-        "run_id": run_id, "end_date": end_date, "window_days": settings.window_days,
-        "n_users": ts.report["users"], "n_items": ts.report["items"], "n_train": ts.report["train_positives"],
-        "n_valid": ts.report["valid_users"], "n_test": ts.report["test_users"],
-        "eval_negatives": settings.eval_negatives, "train_negatives": settings.train_negatives,
-        "seed": settings.seed, "files": {n: f"{prefix}{n}.parquet" for n in FILES},
-        "partitions": parts, "skipped_unvalidated": unvalidated, "report": ts.report,
-    }
-    storage.put_json(prefix + "manifest.json", manifest)
+    manifest = write_training_set(storage, run_id, ts, settings, end_date=end_date,
+                                  partitions=parts, skipped_unvalidated=unvalidated)
     secs = round(time.perf_counter() - t0, 3)
     log.info("built training set %s: %d users, %d items, %d train positives, sparsity %.4f (%.1fs)",
              run_id, ts.report["users"], ts.report["items"], ts.report["train_positives"], ts.report["sparsity"], secs)
-    return {"run_id": run_id, "manifest_uri": storage.uri(prefix + "manifest.json"), "uris": uris,
+    return {"run_id": run_id, "manifest_uri": storage.uri(layout.run_prefix(run_id) + "manifest.json"),
+            "uris": {n: storage.uri(k) for n, k in manifest["files"].items()},
             "partitions": len(parts), "seconds": secs, **ts.report}
+
+
+def write_training_set(storage: Storage, run_id: str, ts: TrainingSet, settings: Settings, **extra) -> dict:
+    """Write the set's files, the resolved settings and the manifest (last) under ``runs/<run_id>/``."""
+    prefix = layout.run_prefix(run_id)
+    for name in FILES:
+        storage.write_parquet(getattr(ts, name), f"{prefix}{name}.parquet")
+    storage.put_json(prefix + "config.json", settings.to_dict())
+    manifest = {
+        "run_id": run_id, "window_days": settings.window_days,
+        "n_users": ts.report["users"], "n_items": ts.report["items"], "n_train": ts.report["train_positives"],
+        "n_valid": ts.report["valid_users"], "n_test": ts.report["test_users"],
+        "eval_negatives": settings.eval_negatives, "train_negatives": settings.train_negatives,
+        "seed": settings.seed, "files": {n: f"{prefix}{n}.parquet" for n in FILES}, "report": ts.report, **extra,
+    }
+    storage.put_json(prefix + "manifest.json", manifest)
+    return manifest
 
 
 def read_manifest(storage: Storage, run_id: str) -> dict:

@@ -1,0 +1,137 @@
+"""GMF, MLP and NeuMF (He et al., WWW 2017), returning logits (the sigmoid lives in the loss).
+
+* GMF: element-wise product of user and item embeddings, then a learned output layer.
+* MLP: concatenated user and item embeddings through a ReLU tower whose widths are ``layers``; the
+  first width is the concatenation, so each embedding has ``layers[0] // 2`` dimensions.
+* NeuMF: its own GMF and MLP embeddings; the two last hidden layers are concatenated into one output
+  layer. ``NeuMF.from_pretrained`` fuses trained GMF and MLP with output weights
+  ``[α·w_GMF ; (1−α)·w_MLP]`` and bias ``α·b_GMF + (1−α)·b_MLP``, so at initialisation it scores exactly
+  ``α·GMF + (1−α)·MLP`` in logit space.
+
+``score_all`` scores users against every item without materialising (user, item) pairs for the first
+MLP layer: ``W·[u; i] = W_u·u + W_i·i`` is computed once per user and once per item and broadcast,
+which removes the largest matrix product of full-catalogue scoring.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EMBEDDING_STD = 0.01
+
+
+def _embedding(n: int, dim: int) -> nn.Embedding:
+    e = nn.Embedding(n, dim)
+    nn.init.normal_(e.weight, std=EMBEDDING_STD)
+    return e
+
+
+class GMF(nn.Module):
+    def __init__(self, n_users: int, n_items: int, factors: int = 8):
+        super().__init__()
+        self.user, self.item = _embedding(n_users, factors), _embedding(n_items, factors)
+        self.out = nn.Linear(factors, 1)
+        nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
+        nn.init.zeros_(self.out.bias)
+
+    def hidden(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.user(users) * self.item(items)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(users, items)).squeeze(-1)
+
+    def hidden_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(B, I, factors) hidden layer for every user × item (used by NeuMF)."""
+        return self.user(users)[:, None, :] * self.item(items)[None, :, :]
+
+    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        # (u ⊙ i)·w = (u ⊙ w)·i: one matrix product, no (B, I, factors) tensor
+        return (self.user(users) * self.out.weight[0]) @ self.item(items).T + self.out.bias
+
+
+class MLP(nn.Module):
+    def __init__(self, n_users: int, n_items: int, layers: tuple[int, ...] = (64, 32, 16, 8)):
+        super().__init__()
+        if layers[0] % 2:
+            raise ValueError(f"layers[0]={layers[0]} must be even (split between user and item)")
+        half = layers[0] // 2
+        self.user, self.item = _embedding(n_users, half), _embedding(n_items, half)
+        self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in zip(layers[:-1], layers[1:]))
+        for lin in self.tower:
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        self.out = nn.Linear(layers[-1], 1)
+        nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
+        nn.init.zeros_(self.out.bias)
+
+    def hidden(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.user(users), self.item(items)], dim=-1)
+        for lin in self.tower:
+            x = torch.relu(lin(x))
+        return x
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(users, items)).squeeze(-1)
+
+    def hidden_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(B, I, layers[-1]) for every user × item, with the first layer split into user and item halves."""
+        u, i = self.user(users), self.item(items)
+        if not self.tower:
+            return torch.cat([u[:, None, :].expand(-1, i.shape[0], -1), i[None].expand(u.shape[0], -1, -1)], -1)
+        first, half = self.tower[0], u.shape[1]
+        x = (u @ first.weight[:, :half].T)[:, None, :] + (i @ first.weight[:, half:].T + first.bias)[None, :, :]
+        x = torch.relu(x)
+        for lin in self.tower[1:]:
+            x = torch.relu(lin(x))
+        return x
+
+    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden_all(users, items)).squeeze(-1)
+
+
+class NeuMF(nn.Module):
+    def __init__(self, n_users: int, n_items: int, factors: int = 8, layers: tuple[int, ...] = (64, 32, 16, 8)):
+        super().__init__()
+        self.gmf, self.mlp = GMF(n_users, n_items, factors), MLP(n_users, n_items, layers)
+        del self.gmf.out, self.mlp.out  # NeuMF has one output layer over both hidden layers
+        self.out = nn.Linear(factors + layers[-1], 1)
+        nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([self.gmf.hidden(users, items), self.mlp.hidden(users, items)], dim=-1)
+        return self.out(h).squeeze(-1)
+
+    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        f = self.gmf.user.weight.shape[1]
+        w = self.out.weight[0]
+        gmf = (self.gmf.user(users) * w[:f]) @ self.gmf.item(items).T
+        mlp = self.mlp.hidden_all(users, items) @ w[f:]
+        return gmf + mlp + self.out.bias
+
+    @classmethod
+    def from_pretrained(cls, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> "NeuMF":
+        n_users, factors = gmf.user.weight.shape
+        n_items = gmf.item.weight.shape[0]
+        layers = (2 * mlp.user.weight.shape[1], *(lin.out_features for lin in mlp.tower))
+        model = cls(n_users, n_items, factors, layers)
+        with torch.no_grad():
+            for name in ("user", "item"):
+                getattr(model.gmf, name).weight.copy_(getattr(gmf, name).weight)
+                getattr(model.mlp, name).weight.copy_(getattr(mlp, name).weight)
+            for dst, src in zip(model.mlp.tower, mlp.tower):
+                dst.load_state_dict(src.state_dict())
+            model.out.weight.copy_(torch.cat([alpha * gmf.out.weight, (1 - alpha) * mlp.out.weight], dim=1))
+            model.out.bias.copy_(alpha * gmf.out.bias + (1 - alpha) * mlp.out.bias)
+        return model
+
+
+def build_model(kind: str, n_users: int, n_items: int, factors: int, layers: tuple[int, ...]) -> nn.Module:
+    if kind == "gmf":
+        return GMF(n_users, n_items, factors)
+    if kind == "mlp":
+        return MLP(n_users, n_items, layers)
+    if kind == "neumf":
+        return NeuMF(n_users, n_items, factors, layers)
+    raise ValueError(f"model {kind!r}: allowed values are ['gmf', 'mlp', 'neumf']")

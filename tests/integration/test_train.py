@@ -1,0 +1,65 @@
+"""Training through the real storage path on a small synthetic set with planted taste groups."""
+
+import pytest
+import torch
+
+from ncf_tasks.dataset import build_training_set, write_training_set
+from ncf_tasks.errors import NoDataError
+from ncf_tasks.generate import SyntheticSpec, synthesize
+from ncf_tasks.metrics import held_out_rank, hit_ndcg
+from ncf_tasks.rundata import load_run
+from ncf_tasks.train import run_train
+
+pytestmark = pytest.mark.slow
+FAST = dict(epochs=4, batch_size=1024, factors=8, mlp_layers=(32, 16, 8), threads=2, seed=1)
+
+
+@pytest.fixture
+def run(storage):
+    s = storage.settings.replace(**FAST)
+    ev = synthesize(SyntheticSpec(users=400, items=300, days=5, events_per_day=3000, groups=6, taste_strength=0.9, seed=2))
+    write_training_set(storage, "r", build_training_set(ev, s), s)
+    return s
+
+
+def popularity_hr(storage, k=10):
+    data = load_run(storage, "r")
+    counts = torch.bincount(data.train_items, minlength=data.n_items).float()
+    return hit_ndcg(held_out_rank(counts[data.valid_candidates]), k)[0]
+
+
+def test_planted_structure_is_learned_well_above_popularity(storage, run):
+    pop = popularity_hr(storage)
+    gmf = run_train(run, run_id="r", model="gmf")
+    mlp = run_train(run, run_id="r", model="mlp")
+    neumf = run_train(run, run_id="r", model="neumf")
+    assert gmf["val_hr@10"] > pop + 0.05 and mlp["val_hr@10"] > pop + 0.03
+    assert neumf["val_hr@10"] > pop + 0.03  # "NeuMF best" is a quality claim: benchmarks/quality.py
+    hist = storage.get_json("runs/r/gmf_history.json")
+    assert [h["epoch"] for h in hist["epochs"]] == [1, 2, 3, 4] and hist["epochs"][0]["samples_per_s"] > 0
+    art = torch.load(__import__("io").BytesIO(storage.get_bytes("runs/r/neumf.pt")), weights_only=True)
+    assert art["id_maps"] == {"users": "runs/r/users.parquet", "items": "runs/r/items.parquet"} and art["state_dict"]
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(storage, run):
+    straight = run_train(run, run_id="r", model="gmf")
+    full = storage.get_json("runs/r/gmf_history.json")["epochs"]
+    storage.delete_prefix("runs/r/gmf")
+    run_train(run.replace(epochs=2), run_id="r", model="gmf")     # the task is killed after epoch 2 ...
+    resumed = run_train(run, run_id="r", model="gmf")              # ... and retried
+    again = storage.get_json("runs/r/gmf_history.json")["epochs"]
+    strip = lambda h: [(e["epoch"], e["loss"], e["val_hr@10"]) for e in h]  # noqa: E731
+    assert strip(again) == strip(full) and resumed["val_hr@10"] == straight["val_hr@10"]
+
+
+def test_cpu_runs_are_repeatable_under_a_seed(storage, run):
+    a = run_train(run, run_id="r", model="mlp")
+    storage.delete_prefix("runs/r/mlp")
+    b = run_train(run, run_id="r", model="mlp")
+    assert a["val_hr@10"] == b["val_hr@10"] and a["best_epoch"] == b["best_epoch"]
+
+
+def test_neumf_pretraining_needs_gmf_and_mlp(storage, run):
+    with pytest.raises(NoDataError, match=r"NeuMF with pretraining needs s3://.*/runs/r/gmf\.pt: train gmf"):
+        run_train(run, run_id="r", model="neumf")
+    assert run_train(run.replace(pretrain=False, epochs=1), run_id="r", model="neumf")["epochs"] == 1

@@ -1,0 +1,50 @@
+import torch
+
+from ncf_tasks.models import GMF, MLP, NeuMF
+from ncf_tasks.metrics import held_out_rank, hit_ndcg
+
+
+def test_shapes_and_embedding_init():
+    for m in (GMF(7, 9, 4), MLP(7, 9, (16, 8, 4)), NeuMF(7, 9, 4, (16, 8, 4))):
+        u, i = torch.tensor([0, 6, 3]), torch.tensor([8, 0, 2])
+        assert m(u, i).shape == (3,)
+    emb = GMF(1000, 1000, 32).user.weight
+    assert abs(float(emb.std()) - 0.01) < 0.001
+
+
+def test_neumf_fusion_reproduces_alpha_weighted_scores_exactly():
+    torch.manual_seed(0)
+    gmf, mlp = GMF(20, 30, 8), MLP(20, 30, (16, 8, 4))
+    for p in list(gmf.parameters()) + list(mlp.parameters()):
+        torch.nn.init.normal_(p, std=0.5)  # 'trained' weights, far from init
+    u, i = torch.randint(20, (100,)), torch.randint(30, (100,))
+    for alpha in (0.5, 0.2, 1.0):
+        fused = NeuMF.from_pretrained(gmf, mlp, alpha)
+        expected = alpha * gmf(u, i) + (1 - alpha) * mlp(u, i)
+        assert torch.allclose(fused(u, i), expected, atol=1e-5)
+
+
+def test_score_all_matches_pairwise_forward():
+    torch.manual_seed(1)
+    for m in (GMF(10, 40, 6), MLP(10, 40, (12, 6, 3)), NeuMF(10, 40, 6, (12, 6, 3))):
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+        users, items = torch.tensor([0, 3, 9]), torch.arange(40)
+        full = m.score_all(users, items)
+        pair = m(users.repeat_interleave(40), items.repeat(3)).view(3, 40)
+        assert torch.allclose(full, pair, atol=1e-5)
+
+
+def test_metrics_hand_computed():
+    # rows: hit at rank 0, hit at rank 9, miss (rank 10), tie counted against the held-out item
+    s = torch.tensor([[9.0] + [1.0] * 20,
+                      [5.0] + [6.0] * 9 + [1.0] * 11,
+                      [5.0] + [6.0] * 10 + [1.0] * 10,
+                      [5.0, 5.0] + [1.0] * 19])
+    ranks = held_out_rank(s)
+    assert ranks.tolist() == [0, 9, 10, 1]
+    hr, ndcg = hit_ndcg(ranks, 10)
+    assert hr == 3 / 4
+    expected = (1.0 + 1 / torch.log2(torch.tensor(11.0)).item() + 0 + 1 / torch.log2(torch.tensor(3.0)).item()) / 4
+    assert abs(ndcg - expected) < 1e-9
+    assert hit_ndcg(held_out_rank(torch.zeros(5, 100)), 10) == (0.0, 0.0)  # a constant model never hits
