@@ -19,8 +19,8 @@ import datetime as dt
 
 from airflow.sdk import dag, get_current_context, task
 
-from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, data_date, failure_summary,
-                        run_settings)
+from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, TOPK_ASSET, data_date,
+                        failure_summary, run_settings)
 
 
 @dag(
@@ -89,6 +89,45 @@ def ncf_retrain():
     neumf = train_task("neumf", "NeuMF fused from GMF and MLP (α-weighted output layer), fine-tuned; "
                                 "best epoch chosen on validation HR@10 only.")(built)
     [gmf, mlp] >> neumf
+
+    @task(queue=BASE.train_queue, execution_timeout=dt.timedelta(minutes=30))
+    def evaluate(trained: dict) -> dict:
+        """HR@K / NDCG@K of GMF, MLP, NeuMF, item popularity and the production model on the test
+        candidates; full-catalogue recall, coverage, popularity bias; `runs/<run_id>/report.html`.
+        The returned metrics are this task's XCom: visible in the UI without opening the log."""
+        from ncf_tasks.evaluate import run_evaluate
+
+        ctx = get_current_context()
+        return run_evaluate(run_settings(ctx), run_id=trained["run_id"])
+
+    @task.short_circuit(execution_timeout=dt.timedelta(minutes=5))
+    def gate(evaluated: dict) -> bool:
+        """Publish only if NeuMF beats popularity by `gate_min_lift` and is within `gate_tolerance` of
+        production, or an operator set `force_publish`. A rejection skips `publish`; the previous table
+        stays live."""
+        import logging
+
+        decision = evaluated["gate"]
+        log = logging.getLogger("ncf")
+        (log.info if decision["publish"] else log.warning)(
+            "gate %s: %s (report: %s)", "PUBLISH" if decision["publish"] else "REJECTED",
+            "; ".join(decision["reasons"]), evaluated["report_uri"])
+        return bool(decision["publish"])
+
+    @task(outlets=[TOPK_ASSET], queue=BASE.train_queue, execution_timeout=dt.timedelta(hours=1))
+    def publish(evaluated: dict) -> dict:
+        """Top-K table to `recs/topk/dt=D/`, then `models/production.json`, then `_latest.json` (last,
+        atomically). Emits the `ncf_topk` Asset with the pointer as event metadata."""
+        from ncf_tasks.publish import run_publish
+
+        ctx = get_current_context()
+        settings = run_settings(ctx)
+        pointer = run_publish(settings, run_id=evaluated["run_id"], date=data_date(ctx, settings))
+        ctx["outlet_events"][TOPK_ASSET].extra = {k: v for k, v in pointer.items() if k != "removed"}
+        return pointer
+
+    evaluated = evaluate(neumf)
+    gate(evaluated) >> publish(evaluated)
 
 
 ncf_retrain()

@@ -30,6 +30,14 @@ python -m ncf_tasks generate --end-date "$LAST_DAY" --days 7 --users "${DEMO_USE
   --items "${DEMO_ITEMS:-800}" --events-per-day "${DEMO_EVENTS_PER_DAY:-8000}" --seed 7 | tail -n1 \
   | python -c "import json,sys; r=json.load(sys.stdin); print(f\"{r['rows']:,} events in {r['files']} files, days {r['days'][0]}..{r['days'][-1]}, under {r['uri']}\")"
 
+step "backfilling the 6 earlier days into the lake (ingest + validate each, as ncf_ingest_backfill does)"
+for i in 6 5 4 3 2 1; do
+  d="$(date -u -d "$LAST_DAY - $i day" +%F)"
+  python -m ncf_tasks ingest --date "$d" 2>/dev/null | tail -n1 >/dev/null
+  python -m ncf_tasks validate --date "$d" 2>/dev/null | tail -n1 \
+    | python -c "import json,sys; r=json.load(sys.stdin); print(r['date'], r['status'], r['rows'], 'rows')"
+done
+
 step "preparing the Airflow metadata database ($AIRFLOW_HOME, SQLite)"
 airflow db migrate >"$DEMO/airflow-db.log" 2>&1 || { tail -n 30 "$DEMO/airflow-db.log"; exit 1; }
 echo "ok"
@@ -41,9 +49,11 @@ if ! airflow dags test ncf_retrain "${LOGICAL_DAY}T02:00:00+00:00" >"$DEMO/airfl
   echo "the DAG run failed: full log in $DEMO/airflow-run.log" >&2
   exit 1
 fi
-grep -oE "Task instance state updated.*new_state=[a-z_]+|ingested [^\[]*|validation [^\[]*|epoch [^\[]*|published [^\[]*" \
-  "$DEMO/airflow-run.log" | grep -v "Task instance" || true
+grep -oE "(ingested|validation of|built training set|epoch [0-9]+/|gate (PUBLISH|REJECTED):|published|report:) [^\[]*" "$DEMO/airflow-run.log" || true
 echo "DAG run succeeded"
 
 step "what the run produced"
 python -m ncf_tasks inventory 2>&1 >/dev/null | grep -v " INFO "
+
+step "metrics of the published run, and recommendations read back through ncf_tasks.reader"
+python -m ncf_tasks show-latest --users 3 --limit 5 2>&1 >/dev/null | grep -v " INFO "

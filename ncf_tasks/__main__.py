@@ -69,9 +69,11 @@ def _publish(s: Settings, a: argparse.Namespace) -> dict:
 
 
 def _show_latest(s: Settings, a: argparse.Namespace) -> dict:
-    from ncf_tasks.reader import show_latest
+    from ncf_tasks.reader import format_latest, show_latest
 
-    return show_latest(s, users=a.users, limit=a.limit)
+    out = show_latest(s, users=a.users, limit=a.limit)
+    print(format_latest(out), file=sys.stderr)
+    return out
 
 
 def _inventory(s: Settings, a: argparse.Namespace) -> dict:

@@ -1,0 +1,97 @@
+"""For downstream jobs: read the newest complete top-K table by following ``recs/topk/_latest.json``.
+
+    from ncf_tasks.reader import load_latest
+    recs = load_latest().filter(pl.col("user_id") == "u000042").collect()
+
+The pointer is written last and atomically, so whatever it names is complete; a publish in progress
+or a crashed one is invisible here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ncf_tasks import layout
+from ncf_tasks.config import Settings
+from ncf_tasks.errors import NoDataError
+from ncf_tasks.storage import Storage
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def latest_pointer(settings: Settings | None = None) -> dict:
+    storage = Storage(settings or Settings.from_env())
+    pointer = storage.get_json(layout.latest_pointer(), default=None)
+    if pointer is None:
+        raise NoDataError(f"nothing published yet: {storage.uri(layout.latest_pointer())} does not exist")
+    return pointer
+
+
+def load_latest(settings: Settings | None = None) -> "pl.LazyFrame":
+    """The latest table as a polars LazyFrame (columns: user_id, rank, item_id, score, model_run_id, generated_at)."""
+    settings = settings or Settings.from_env()
+    return Storage(settings).scan_parquet(latest_pointer(settings)["files"])
+
+
+def show_latest(settings: Settings, *, users: int = 3, limit: int = 10) -> dict:
+    """The pointer and the first ``limit`` recommendations of a few users (CLI ``show-latest``)."""
+    import polars as pl
+
+    pointer = latest_pointer(settings)
+    lf = load_latest(settings)
+    first = lf.select("user_id").unique().sort("user_id").head(users).collect()["user_id"]
+    sample = (lf.filter(pl.col("user_id").is_in(first.implode()) & (pl.col("rank") <= limit))
+              .sort("user_id", "rank").collect())
+    recs = {u: g.select("rank", "item_id", "score").rows() for (u,), g in sample.group_by("user_id", maintain_order=True)}
+    metrics = Storage(settings).get_json(layout.run_prefix(pointer["run_id"]) + "metrics.json", default=None)
+    return {"pointer": pointer, "metrics": metrics,
+            "report_uri": Storage(settings).uri(layout.run_prefix(pointer["run_id"]) + "report.html"),
+            "sample": {u: [[r, i, round(float(s), 4)] for r, i, s in rows] for u, rows in recs.items()}}
+
+
+def format_latest(out: dict) -> str:
+    """The metrics table, the report, the table and a few users' lists, for a person."""
+    p, m = out["pointer"], out.get("metrics")
+    lines = []
+    if m:
+        k = m["k"]
+        lines.append(f"{'model':<12} {'HR@' + str(k):>8} {'NDCG@' + str(k):>8}")
+        lines += [f"{name:<12} {v[f'hr@{k}']:>8.4f} {v[f'ndcg@{k}']:>8.4f}" for name, v in m["models"].items()]
+        lines.append("gate: " + "; ".join(m["gate"]["reasons"]))
+    lines.append(f"report: {out['report_uri']}")
+    lines.append(f"table: {p['uri']} ({p['rows']:,} rows, {p['users']:,} users, top-{p['k']}), run {p['run_id']}")
+    for user, recs in out["sample"].items():
+        lines.append(f"  {user}: " + ", ".join(f"{i} ({s:.2f})" for _, i, s in recs))
+    return "\n".join(lines)
+
+
+def check_latest(settings: Settings) -> dict:
+    """What a careful consumer checks before using a table; raises DataError naming the broken rule."""
+    import polars as pl
+
+    from ncf_tasks.errors import DataError
+
+    storage = Storage(settings)
+    pointer = latest_pointer(settings)
+    table = load_latest(settings)
+    rows = table.select(pl.len()).collect().item()
+    if rows != pointer["rows"]:
+        raise DataError(f"{pointer['uri']}: {rows} rows, the pointer says {pointer['rows']}")
+    per_user = table.group_by("user_id").agg(pl.len().alias("n"), pl.col("rank").min().alias("lo"),
+                                             pl.col("rank").max().alias("hi")).collect()
+    bad = per_user.filter((pl.col("n") > pointer["k"]) | (pl.col("lo") != 1) | (pl.col("hi") != pl.col("n")))
+    if bad.height:
+        raise DataError(f"{pointer['uri']}: {bad.height} user(s) break 'ranks 1..n with n <= K={pointer['k']}', "
+                        f"e.g. {bad.head(3).to_dicts()}")
+    prefix = layout.run_prefix(pointer["run_id"])
+    maps = {f: storage.scan_parquet(prefix + f"{f}.parquet") for f in ("users", "items")}
+    seen = pl.concat([storage.scan_parquet(prefix + f"{r}.parquet").select("user_idx", "item_idx")
+                      for r in ("train", "valid", "test")])
+    seen_ids = seen.join(maps["users"], on="user_idx").join(maps["items"].select("item_idx", "item_id"), on="item_idx")
+    clash = table.join(seen_ids.select("user_id", "item_id"), on=["user_id", "item_id"], how="semi").collect()
+    if clash.height:
+        raise DataError(f"{pointer['uri']}: {clash.height} recommendation(s) of items the user already interacted "
+                        f"with, e.g. {clash.head(3).to_dicts()}")
+    return {"uri": pointer["uri"], "run_id": pointer["run_id"], "rows": rows, "users": per_user.height,
+            "k": pointer["k"], "checks": ["row count", "ranks 1..n <= K", "no seen items"]}
