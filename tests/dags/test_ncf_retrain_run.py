@@ -58,3 +58,45 @@ def test_bad_day_fails_validate_and_stops_the_run(dag_env, storage):
     assert ti.try_number == 1  # a validation failure is not retried
     assert storage.exists(layout.quarantine(DAY) + "part-0.parquet")
     assert storage.get_json("recs/topk/_latest.json") == {"run_id": "previous"}
+
+
+def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, storage):
+    """Every task, trigger-form params reflected in the table (K=7), the Asset event queues the consumer."""
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    from ncf_tasks.ingest import run_ingest
+    from ncf_tasks.validate import run_validate
+
+    run_generate(storage.settings, spec=SyntheticSpec(users=300, items=150, days=3, events_per_day=3000, end_date=DAY))
+    for d in ("2026-11-24", "2026-11-25"):  # history, as the backfill DAG would have loaded it
+        run_ingest(storage.settings, date=d)
+        run_validate(storage.settings, date=d, now=LOGICAL)
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = BundleDagBag(dag_folder=str(ROOT / "dags"), bundle_path=ROOT / "dags")
+    sync_bag_to_db(bag, "dags-folder", None)  # the consumer must be known for the Asset to queue it
+    from airflow.models.dag import DagModel
+
+    with create_session() as session:  # new DAGs start paused; an operator unpauses the consumer
+        session.query(DagModel).filter(DagModel.dag_id == "ncf_topk_consumer").update({"is_paused": False})
+    conf = {"epochs": 2, "batch_size": 1024, "publish_k": 7, "gate_min_lift": -1.0}
+    dr = bag.get_dag("ncf_retrain").test(logical_date=LOGICAL, run_conf=conf)
+    st = states(dr)
+    assert dr.state == "success" and set(st.values()) == {"success"}, st
+    assert len(st) == 9
+
+    from ncf_tasks.reader import latest_pointer, load_latest
+
+    pointer = latest_pointer(storage.settings)
+    assert pointer["k"] == 7 and pointer["partition"] == DAY and load_latest(storage.settings).collect()["rank"].max() == 7
+    with create_session() as session:
+        asset = session.query(AssetModel).filter(AssetModel.name == "ncf_topk").one()
+        events = session.query(AssetEvent).filter(AssetEvent.asset_id == asset.id).all()
+        assert events[-1].extra["run_id"] == pointer["run_id"] and events[-1].extra["k"] == 7
+        queued = session.query(AssetDagRunQueue).filter(AssetDagRunQueue.asset_id == asset.id).all()
+        assert "ncf_topk_consumer" in {q.target_dag_id for q in queued}
+    consumer = bag.get_dag("ncf_topk_consumer").test()
+    assert consumer.state == "success"

@@ -1,0 +1,137 @@
+"""Evaluate, gate and publish through the real endpoint; failures injected on the server side."""
+
+import polars as pl
+import pytest
+import torch
+
+from faulty_s3 import FaultyS3
+from ncf_tasks import layout
+from ncf_tasks.dataset import build_training_set, write_training_set
+from ncf_tasks.errors import StorageError
+from ncf_tasks.evaluate import gate, id_translation, run_evaluate
+from ncf_tasks.generate import SyntheticSpec, synthesize
+from ncf_tasks.publish import GateRejected, run_publish
+from ncf_tasks.reader import check_latest, latest_pointer, load_latest
+from ncf_tasks.storage import Storage
+from ncf_tasks.train import run_train
+
+pytestmark = pytest.mark.slow
+FAST = dict(epochs=2, batch_size=1024, factors=8, mlp_layers=(16, 8), threads=2, publish_k=20, seed=3,
+            gate_min_lift=-1.0, gate_tolerance=1.0)  # gate behaviour has its own tests below
+
+
+def make_run(storage, run_id, seed=2, drop_users=0, **over):
+    s = storage.settings.replace(**{**FAST, **over})
+    ev = synthesize(SyntheticSpec(users=200, items=150, days=3, events_per_day=2000, groups=5, seed=seed))
+    ev = ev.filter(pl.col("user_id") >= f"u{drop_users:06d}")  # fewer users: every index shifts
+    write_training_set(storage, run_id, build_training_set(ev, s), s)
+    for m in ("gmf", "mlp", "neumf"):
+        run_train(s, run_id=run_id, model=m)
+    return s
+
+
+def test_publish_then_reader_then_consumer_checks(storage):
+    s = make_run(storage, "r1")
+    ev = run_evaluate(s, run_id="r1")
+    assert ev["gate"]["publish"] and "no model in production yet" in ev["gate"]["reasons"]
+    assert storage.exists("runs/r1/report.html") and b"<svg" in storage.get_bytes("runs/r1/report.html")
+    p = run_publish(s, run_id="r1", date="2026-11-26")
+    table = load_latest(s).collect()
+    assert table.columns == ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"]
+    assert table.height == p["rows"] and table["rank"].max() == 20 and (table["model_run_id"] == "r1").all()
+    assert str(table.schema["generated_at"]) == "Datetime(time_unit='us', time_zone='UTC')"
+    assert check_latest(s)["checks"] == ["row count", "ranks 1..n <= K", "no seen items"]
+    assert storage.get_json(layout.production_pointer())["run_id"] == "r1"
+
+
+def test_republish_is_idempotent(storage):
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    a = run_publish(s, run_id="r1", date="2026-11-26")
+    objs = {o["key"]: o["etag"] for o in storage.list("recs/")}
+    b = run_publish(s, run_id="r1", date="2026-11-26")
+    assert {k: v for k, v in a.items() if k != "removed"} == {k: v for k, v in b.items() if k != "removed"}
+    assert {o["key"]: o["etag"] for o in storage.list("recs/")} == objs
+
+
+def test_crash_between_table_and_pointer_leaves_the_old_one_readable(storage, s3_server):
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    run_publish(s, run_id="r1", date="2026-11-25")
+    old = load_latest(s).collect()
+    make_run(storage, "r2", seed=5)
+    run_evaluate(s, run_id="r2")
+    proxy = FaultyS3(s3_server.url)
+    try:
+        faulty = s.replace(s3_endpoint_url=proxy.url, s3_max_attempts=2)
+        proxy.fail(r"_latest\.json")  # every write of the pointer (its staged key too) fails
+        with pytest.raises(StorageError, match="_latest.json"):
+            run_publish(faulty, run_id="r2", date="2026-11-26")
+        assert proxy.failed
+    finally:
+        proxy.close()
+    assert latest_pointer(s)["run_id"] == "r1"
+    assert load_latest(s).collect().equals(old)  # the old table is still there and complete
+    assert not [k for k in storage.list_keys("recs/") if ".tmp-" in k]
+
+
+def test_gate_rejection_blocks_publish_unless_forced(storage):
+    s = make_run(storage, "r1", gate_min_lift=0.99)
+    ev = run_evaluate(s, run_id="r1")
+    assert not ev["gate"]["publish"] and "required lift 0.99" in ev["gate"]["reasons"][0]
+    with pytest.raises(GateRejected, match="set force_publish=true"):
+        run_publish(s, run_id="r1", date="2026-11-26")
+    assert not storage.exists(layout.latest_pointer())
+    forced = s.replace(force_publish=True)
+    ev = run_evaluate(forced, run_id="r1")
+    assert ev["gate"]["forced"] and "FORCED" in ev["gate"]["reasons"][-1]
+    assert run_publish(forced, run_id="r1", date="2026-11-26")["forced"] is True
+
+
+def test_retention_never_deletes_the_live_partition(storage):
+    s = make_run(storage, "r1", retention_days=30)
+    run_evaluate(s, run_id="r1")
+    run_publish(s, run_id="r1", date="2026-10-01")
+    old_key = latest_pointer(s)["files"][0]
+    run_publish(s, run_id="r1", date="2026-11-26")  # 56 days later: 2026-10-01 is out of retention
+    live = latest_pointer(s)["files"][0]
+    assert storage.exists(live) and not storage.exists(old_key)
+    run_publish(s, run_id="r1", date="2026-09-01")  # a backdated republish: it is live, so it stays
+    assert storage.exists(latest_pointer(s)["files"][0])
+
+
+def test_production_is_rescored_through_its_own_id_maps(storage):
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    run_publish(s, run_id="r1", date="2026-11-25")
+    make_run(storage, "r2", drop_users=20)  # same tastes, but every user index differs from r1's
+    ev = run_evaluate(s, run_id="r2")
+    prod = ev["metrics"]["production"]
+    assert prod["hr@10"] > ev["metrics"]["popularity"]["hr@10"] - 0.1
+    # a run whose users and items production never saw: every candidate scores -inf, HR 0
+    rename = lambda df, col: df.with_columns(("new-" + pl.col(col)).alias(col))  # noqa: E731
+    for f, col in (("users", "user_id"), ("items", "item_id")):
+        storage.write_parquet(rename(storage.read_parquet(f"runs/r2/{f}.parquet"), col), f"runs/r2/{f}.parquet")
+    assert run_evaluate(s, run_id="r2")["metrics"]["production"]["hr@10"] == 0.0
+
+
+def test_id_translation_partial_overlap():
+    ours = pl.DataFrame({"user_idx": [0, 1, 2], "user_id": ["a", "b", "c"]})
+    theirs = pl.DataFrame({"user_idx": [0, 1], "user_id": ["c", "a"]})
+    assert id_translation(ours, theirs).tolist() == [1, -1, 0]
+
+
+def test_gate_decisions():
+    def m(new, pop, prod=None):
+        models = {"neumf": {"hr@10": new}, "popularity": {"hr@10": pop}}
+        if prod is not None:
+            models["production"] = {"hr@10": prod}
+        return {"models": models}
+    from ncf_tasks.config import Settings
+    s = Settings.from_env(env={}, gate_min_lift=0.05, gate_tolerance=0.01)
+    assert gate(s, m(0.6, 0.5), 10)["publish"]
+    assert not gate(s, m(0.54, 0.5), 10)["publish"]
+    assert gate(s, m(0.6, 0.5, prod=0.605), 10)["publish"]       # within tolerance of production
+    assert not gate(s, m(0.6, 0.5, prod=0.62), 10)["publish"]    # worse than production
+    d = gate(s.replace(force_publish=True), m(0.54, 0.5), 10)
+    assert d["publish"] and d["forced"] and not d["passed"]
