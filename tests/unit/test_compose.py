@@ -1,0 +1,59 @@
+"""docker-compose.yaml cannot run here (no Docker engine): check its structure statically."""
+
+import re
+
+import yaml
+
+from conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def env(name):
+    return SERVICES[name].get("environment", {})
+
+
+def test_the_services_of_the_stack():
+    assert {"postgres", "redis", "minio", "minio-init", "airflow-init", "airflow-apiserver", "airflow-scheduler",
+            "airflow-dag-processor", "airflow-triggerer", "airflow-worker-cpu", "airflow-worker-gpu"} <= set(SERVICES)
+
+
+def test_celery_queues_and_gpu_reservation():
+    assert env("airflow-scheduler")["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert SERVICES["airflow-worker-cpu"]["command"].endswith("-q default")
+    gpu = SERVICES["airflow-worker-gpu"]
+    assert "-q gpu" in gpu["command"] and gpu["build"]["args"]["TORCH_INDEX"].startswith("cu")
+    dev = gpu["deploy"]["resources"]["reservations"]["devices"][0]
+    assert dev["driver"] == "nvidia" and "gpu" in dev["capabilities"] and gpu["environment"]["NCF_DEVICE"] == "cuda"
+    assert env("airflow-worker-gpu")["NCF_TRAIN_QUEUE"] == "gpu"
+
+
+def test_long_running_services_have_healthchecks():
+    for name, svc in SERVICES.items():
+        if name not in ("minio-init", "airflow-init"):
+            assert "healthcheck" in svc, name
+
+
+def test_dags_mounted_and_one_image_from_requirements():
+    for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-worker-cpu"):
+        assert "./dags:/opt/airflow/dags" in SERVICES[name]["volumes"]
+        assert SERVICES[name]["build"]["dockerfile"] == "include/docker/Dockerfile"
+    dockerfile = (ROOT / "include" / "docker" / "Dockerfile").read_text()
+    assert "requirements.txt" in dockerfile and "apache/airflow:3.3.2" in dockerfile
+
+
+def test_s3_connection_points_at_minio_and_bucket_is_created():
+    e = env("airflow-scheduler")
+    assert e["NCF_AWS_CONN_ID"] == "ncf_s3" and "http://minio:9000" in e["AIRFLOW_CONN_NCF_S3"]
+    assert "mc mb" in " ".join(SERVICES["minio-init"]["entrypoint"])
+    assert "minio/minio" not in SERVICES["minio"]["image"].split("/", 1)[0]  # not Docker Hub's removed image
+    assert e["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080")
+
+
+def test_no_secrets_in_the_file():
+    text = (ROOT / "docker-compose.yaml").read_text()
+    for key in ("PASSWORD", "SECRET", "FERNET_KEY"):
+        for m in re.finditer(rf"{key}\w*:\s*(\S+)", text):
+            assert m.group(1).startswith(("${", '"${', "'${")), m.group(0)
+    assert (ROOT / ".env.example").is_file()
