@@ -26,17 +26,7 @@ echo "endpoint $NCF_S3_ENDPOINT_URL, bucket $NCF_BUCKET"
 LOGICAL_DAY="$(date -u +%F)"
 LAST_DAY="$(date -u -d "$LOGICAL_DAY - 1 day" +%F)"
 step "writing a week of sample logs ending $LAST_DAY"
-python -m ncf_tasks generate --end-date "$LAST_DAY" --days 7 --users "${DEMO_USERS:-1500}" \
-  --items "${DEMO_ITEMS:-800}" --events-per-day "${DEMO_EVENTS_PER_DAY:-8000}" --seed 7 | tail -n1 \
-  | python -c "import json,sys; r=json.load(sys.stdin); print(f\"{r['rows']:,} events in {r['files']} files, days {r['days'][0]}..{r['days'][-1]}, under {r['uri']}\")"
-
-step "backfilling the 6 earlier days into the lake (ingest + validate each, as ncf_ingest_backfill does)"
-for i in 6 5 4 3 2 1; do
-  d="$(date -u -d "$LAST_DAY - $i day" +%F)"
-  python -m ncf_tasks ingest --date "$d" 2>/dev/null | tail -n1 >/dev/null
-  python -m ncf_tasks validate --date "$d" 2>/dev/null | tail -n1 \
-    | python -c "import json,sys; r=json.load(sys.stdin); print(r['date'], r['status'], r['rows'], 'rows')"
-done
+bash include/sample_data.sh "$LAST_DAY"
 
 step "preparing the Airflow metadata database ($AIRFLOW_HOME, SQLite)"
 airflow db migrate >"$DEMO/airflow-db.log" 2>&1 || { tail -n 30 "$DEMO/airflow-db.log"; exit 1; }

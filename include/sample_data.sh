@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Sample data for `make demo` and `make up`: a week of synthetic logs ending LAST_DAY in the bucket, and
+# the 6 days before LAST_DAY ingested + validated into the lake (what ncf_ingest backfills would do), so
+# that tonight's run trains on a week. Needs NCF_S3_ENDPOINT_URL / NCF_BUCKET etc. in the environment.
+#   include/sample_data.sh LAST_DAY
+set -euo pipefail
+LAST_DAY="$1"
+python -m ncf_tasks generate --end-date "$LAST_DAY" --days 7 --users "${DEMO_USERS:-1500}" \
+  --items "${DEMO_ITEMS:-800}" --events-per-day "${DEMO_EVENTS_PER_DAY:-8000}" --seed 7 2>/dev/null | tail -n1 \
+  | python -c "import json,sys; r=json.load(sys.stdin); print(f\"{r['rows']:,} events in {r['files']} files, days {r['days'][0]}..{r['days'][-1]}, under {r['uri']}\")"
+echo "backfilling the 6 earlier days into the lake (ingest + validate each):"
+for i in 6 5 4 3 2 1; do
+  d="$(date -u -d "$LAST_DAY - $i day" +%F)"
+  python -m ncf_tasks ingest --date "$d" 2>/dev/null | tail -n1 >/dev/null
+  python -m ncf_tasks validate --date "$d" 2>/dev/null | tail -n1 \
+    | python -c "import json,sys; r=json.load(sys.stdin); print(' ', r['date'], r['status'], r['rows'], 'rows')"
+done

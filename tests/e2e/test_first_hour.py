@@ -1,0 +1,113 @@
+"""The first hour, in a real browser: `make up`, log in, trigger ncf_retrain with a changed param,
+wait for success, read the published table through the reader, keep a screenshot of the run.
+
+Needs Debian's chromium (/usr/bin/chromium); `.ci/run` installs it. Playwright drives it directly
+(no browser download). Uses port 8080 as `make up` does, a private AIRFLOW_HOME, the demo's data and 8 epochs (enough for
+the model to pass the gate, so the run publishes). Unpausing the DAG also starts the run of the
+latest 02:00 (catchup=False runs the most recent interval); it precedes ours (max_active_runs=1), so
+the pointer ends on the triggered run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+UI = "http://127.0.0.1:8080"
+K = 17  # the changed param: recommendations per user in the published table
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "PYTHONPATH": str(ROOT), "NCF_EPOCHS": "8",
+           "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+           "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    up = subprocess.run(["bash", "include/up.sh", "start"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert "login: admin / " in up.stdout
+        password = up.stdout.split("login: admin / ")[1].split()[0]
+        s3 = json.loads((ROOT / ".up" / "s3.json").read_text())
+        yield {"password": password, "s3": s3, "env": env}
+    finally:
+        subprocess.run(["bash", "include/up.sh", "stop"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+
+
+def api(path: str, token: str) -> dict:
+    req = urllib.request.Request(UI + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+
+def token(password: str) -> str:
+    req = urllib.request.Request(UI + "/auth/token", data=json.dumps({"username": "admin", "password": password}).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)["access_token"]
+
+
+def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
+    from playwright.sync_api import sync_playwright
+
+    from ncf_tasks.config import Settings
+    from ncf_tasks.local_s3 import DUMMY_KEY
+    from ncf_tasks.reader import latest_pointer, load_latest
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(UI + "/", wait_until="networkidle")
+            page.wait_for_selector("input[name=username]", timeout=60_000)
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", stack["password"])
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+            page.goto(UI + "/dags/ncf_retrain", wait_until="networkidle")
+            page.get_by_role("button", name="Trigger").first.click()
+            dialog = page.get_by_role("dialog")
+            k_field = dialog.locator("input[name=element_publish_k]")
+            k_field.wait_for(timeout=30_000)
+            k_field.fill(str(K))
+            page.screenshot(path=str(artifacts / "e2e-trigger-form.png"))
+            dialog.get_by_role("button", name="Trigger").click()
+
+            tok = token(stack["password"])
+            deadline, run = time.monotonic() + 900, None
+            while time.monotonic() < deadline:
+                runs = api("/api/v2/dags/ncf_retrain/dagRuns?order_by=-run_after&limit=1", tok)["dag_runs"]
+                run = runs[0] if runs else None
+                if run and run["state"] in ("success", "failed"):
+                    break
+                time.sleep(5)
+            assert run and run["state"] == "success", run
+            assert run["conf"]["publish_k"] == K
+            page.goto(f"{UI}/dags/ncf_retrain/runs/{run['dag_run_id']}", wait_until="networkidle")
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(artifacts / "e2e-finished-run.png"), full_page=True)
+        finally:
+            browser.close()
+
+    settings = Settings.from_env(env={"NCF_S3_ENDPOINT_URL": stack["s3"]["url"], "NCF_BUCKET": stack["s3"]["bucket"],
+                                      "NCF_S3_ACCESS_KEY_ID": DUMMY_KEY, "NCF_S3_SECRET_ACCESS_KEY": DUMMY_KEY})
+    pointer = latest_pointer(settings)
+    table = load_latest(settings).collect()
+    assert pointer["run_id"] == run["dag_run_id"] and pointer["k"] == K
+    assert table["rank"].max() == K and table.height == pointer["rows"] > 0
+    assert (artifacts / "e2e-finished-run.png").stat().st_size > 10_000
