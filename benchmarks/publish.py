@@ -1,0 +1,66 @@
+"""Full-catalogue top-100 (publication) and candidate evaluation speed of NeuMF.
+
+    python benchmarks/publish.py [--big-users 100000 --big-items 20000]
+
+1. ``publish.top_k`` (score every user x every item in bounded chunks, mask seen items, topk) for
+   6,040 users x 3,706 items (ML-1M sized), and for 100,000 users x 20,000 items with peak memory.
+2. Scoring 6,040 users x 100 candidates and computing HR@10/NDCG@10 (``metrics``).
+Models have random weights: speed does not depend on them. Each user has 20 seen items.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from common import PeakRSS, machine, table, today
+
+from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
+from ncf_tasks.models import NeuMF
+from ncf_tasks.publish import top_k
+from ncf_tasks.rundata import RunData
+
+
+def fake_run(n_users: int, n_items: int, seen: int = 20) -> RunData:
+    g = torch.Generator().manual_seed(0)
+    users = torch.arange(n_users).repeat_interleave(seen)
+    items = torch.randint(n_items, (users.numel(),), generator=g)
+    cand = torch.randint(n_items, (n_users, 100), generator=g)
+    return RunData(manifest={}, n_users=n_users, n_items=n_items, train_users=users, train_items=items,
+                   valid_users=torch.arange(n_users), valid_candidates=cand, test_users=torch.arange(n_users),
+                   test_candidates=cand)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--big-users", type=int, default=100_000)
+    ap.add_argument("--big-items", type=int, default=20_000)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    rows = []
+    for n_users, n_items in ((6040, 3706), (args.big_users, args.big_items)):
+        data = fake_run(n_users, n_items)
+        net = NeuMF(n_users, n_items, 8, (64, 32, 16, 8)).eval()
+        with PeakRSS() as mem:
+            base = mem.peak
+            t = time.perf_counter()
+            u, i, s = top_k(net, data, 100)
+            secs = time.perf_counter() - t
+        rows.append({"measure": f"top-100 of {n_users:,} users x {n_items:,} items", "seconds": f"{secs:.1f}",
+                     "pairs scored/s": f"{n_users * n_items / secs:,.0f}", "rows": f"{len(u):,}",
+                     "peak RSS growth MB": f"{mem.peak - base:.0f}"})
+        print(rows[-1], flush=True)
+    data = fake_run(6040, 3706)
+    net = NeuMF(6040, 3706, 8, (64, 32, 16, 8)).eval()
+    t = time.perf_counter()
+    hit_ndcg(held_out_rank(score_candidates(net, data.test_users, data.test_candidates)), 10)
+    secs = time.perf_counter() - t
+    rows.append({"measure": "evaluate 6,040 users x 100 candidates (HR@10, NDCG@10)", "seconds": f"{secs:.3f}",
+                 "pairs scored/s": f"{604_000 / secs:,.0f}", "rows": "-", "peak RSS growth MB": "-"})
+    print(f"\nbenchmarks/publish.py — {today()} — {machine()}, torch {torch.__version__}, 2 threads\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
