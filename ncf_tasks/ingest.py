@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from ncf_tasks import layout, rawio
 from ncf_tasks.config import Settings
 from ncf_tasks.storage import Storage
+
+if TYPE_CHECKING:
+    import polars as pl
 
 log = logging.getLogger(__name__)
 

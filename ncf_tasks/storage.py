@@ -10,11 +10,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import uuid
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import StorageError
@@ -255,13 +254,3 @@ class _StorageErrors:
         if isinstance(exc, (BotoCoreError, ClientError, OSError)) or is_polars_io:
             raise StorageError(f"{self.what} {self.storage.uri(self.rel)}: {exc}") from exc
         return False
-
-
-def iter_chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, stop) slices covering range(n) in steps of ``size``."""
-    for start in range(0, n, size):
-        yield start, min(start + size, n)
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

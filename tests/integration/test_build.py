@@ -2,7 +2,6 @@ import datetime as dt
 
 import pytest
 
-from ncf_tasks import layout
 from ncf_tasks.dataset import run_build
 from ncf_tasks.errors import NoDataError
 from ncf_tasks.generate import SyntheticSpec, run_generate

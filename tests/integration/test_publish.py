@@ -2,7 +2,6 @@
 
 import polars as pl
 import pytest
-import torch
 
 from faulty_s3 import FaultyS3
 from ncf_tasks import layout
@@ -12,7 +11,6 @@ from ncf_tasks.evaluate import gate, id_translation, run_evaluate
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.publish import GateRejected, run_publish
 from ncf_tasks.reader import check_latest, latest_pointer, load_latest
-from ncf_tasks.storage import Storage
 from ncf_tasks.train import run_train
 
 pytestmark = pytest.mark.slow
