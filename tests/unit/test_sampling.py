@@ -60,3 +60,12 @@ def test_negatives_are_uniform_over_allowed_items():
     cand = eval_candidates(pos, torch.zeros(20_000, dtype=torch.long), 2, torch.Generator().manual_seed(1))
     freq = torch.bincount(cand.flatten(), minlength=10).float() / cand.numel()
     assert torch.allclose(freq[5:], torch.full((5,), 0.2), atol=0.01)
+
+
+def test_bitset_handles_the_sign_bit_of_a_word():
+    # keys 63 and 127 are bit 63 (the int64 sign bit) of words 0 and 1
+    pos = PositiveSet(torch.tensor([0, 1, 1]), torch.tensor([63, 63, 62]), 2, 64)
+    q_u, q_i = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([63, 62, 63, 62, 0])
+    assert pos.contains(q_u, q_i).tolist() == [True, False, True, True, False]
+    sorted_keys = PositiveSet(torch.tensor([0, 1, 1]), torch.tensor([63, 63, 62]), 2, 64, dense_limit=0)
+    assert sorted_keys.contains(q_u, q_i).tolist() == [True, False, True, True, False]
