@@ -26,7 +26,7 @@ import torch
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
-from ncf_tasks.models import build_model
+from ncf_tasks.models import build_model, pair_width
 from ncf_tasks.rundata import RunData, load_run, load_torch
 from ncf_tasks.storage import Storage
 from ncf_tasks.train import setup_torch
@@ -73,7 +73,7 @@ def rescore_production(storage: Storage, prod: dict, data: RunData, device: torc
 
 @torch.no_grad()
 def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.Tensor,
-                 chunk_cells: int = 1 << 24) -> dict:
+                 chunk_cells: int = 1 << 27) -> dict:
     """Rank the test item among all items not seen in train/validation; coverage and popularity bias."""
     device = data.test_users.device
     n_items = data.n_items
@@ -83,7 +83,7 @@ def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.
     order = torch.argsort(seen_u)
     seen_u, seen_i = seen_u[order], seen_i[order]
     pop_pct = torch.argsort(torch.argsort(popularity)).double() / max(n_items - 1, 1)  # 0 = least popular
-    step = max(1, chunk_cells // max(n_items, 1))
+    step = max(1, chunk_cells // (max(n_items, 1) * pair_width(net)))  # bounded memory per chunk
     ranks, recommended = [], torch.zeros(n_items, dtype=torch.bool, device=device)
     rec_pop = []
     all_items = torch.arange(n_items, device=device)

@@ -127,6 +127,14 @@ class NeuMF(nn.Module):
         return model
 
 
+def pair_width(model: nn.Module) -> int:
+    """Floats ``score_all`` holds per (user, item) pair at its widest layer: what sizes its chunks."""
+    mlp = model.mlp if isinstance(model, NeuMF) else model if isinstance(model, MLP) else None
+    if mlp is None or not mlp.tower:
+        return 1
+    return max(lin.out_features for lin in mlp.tower) * 2  # activation + ReLU output alive together
+
+
 def build_model(kind: str, n_users: int, n_items: int, factors: int, layers: tuple[int, ...]) -> nn.Module:
     if kind == "gmf":
         return GMF(n_users, n_items, factors)

@@ -1,7 +1,7 @@
 """Publish a run's top-K table, then — only then — the production record and the ``_latest.json`` pointer.
 
-Scoring: every user against every item in chunks of users (``score_all``; memory bounded by
-``chunk_cells`` scores at a time), items the user interacted with (train, validation and test) set to
+Scoring: every user against every item in chunks of users (``score_all``; each chunk holds at most
+``chunk_cells`` floats of per-pair activations, sized by the model's widest layer), items the user interacted with (train, validation and test) set to
 -inf, the device's ``topk``, indices mapped back to the string ids. The table is one Parquet object,
 ``recs/topk/dt=D/topk-<run>.parquet`` (schema in DESIGN.md), written before anything points to it.
 
@@ -27,6 +27,7 @@ from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import NcfError
 from ncf_tasks.evaluate import PUBLISHED_MODEL, load_model
+from ncf_tasks.models import pair_width
 from ncf_tasks.rundata import RunData, load_run
 from ncf_tasks.storage import Storage
 from ncf_tasks.train import setup_torch
@@ -42,7 +43,7 @@ class GateRejected(NcfError):
 
 
 @torch.no_grad()
-def top_k(net: torch.nn.Module, data: RunData, k: int, chunk_cells: int = 1 << 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_k(net: torch.nn.Module, data: RunData, k: int, chunk_cells: int = 1 << 27) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user_idx, item_idx, score) rows of every user's top-k unseen items, ranked, as numpy arrays."""
     device = data.train_users.device
     n_users, n_items = data.n_users, data.n_items
@@ -51,7 +52,7 @@ def top_k(net: torch.nn.Module, data: RunData, k: int, chunk_cells: int = 1 << 2
     order = torch.argsort(pu, stable=True)
     pu, pi = pu[order], pi[order]
     starts = torch.searchsorted(pu, torch.arange(n_users + 1, device=device))
-    step = max(1, chunk_cells // max(n_items, 1))
+    step = max(1, chunk_cells // (max(n_items, 1) * pair_width(net)))  # bounded memory per chunk
     all_items = torch.arange(n_items, device=device)
     out_u, out_i, out_s = [], [], []
     t0, last_log = time.perf_counter(), 0.0
