@@ -47,4 +47,39 @@ def test_retrain_dag_shape(airflow_db):
     assert dag.owner == "ml-platform" and dag.description and dag.doc_md
     assert dag.timetable.expression == "0 2 * * *"
     for t in dag.tasks:
-        assert t.execution_timeout is not None, t.task_id
+        assert t.execution_timeout is not None and t.doc_md, t.task_id
+        assert t.retries == 3 and t.retry_exponential_backoff, t.task_id
+    queues = {t.task_id: t.queue for t in dag.tasks}
+    for tid in ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "publish"):
+        assert queues[tid] == "gpu", tid
+    assert queues["ingest"] == "default"
+    # only storage / network errors retry; a validation failure or bad data fails at once
+    from ncf_tasks.errors import DataError, StorageError, ValidationFailed
+
+    policy = dag.get_task("validate").retry_policy
+    assert policy.evaluate(StorageError("x"), 1, 4).action.value == "retry"
+    assert policy.evaluate(ValidationFailed("x"), 1, 4).action.value == "fail"
+    assert policy.evaluate(DataError("x"), 1, 4).action.value == "fail"
+
+
+def test_trigger_form_params_are_typed_and_bounded(airflow_db):
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    dag = BundleDagBag(dag_folder=str(ROOT / "dags" / "ncf_retrain.py"), bundle_path=ROOT / "dags").get_dag("ncf_retrain")
+    params = dag.params
+    schema = {k: params.get_param(k).schema for k in params}
+    assert schema["epochs"]["type"] == "integer" and schema["epochs"]["minimum"] == 1
+    assert schema["neumf_optimizer"]["enum"] == ["sgd", "adam"]
+    assert schema["waive_rules"]["items"]["enum"] == ["volume_band", "duplicate_rate"]
+    assert schema["mlp_layers"]["type"] == "array" and schema["alpha"]["maximum"] == 1.0
+    assert all(p.description for p in (params.get_param(k) for k in params))
+    params.validate()  # the defaults (the nightly settings) are valid
+    from airflow.sdk.definitions.param import ParamsDict
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    bad = ParamsDict({k: params.get_param(k) for k in params})
+    with pytest.raises(ParamValidationError, match="publish_k: 0 is less than the minimum of 1"):
+        bad["publish_k"] = 0
+    with pytest.raises(ParamValidationError, match="neumf_optimizer"):
+        bad["neumf_optimizer"] = "rmsprop"
