@@ -78,12 +78,16 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
             page.fill("input[name=username]", "admin")
             page.fill("input[name=password]", stack["password"])
             page.click("button[type=submit]")
+            # the login answers with a redirect to "/": let it land before navigating, or it wins the race
+            page.wait_for_url(lambda url: "/auth/login" not in url, timeout=60_000)
             page.wait_for_load_state("networkidle")
             page.goto(UI + "/dags/ncf_retrain", wait_until="networkidle")
-            page.get_by_role("button", name="Trigger").first.click()
+            trigger = page.get_by_role("button", name="Trigger").first
+            trigger.wait_for(timeout=60_000)  # a 2-core CI machine is also training the scheduled run
+            trigger.click()
             dialog = page.get_by_role("dialog")
             k_field = dialog.locator("input[name=element_publish_k]")
-            k_field.wait_for(timeout=30_000)
+            k_field.wait_for(timeout=60_000)
             k_field.fill(str(K))
             page.screenshot(path=str(artifacts / "e2e-trigger-form.png"))
             dialog.get_by_role("button", name="Trigger").click()
