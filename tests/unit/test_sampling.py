@@ -13,8 +13,9 @@ def interaction_sets(draw, max_users=30, max_items=60):
     pairs = draw(st.sets(st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)), min_size=1,
                          max_size=n_users * n_items))
     users, items = zip(*sorted(pairs))
-    dense = draw(st.booleans())
-    pos = PositiveSet(torch.tensor(users), torch.tensor(items), n_users, n_items, dense_limit=1 << 30 if dense else 0)
+    mode = draw(st.sampled_from(["bytes", "bits", "sorted"]))  # every membership structure
+    limits = {"bytes": {}, "bits": {"byte_map_limit": 0}, "sorted": {"byte_map_limit": 0, "dense_limit": 0}}[mode]
+    pos = PositiveSet(torch.tensor(users), torch.tensor(items), n_users, n_items, **limits)
     return pos, set(pairs), n_users, n_items
 
 
@@ -64,7 +65,8 @@ def test_negatives_are_uniform_over_allowed_items():
 
 def test_bitset_handles_the_sign_bit_of_a_word():
     # keys 63 and 127 are bit 63 (the int64 sign bit) of words 0 and 1
-    pos = PositiveSet(torch.tensor([0, 1, 1]), torch.tensor([63, 63, 62]), 2, 64)
+    pos = PositiveSet(torch.tensor([0, 1, 1]), torch.tensor([63, 63, 62]), 2, 64, byte_map_limit=0)
+    assert pos.bits is not None
     q_u, q_i = torch.tensor([0, 0, 1, 1, 1]), torch.tensor([63, 62, 63, 62, 0])
     assert pos.contains(q_u, q_i).tolist() == [True, False, True, True, False]
     sorted_keys = PositiveSet(torch.tensor([0, 1, 1]), torch.tensor([63, 63, 62]), 2, 64, dense_limit=0)
