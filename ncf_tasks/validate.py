@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SUITE_PATH = Path(__file__).resolve().parents[1] / "include" / "expectations" / "interactions.json"
-SOFT_RULES = ("volume_band", "duplicate_rate")
 HISTORY_DAYS = 7
 
 
