@@ -23,7 +23,7 @@ from ncf_tasks.dataset import build_training_set
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.metrics import evaluate_model
 from ncf_tasks.models import NeuMF
-from ncf_tasks.rundata import RunData
+from ncf_tasks.rundata import from_frames
 from ncf_tasks.sampling import PositiveSet, train_negatives
 from ncf_tasks.train import train_epoch
 
@@ -39,14 +39,6 @@ class PairDataset(Dataset):
         return self.users[i], self.items[i], self.labels[i]
 
 
-def rundata(ts) -> RunData:
-    t = lambda s: torch.from_numpy(s.to_numpy(writable=True)).long()  # noqa: E731
-    cand = lambda df: torch.cat([t(df["item_idx"])[:, None], torch.from_numpy(df["negatives"].to_numpy(writable=True)).long()], 1)  # noqa: E731
-    return RunData(manifest={}, n_users=ts.users.height, n_items=ts.items.height, train_users=t(ts.train["user_idx"]),
-                   train_items=t(ts.train["item_idx"]), valid_users=t(ts.valid["user_idx"]), valid_candidates=cand(ts.valid),
-                   test_users=t(ts.test["user_idx"]), test_candidates=cand(ts.test))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port-samples", type=int, default=500_000)
@@ -54,7 +46,8 @@ def main() -> None:
     settings = Settings.from_env(env={})
     torch.set_num_threads(2)
     ev = synthesize(SyntheticSpec(users=6040, items=3706, days=30, events_per_day=60_000, seed=3, duplicate_rate=0))
-    data = rundata(build_training_set(ev, settings))
+    ts = build_training_set(ev, settings)
+    data = from_frames({}, ts.users.height, ts.items.height, ts.train, ts.valid, ts.test)
     pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items)
     rows = []
 

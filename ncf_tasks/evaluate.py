@@ -145,9 +145,11 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     k = settings.eval_k
     users, cands = data.test_users, data.test_candidates
     models: dict[str, dict] = {}
+    nets: dict[str, torch.nn.Module] = {}
     for name in ("gmf", "mlp", "neumf"):
         if storage.exists(f"{prefix}{name}.pt"):
             net, art = load_model(storage, run_id, name, device)
+            nets[name] = net
             hr, ndcg = hit_ndcg(held_out_rank(score_candidates(net, users, cands)), k)
             models[name] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "best_epoch": art["epoch"],
                             "val_hr": art["validation"].get(f"hr@{k}")}
@@ -161,8 +163,7 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
         scores = rescore_production(storage, prod, data, device, users, cands)
         hr, ndcg = hit_ndcg(held_out_rank(scores), k)
         models["production"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "run_id": prod["run_id"]}
-    net, _ = load_model(storage, run_id, PUBLISHED_MODEL, device)
-    catalog = full_catalog(net, data, k, popularity)
+    catalog = full_catalog(nets[PUBLISHED_MODEL], data, k, popularity)
     metrics = {"run_id": run_id, "k": k, "test_users": int(users.numel()), "candidates": int(cands.shape[1]),
                "models": models, "full_catalog": catalog, "data": data.manifest["report"],
                "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

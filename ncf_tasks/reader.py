@@ -44,9 +44,10 @@ def show_latest(settings: Settings, *, users: int = 3, limit: int = 10) -> dict:
     sample = (lf.filter(pl.col("user_id").is_in(first.implode()) & (pl.col("rank") <= limit))
               .sort("user_id", "rank").collect())
     recs = {u: g.select("rank", "item_id", "score").rows() for (u,), g in sample.group_by("user_id", maintain_order=True)}
-    metrics = Storage(settings).get_json(layout.run_prefix(pointer["run_id"]) + "metrics.json", default=None)
+    storage = Storage(settings)
+    metrics = storage.get_json(layout.run_prefix(pointer["run_id"]) + "metrics.json", default=None)
     return {"pointer": pointer, "metrics": metrics,
-            "report_uri": Storage(settings).uri(layout.run_prefix(pointer["run_id"]) + "report.html"),
+            "report_uri": storage.uri(layout.run_prefix(pointer["run_id"]) + "report.html"),
             "sample": {u: [[r, i, round(float(s), 4)] for r, i, s in rows] for u, rows in recs.items()}}
 
 

@@ -38,22 +38,26 @@ def _tensor(series, device) -> torch.Tensor:
     return torch.from_numpy(series.to_numpy(writable=True)).to(device=device, dtype=torch.int64)
 
 
-def load_run(storage: Storage, run_id: str, device: str | torch.device = "cpu") -> RunData:
-    manifest = read_manifest(storage, run_id)
-    files = manifest["files"]
-    train = storage.read_parquet(files["train"])
+def from_frames(manifest: dict, n_users: int, n_items: int, train, valid, test,
+                device: str | torch.device = "cpu") -> RunData:
+    """Tensors from the set's frames (train: user_idx, item_idx; valid/test: + negatives)."""
     held = {}
-    for role in ("valid", "test"):
-        df = storage.read_parquet(files[role])
+    for role, df in (("valid", valid), ("test", test)):
         cands = torch.cat([_tensor(df["item_idx"], "cpu")[:, None],
                            torch.from_numpy(df["negatives"].to_numpy(writable=True)).to(torch.int64)], dim=1)
         held[role] = (_tensor(df["user_idx"], device), cands.to(device))
     return RunData(
-        manifest=manifest, n_users=manifest["n_users"], n_items=manifest["n_items"],
+        manifest=manifest, n_users=n_users, n_items=n_items,
         train_users=_tensor(train["user_idx"], device), train_items=_tensor(train["item_idx"], device),
         valid_users=held["valid"][0], valid_candidates=held["valid"][1],
         test_users=held["test"][0], test_candidates=held["test"][1],
     )
+
+
+def load_run(storage: Storage, run_id: str, device: str | torch.device = "cpu") -> RunData:
+    manifest = read_manifest(storage, run_id)
+    frames = {role: storage.read_parquet(manifest["files"][role]) for role in ("train", "valid", "test")}
+    return from_frames(manifest, manifest["n_users"], manifest["n_items"], device=device, **frames)
 
 
 def save_torch(storage: Storage, key: str, obj: dict) -> None:

@@ -137,7 +137,7 @@ class Storage:
             raise StorageError(f"{self.uri(rel)} is not valid JSON: {exc}") from exc
 
     def put_json(self, rel: str, obj: Any) -> None:
-        self.put_bytes(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode(), "application/json")
+        self.put_bytes(rel, _json_bytes(obj), "application/json")
 
     def copy(self, src_rel: str, dst_rel: str) -> None:
         with self._errors("copy", src_rel):
@@ -181,7 +181,7 @@ class Storage:
             self.delete([tmp])
 
     def put_json_atomic(self, rel: str, obj: Any) -> None:
-        self.put_atomic(rel, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+        self.put_atomic(rel, _json_bytes(obj))
 
     # -- Parquet ---------------------------------------------------------------------------------
     def scan_parquet(self, rels: str | list[str]) -> "pl.LazyFrame":
@@ -254,3 +254,8 @@ class _StorageErrors:
         if isinstance(exc, (BotoCoreError, ClientError, OSError)) or is_polars_io:
             raise StorageError(f"{self.what} {self.storage.uri(self.rel)}: {exc}") from exc
         return False
+
+
+def _json_bytes(obj: Any) -> bytes:
+    """Stable JSON for objects the pipeline writes (sorted keys, so reruns write identical bytes)."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
