@@ -26,7 +26,7 @@ import torch
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
-from ncf_tasks.models import build_model, pair_width
+from ncf_tasks.models import SCORE_CHUNK_CELLS, build_model, pair_width
 from ncf_tasks.rundata import RunData, load_run, load_torch
 from ncf_tasks.storage import Storage
 from ncf_tasks.train import setup_torch
@@ -73,7 +73,7 @@ def rescore_production(storage: Storage, prod: dict, data: RunData, device: torc
 
 @torch.no_grad()
 def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.Tensor,
-                 chunk_cells: int = 1 << 27) -> dict:
+                 chunk_cells: int = SCORE_CHUNK_CELLS) -> dict:
     """Rank the test item among all items not seen in train/validation; coverage and popularity bias."""
     device = data.test_users.device
     n_items = data.n_items

@@ -81,9 +81,9 @@ class MLP(nn.Module):
             return torch.cat([u[:, None, :].expand(-1, i.shape[0], -1), i[None].expand(u.shape[0], -1, -1)], -1)
         first, half = self.tower[0], u.shape[1]
         x = (u @ first.weight[:, :half].T)[:, None, :] + (i @ first.weight[:, half:].T + first.bias)[None, :, :]
-        x = torch.relu(x)
+        x.relu_()  # in place: these (B, I, width) activations are what bounds full-catalogue memory
         for lin in self.tower[1:]:
-            x = torch.relu(lin(x))
+            x = lin(x).relu_()
         return x
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -125,6 +125,12 @@ class NeuMF(nn.Module):
             model.out.weight.copy_(torch.cat([alpha * gmf.out.weight, (1 - alpha) * mlp.out.weight], dim=1))
             model.out.bias.copy_(alpha * gmf.out.bias + (1 - alpha) * mlp.out.bias)
         return model
+
+
+# Activation floats per full-catalogue chunk. Measured (benchmarks/publish.py): 2^23 (32 MB per
+# tensor) is both faster and far leaner than 2^27 — the chunk's activations stay cache- and
+# allocator-friendly; 2^20-2^22 lose to per-chunk overhead.
+SCORE_CHUNK_CELLS = 1 << 23
 
 
 def pair_width(model: nn.Module) -> int:

@@ -1,8 +1,9 @@
 """Publish a run's top-K table, then — only then — the production record and the ``_latest.json`` pointer.
 
 Scoring: every user against every item in chunks of users (``score_all``; each chunk holds at most
-``chunk_cells`` floats of per-pair activations, sized by the model's widest layer), items the user interacted with (train, validation and test) set to
--inf, the device's ``topk``, indices mapped back to the string ids. The table is one Parquet object,
+``chunk_cells`` floats of per-pair activations, sized by the model's widest layer), items the user
+interacted with (train, validation and test) set to -inf, the device's ``topk`` written into
+preallocated result arrays, indices mapped back to the string ids. The table is one Parquet object,
 ``recs/topk/dt=D/topk-<run>.parquet`` (schema in DESIGN.md), written before anything points to it.
 
 Order of visibility (a crash anywhere leaves the previous pointer and its table valid):
@@ -27,7 +28,7 @@ from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import NcfError
 from ncf_tasks.evaluate import PUBLISHED_MODEL, load_model
-from ncf_tasks.models import pair_width
+from ncf_tasks.models import SCORE_CHUNK_CELLS, pair_width
 from ncf_tasks.rundata import RunData, load_run
 from ncf_tasks.storage import Storage
 from ncf_tasks.train import setup_torch
@@ -43,7 +44,7 @@ class GateRejected(NcfError):
 
 
 @torch.no_grad()
-def top_k(net: torch.nn.Module, data: RunData, k: int, chunk_cells: int = 1 << 27) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_k(net: torch.nn.Module, data: RunData, k: int, chunk_cells: int = SCORE_CHUNK_CELLS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user_idx, item_idx, score) rows of every user's top-k unseen items, ranked, as numpy arrays."""
     device = data.train_users.device
     n_users, n_items = data.n_users, data.n_items
@@ -54,7 +55,10 @@ def top_k(net: torch.nn.Module, data: RunData, k: int, chunk_cells: int = 1 << 2
     starts = torch.searchsorted(pu, torch.arange(n_users + 1, device=device))
     step = max(1, chunk_cells // (max(n_items, 1) * pair_width(net)))  # bounded memory per chunk
     all_items = torch.arange(n_items, device=device)
-    out_u, out_i, out_s = [], [], []
+    # preallocated results: per-chunk small tensors interleaved with the large activations
+    # fragmented the heap (RSS grew with the number of chunks: 7 GB at 100k x 20k)
+    out_i = torch.empty((n_users, k), dtype=torch.int32)
+    out_s = torch.empty((n_users, k), dtype=torch.float32)
     t0, last_log = time.perf_counter(), 0.0
     for a in range(0, n_users, step):
         b = min(a + step, n_users)
@@ -63,15 +67,16 @@ def top_k(net: torch.nn.Module, data: RunData, k: int, chunk_cells: int = 1 << 2
         lo, hi = int(starts[a]), int(starts[b])
         scores[pu[lo:hi] - a, pi[lo:hi]] = float("-inf")  # already interacted: never recommended
         vals, idx = scores.topk(k, dim=1)
-        out_u.append(users[:, None].expand(-1, k).reshape(-1).cpu())
-        out_i.append(idx.reshape(-1).cpu())
-        out_s.append(vals.reshape(-1).cpu())
+        del scores
+        out_i[a:b] = idx
+        out_s[a:b] = vals
         if time.perf_counter() - last_log > 10:
             last_log = time.perf_counter()
             done = b / n_users
             log.info("scored %d/%d users (%.0f%%), ETA %.0fs", b, n_users, 100 * done,
                      (last_log - t0) * (1 - done) / max(done, 1e-9))
-    u, i, s = (torch.cat(x).numpy() for x in (out_u, out_i, out_s))
+    u = np.repeat(np.arange(n_users, dtype=np.int32), k)
+    i, s = out_i.numpy().reshape(-1), out_s.numpy().reshape(-1)
     keep = np.isfinite(s)  # users with fewer than k unseen items get shorter lists
     return u[keep], i[keep], s[keep]
 
