@@ -1,6 +1,6 @@
 """Model quality on MovieLens 100K through the real pipeline: load-movielens → ingest → build → train → evaluate.
 
-    python benchmarks/quality.py [--seeds 0 1 2] [--path ../shared/data/ml-100k/u.data]
+    python benchmarks/quality.py [--seeds 0 1 2] [--path ../shared/data/ml-100k/u.data] [--set NAME=VALUE ...]
 
 Test HR@10 / NDCG@10 (99 sampled negatives, leave-one-out, ties counted against the model) of GMF,
 MLP, NeuMF with pretraining, NeuMF without pretraining and item popularity; mean ± standard deviation
@@ -18,6 +18,7 @@ from pathlib import Path
 from common import ROOT, embedded_s3, machine, table, today
 
 from ncf_tasks import layout
+from ncf_tasks.__main__ import parse_sets
 from ncf_tasks.dataset import run_build
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.ingest import run_ingest
@@ -30,10 +31,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--path", default=str(ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"))
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a setting (repeatable), as the CLI's --set; the defaults are what is recorded")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results: dict[str, list[tuple[float, float]]] = {}
     with embedded_s3() as settings:
+        settings = settings.replace(**parse_sets(args.set))
         loaded = run_load_movielens(settings, path=args.path)
         storage = Storage(settings)
         d, last = dt.date.fromisoformat(loaded["first_day"]), dt.date.fromisoformat(loaded["last_day"])
@@ -46,8 +50,7 @@ def main() -> None:
         for seed in args.seeds:
             s = settings.replace(seed=seed)
             run_build(s, run_id=f"q{seed}", end_date=loaded["last_day"])
-            for model in ("gmf", "mlp", "neumf"):
-                run_train(s, run_id=f"q{seed}", model=model)
+            val = {model: run_train(s, run_id=f"q{seed}", model=model) for model in ("gmf", "mlp", "neumf")}
             ev = run_evaluate(s, run_id=f"q{seed}")["metrics"]
             for name in ("gmf", "mlp", "neumf", "popularity"):
                 label = {"neumf": "NeuMF (pretrained)"}.get(name, name.upper() if name != "popularity" else "item popularity")
@@ -58,13 +61,16 @@ def main() -> None:
             ev = run_evaluate(s2, run_id=f"q{seed}")["metrics"]
             results.setdefault("NeuMF (no pretraining)", []).append((ev["neumf"]["hr@10"], ev["neumf"]["ndcg@10"]))
             print(seed, {k: v[-1] for k, v in results.items()}, flush=True)
+            print(seed, "validation (what selection sees):",
+                  {m: (r["val_hr@10"], r["val_ndcg@10"]) for m, r in val.items()}, flush=True)
 
     def fmt(xs):
         return f"{statistics.mean(xs):.4f} ± {statistics.pstdev(xs):.4f}"
 
     rows = [{"model": k, "HR@10": fmt([a for a, _ in v]), "NDCG@10": fmt([b for _, b in v]), "seeds": len(v)}
             for k, v in results.items()]
-    print(f"\nbenchmarks/quality.py — {today()} — {machine()} — {Path(args.path).name}\n")
+    sets = f" — {' '.join(args.set)}" if args.set else ""
+    print(f"\nbenchmarks/quality.py — {today()} — {machine()} — {Path(args.path).name}{sets}\n")
     print(table(rows))
 
 

@@ -80,8 +80,9 @@ class Settings:
     mlp_layers: tuple[int, ...] = _f((64, 32, 16, 8), "MLP tower widths; the first is the concatenated embedding size")
     epochs: int = _f(30, "maximum epochs per model (early stopping usually ends sooner)", min=1, max=1000)
     patience: int = _f(6, "epochs without a better validation HR@10 before stopping early", min=1, max=1000)
-    batch_size: int = _f(2048, "samples per optimiser step (large batches keep 2 CPU cores busy)", min=1, max=1 << 22)
-    lr: float = _f(0.01, "Adam learning rate of GMF and MLP (tuned for batch 2048 on ML-100K)", min=0.0, max=10.0)
+    batch_size: int = _f(0, "samples per optimiser step; 0 = auto: about 256 steps per epoch, a power of two in "
+                            "[1024, 16384] (2048 for ML-100K, 16384 for ML-1M)", min=0, max=1 << 22)
+    lr: float = _f(0.01, "Adam learning rate of GMF and MLP (tuned on ML-100K)", min=0.0, max=10.0)
     l2: float = _f(0.0, "L2 weight decay on embeddings and weights", min=0.0, max=1.0)
     pretrain: bool = _f(True, "initialise NeuMF from pretrained GMF and MLP (the paper's best setting)")
     alpha: float = _f(0.5, "weight of GMF in the fused NeuMF output layer", min=0.0, max=1.0)

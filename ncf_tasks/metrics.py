@@ -27,14 +27,15 @@ def hit_ndcg(ranks: torch.Tensor, k: int) -> tuple[float, float]:
 @torch.no_grad()
 def score_candidates(model: torch.nn.Module, users: torch.Tensor, candidates: torch.Tensor,
                      chunk: int = 1 << 20) -> torch.Tensor:
-    """Model scores of (users, C) candidate items in a few large batches → (users, C) float32."""
+    """Model scores of (users, C) candidate items, ``chunk`` pairs at a time → (users, C) float32.
+
+    Users are broadcast against their candidates, so each user's side of the model runs once."""
     n, c = candidates.shape
-    flat_u = users[:, None].expand(n, c).reshape(-1)
-    flat_i = candidates.reshape(-1)
-    out = torch.empty(flat_i.numel(), dtype=torch.float32, device=candidates.device)
-    for s in range(0, flat_i.numel(), chunk):
-        out[s:s + chunk] = model(flat_u[s:s + chunk], flat_i[s:s + chunk]).float()
-    return out.view(n, c)
+    out = torch.empty((n, c), dtype=torch.float32, device=candidates.device)
+    step = max(1, chunk // max(c, 1))
+    for s in range(0, n, step):
+        out[s:s + step] = model(users[s:s + step, None], candidates[s:s + step]).float()
+    return out
 
 
 def evaluate_model(model: torch.nn.Module, users: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[float, float]:

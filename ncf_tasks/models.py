@@ -8,6 +8,11 @@
   ``[α·w_GMF ; (1−α)·w_MLP]`` and bias ``α·b_GMF + (1−α)·b_MLP``, so at initialisation it scores exactly
   ``α·GMF + (1−α)·MLP`` in logit space.
 
+Every ``forward`` broadcasts ``users`` against ``items``: users of shape (m, 1) with items (m, c) score
+c items per user while computing the user side (lookup, its gradient, its half of the first MLP
+layer) once per user instead of c times — a training batch of positives with their K negatives, or
+a user's evaluation candidates.
+
 ``score_all`` scores users against every item without materialising (user, item) pairs for the first
 MLP layer: ``W·[u; i] = W_u·u + W_i·i`` is computed once per user and once per item and broadcast,
 which removes the largest matrix product of full-catalogue scoring.
@@ -16,6 +21,7 @@ which removes the largest matrix product of full-catalogue scoring.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 EMBEDDING_STD = 0.01
@@ -27,6 +33,13 @@ def _embedding(n: int, dim: int) -> nn.Embedding:
     return e
 
 
+def _rows(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
+    """Embedding rows for ``idx`` of any shape → (*idx.shape, dim), through ``index_select``: its backward
+    (one ``scatter_add_``) is about 3x faster on CPU than ``embedding_dense_backward``, which was the
+    largest cost of an epoch at batch 16,384 (a custom ``index_add_`` backward measured no better)."""
+    return table.weight.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
+
+
 class GMF(nn.Module):
     def __init__(self, n_users: int, n_items: int, factors: int = 8):
         super().__init__()
@@ -36,18 +49,18 @@ class GMF(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def hidden(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.user(users) * self.item(items)
+        return _rows(self.user, users) * _rows(self.item, items)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.out(self.hidden(users, items)).squeeze(-1)
 
     def hidden_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I, factors) hidden layer for every user × item (used by NeuMF)."""
-        return self.user(users)[:, None, :] * self.item(items)[None, :, :]
+        return _rows(self.user, users)[:, None, :] * _rows(self.item, items)[None, :, :]
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         # (u ⊙ i)·w = (u ⊙ w)·i: one matrix product, no (B, I, factors) tensor
-        return (self.user(users) * self.out.weight[0]) @ self.item(items).T + self.out.bias
+        return (_rows(self.user, users) * self.out.weight[0]) @ _rows(self.item, items).T + self.out.bias
 
 
 class MLP(nn.Module):
@@ -66,8 +79,13 @@ class MLP(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def hidden(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.user(users), self.item(items)], dim=-1)
-        for lin in self.tower:
+        u, i = _rows(self.user, users), _rows(self.item, items)
+        if not self.tower:
+            return torch.cat(torch.broadcast_tensors(u, i), dim=-1)
+        # W·[u; i] + b as W_u·u + W_i·i + b: the same numbers without materialising the concatenation
+        first, half = self.tower[0], u.shape[-1]
+        x = torch.relu(F.linear(u, first.weight[:, :half]) + F.linear(i, first.weight[:, half:], first.bias))
+        for lin in self.tower[1:]:
             x = torch.relu(lin(x))
         return x
 
@@ -76,7 +94,7 @@ class MLP(nn.Module):
 
     def hidden_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I, layers[-1]) for every user × item, with the first layer split into user and item halves."""
-        u, i = self.user(users), self.item(items)
+        u, i = _rows(self.user, users), _rows(self.item, items)
         if not self.tower:
             return torch.cat([u[:, None, :].expand(-1, i.shape[0], -1), i[None].expand(u.shape[0], -1, -1)], -1)
         first, half = self.tower[0], u.shape[1]
@@ -100,13 +118,14 @@ class NeuMF(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([self.gmf.hidden(users, items), self.mlp.hidden(users, items)], dim=-1)
-        return self.out(h).squeeze(-1)
+        f, w = self.gmf.user.weight.shape[1], self.out.weight  # out·[h_gmf; h_mlp] without the concatenation
+        h = F.linear(self.gmf.hidden(users, items), w[:, :f]) + F.linear(self.mlp.hidden(users, items), w[:, f:], self.out.bias)
+        return h.squeeze(-1)
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         f = self.gmf.user.weight.shape[1]
         w = self.out.weight[0]
-        gmf = (self.gmf.user(users) * w[:f]) @ self.gmf.item(items).T
+        gmf = (_rows(self.gmf.user, users) * w[:f]) @ _rows(self.gmf.item, items).T
         mlp = self.mlp.hidden_all(users, items) @ w[f:]
         return gmf + mlp + self.out.bias
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import time
 
@@ -48,7 +49,7 @@ def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings) -> tor
     if kind == "neumf" and settings.pretrain and settings.neumf_optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=settings.neumf_lr, momentum=0.9, weight_decay=settings.l2)
     lr = settings.neumf_lr if kind == "neumf" and settings.pretrain else settings.lr
-    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=settings.l2)
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=settings.l2, fused=True)
 
 
 def init_model(kind: str, data: RunData, settings: Settings, storage: Storage, run_id: str) -> torch.nn.Module:
@@ -67,30 +68,58 @@ def init_model(kind: str, data: RunData, settings: Settings, storage: Storage, r
     return build_model(kind, data.n_users, data.n_items, settings.factors, settings.mlp_layers)
 
 
+AUTO_STEPS_PER_EPOCH = 256
+AUTO_BATCH_RANGE = (1024, 16384)
+
+
+def batch_size_for(settings: Settings, positives: int) -> int:
+    """The configured batch, or (``batch_size=0``) the power of two nearest ``samples / 256``, clamped.
+
+    Why: convergence per epoch follows the number of optimiser steps (ML-100K was tuned at batch 2048,
+    ~240 steps), while throughput on CPU needs large batches (16,384 runs an ML-1M epoch about 3x
+    faster than 2048). Keeping ~256 steps per epoch gives small data the steps it needs and large
+    data the batch size that keeps the cores busy (measurements in BENCHMARKS.md).
+    """
+    if settings.batch_size:
+        return settings.batch_size
+    samples = max(positives * (1 + settings.train_negatives), 1)
+    lo, hi = AUTO_BATCH_RANGE
+    return int(min(max(2 ** round(math.log2(max(samples / AUTO_STEPS_PER_EPOCH, 1))), lo), hi))
+
+
 def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings, gen: torch.Generator,
                 device: torch.device) -> tuple[float, int]:
-    """One epoch: fresh negatives, one permutation, index-slice batches. Returns (mean loss, samples)."""
+    """One epoch: a permutation of the positives, fresh negatives, index-slice batches.
+
+    Returns (mean loss, samples). A batch is ``batch_size // (1 + K)`` shuffled positives, each with
+    its K fresh negatives: the epoch's samples are exactly those of shuffling all (positive + negative)
+    pairs, at a fixed 1:K ratio in every batch, without permuting and gathering the K+1 times larger
+    sample arrays (~1 s of a 5M-sample epoch on 2 cores), and the model computes each positive's user
+    side once for its 1 + K items (``models``: users broadcast against items).
+    """
     k = settings.train_negatives
     n = data.train_users.numel()
-    neg = train_negatives(pos, data.train_users, k, gen).view(-1)
-    users = torch.cat([data.train_users, data.train_users.repeat_interleave(k)])
-    items = torch.cat([data.train_items, neg])
-    labels = torch.cat([torch.ones(n, device=device), torch.zeros(n * k, device=device)])
-    total = users.numel()
-    perm = torch.randperm(total, generator=gen, device=device)
-    users, items, labels = users[perm], items[perm], labels[perm]
-    bs = settings.batch_size
+    perm = torch.randperm(n, generator=gen, device=device)
+    pu, pi = data.train_users[perm], data.train_items[perm]
+    neg = train_negatives(pos, pu, k, gen)
+    step = max(1, batch_size_for(settings, n) // (1 + k))  # positives per batch
+    labels = torch.zeros((step, 1 + k), device=device)
+    labels[:, 0] = 1.0
     loss_sum = torch.zeros((), device=device)  # accumulated on device: no host sync per step
     amp = device.type == "cuda"
     model.train()
-    for s in range(0, total, bs):
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        # (m, 1) users against (m, 1 + K) items: the user side is computed once per positive
+        items = torch.cat([pi[s:s + m, None], neg[s:s + m]], dim=1)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(users[s:s + bs], items[s:s + bs])
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels[s:s + bs])
+            logits = model(pu[s:s + m, None], items)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels[:m])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.detach() * (min(s + bs, total) - s)
+        loss_sum += loss.detach() * items.numel()
+    total = n * (1 + k)
     return float(loss_sum) / total, total
 
 
@@ -122,6 +151,9 @@ def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
         log.info("%s: initial validation HR@%d %.4f NDCG@%d %.4f", model, k, hr0, k, nd0)
         state.update(best_hr=hr0, best_epoch=0, best_state=copy.deepcopy(net.state_dict()), init_hr=hr0, init_ndcg=nd0)
 
+    batch = batch_size_for(settings, data.train_users.numel())
+    log.info("%s: batch %d%s, %d positives x (1 + %d negatives) per epoch, device %s", model, batch,
+             " (auto)" if not settings.batch_size else "", data.train_users.numel(), settings.train_negatives, device)
     while state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
         epoch = state["epoch"] + 1
         gen = torch.Generator(device=device).manual_seed(settings.seed * 100_003 + epoch)
@@ -157,7 +189,7 @@ def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
         "validation": {f"hr@{k}": state["best_hr"], f"ndcg@{k}": best_ndcg},
     }
     save_torch(storage, f"{prefix}{model}.pt", artifact)
-    storage.put_json(f"{prefix}{model}_history.json", {"model": model, "epochs": state["history"],
+    storage.put_json(f"{prefix}{model}_history.json", {"model": model, "batch_size": batch, "epochs": state["history"],
                                                        "best_epoch": state["best_epoch"],
                                                        "init": {f"val_hr@{k}": state.get("init_hr")}})
     secs = time.perf_counter() - t_start
@@ -165,6 +197,6 @@ def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
              state["best_epoch"], storage.uri(f"{prefix}{model}.pt"), secs)
     mean_sps = sum(h["samples_per_s"] for h in state["history"]) / max(len(state["history"]), 1)
     return {"run_id": run_id, "model": model, "device": str(device), "epochs": state["epoch"],
-            "best_epoch": state["best_epoch"], f"val_hr@{k}": round(state["best_hr"], 5),
+            "best_epoch": state["best_epoch"], "batch_size": batch, f"val_hr@{k}": round(state["best_hr"], 5),
             f"val_ndcg@{k}": round(best_ndcg or 0.0, 5), "samples_per_s": round(mean_sps),
             "seconds": round(secs, 1), "uri": storage.uri(f"{prefix}{model}.pt")}

@@ -11,7 +11,7 @@ from ncf_tasks.rundata import load_run
 from ncf_tasks.train import run_train
 
 pytestmark = pytest.mark.slow
-FAST = dict(epochs=4, batch_size=1024, factors=8, mlp_layers=(32, 16, 8), threads=2, seed=1)
+FAST = dict(epochs=4, batch_size=512, factors=8, mlp_layers=(32, 16, 8), threads=2, seed=1)
 
 
 @pytest.fixture

@@ -35,6 +35,33 @@ def test_score_all_matches_pairwise_forward():
         assert torch.allclose(full, pair, atol=1e-5)
 
 
+def test_users_broadcast_against_items_match_the_flat_forward_and_its_gradients():
+    """Training batches score (m, 1) users against (m, 1 + K) items: same logits and same gradients."""
+    torch.manual_seed(2)
+    for m in (GMF(10, 40, 6), MLP(10, 40, (12, 6, 3)), MLP(10, 40, (12,)), NeuMF(10, 40, 6, (12, 6, 3))):
+        u, items = torch.randint(10, (7,)), torch.randint(40, (7, 5))
+        grouped = m(u[:, None], items)
+        grouped.square().sum().backward()
+        g1 = [p.grad.clone() for p in m.parameters()]
+        m.zero_grad()
+        flat = m(u.repeat_interleave(5), items.reshape(-1))
+        flat.square().sum().backward()
+        assert grouped.shape == (7, 5) and torch.allclose(grouped.reshape(-1), flat, atol=1e-6)
+        assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(g1, m.parameters()))
+
+
+def test_auto_batch_size_keeps_about_256_steps_per_epoch():
+    from ncf_tasks.config import Settings
+    from ncf_tasks.train import batch_size_for
+
+    auto = Settings.from_env(env={})
+    assert auto.batch_size == 0
+    assert batch_size_for(auto, 99_000) == 2048        # ML-100K: ~495k samples
+    assert batch_size_for(auto, 1_000_000) == 16384    # ML-1M: ~5M samples
+    assert batch_size_for(auto, 1_000) == 1024 and batch_size_for(auto, 10**9) == 16384  # clamped
+    assert batch_size_for(auto.replace(batch_size=300), 1_000_000) == 300
+
+
 def test_metrics_hand_computed():
     # rows: hit at rank 0, hit at rank 9, miss (rank 10), tie counted against the held-out item
     s = torch.tensor([[9.0] + [1.0] * 20,
