@@ -34,7 +34,8 @@ def main() -> None:
                 t = time.perf_counter()
                 r = run_ingest(settings, date="2026-11-26")
                 secs = time.perf_counter() - t
-            rows.append({"raw rows": f"{r['rows_read']:,}", "raw CSV MB": f"{raw_mb:.0f}",
+            phases = " / ".join(f"{k} {v:.1f}" for k, v in r["phase_seconds"].items())
+            rows.append({"raw rows": f"{r['rows_read']:,}", "raw CSV MB": f"{raw_mb:.0f}", "phases s": phases,
                          "seconds": f"{secs:.2f}", "rows/s": f"{r['rows_read'] / secs:,.0f}",
                          "peak RSS growth MB": f"{mem.peak - base:.0f}",
                          "peak / raw": f"{(mem.peak - base) / raw_mb:.2f}x"})
