@@ -8,6 +8,7 @@ positives, index slices, automatic batch size — 16,384 here — Adam as ``trai
 Port: a per-sample ``Dataset`` + ``DataLoader`` (batch 256, shuffle) over the same epoch's samples; it
 is timed on its first ``--port-samples`` samples and reported as samples/s. Both then report validation
 HR@10 after the same number of epochs (1). ``--epochs N`` times N epochs of ours and reports each.
+GPU figure (issue: 20M interactions): ``--device cuda --users 140000 --items 27000 --events-per-day 700000``.
 """
 
 from __future__ import annotations
@@ -44,24 +45,31 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port-samples", type=int, default=500_000)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cuda for the GPU figure (the port is then skipped)")
+    ap.add_argument("--users", type=int, default=6040)
+    ap.add_argument("--items", type=int, default=3706)
+    ap.add_argument("--events-per-day", type=int, default=60_000, help="x 30 days; 700000 gives a ~20M set")
     args = ap.parse_args()
+    device = torch.device(args.device)
     settings = Settings.from_env(env={})
     torch.set_num_threads(2)
-    ev = synthesize(SyntheticSpec(users=6040, items=3706, days=30, events_per_day=60_000, seed=3, duplicate_rate=0))
+    ev = synthesize(SyntheticSpec(users=args.users, items=args.items, days=30, events_per_day=args.events_per_day,
+                                  seed=3, duplicate_rate=0))
     ts = build_training_set(ev, settings)
-    data = from_frames({}, ts.users.height, ts.items.height, ts.train, ts.valid, ts.test)
-    pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items)
+    data = from_frames({}, ts.users.height, ts.items.height, ts.train, ts.valid, ts.test, device=device)
+    pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items, device=device)
     rows = []
 
     torch.manual_seed(0)
-    model = NeuMF(data.n_users, data.n_items, 8, (64, 32, 16, 8))
+    model = NeuMF(data.n_users, data.n_items, 8, (64, 32, 16, 8)).to(device)
     opt = make_optimizer("gmf", model, settings)  # Adam, as for pretraining (NeuMF without pretraining)
     batch = batch_size_for(settings, data.train_users.numel())
     epoch_secs, hr1 = [], None
     for epoch in range(1, args.epochs + 1):
         t = time.perf_counter()
-        _, samples = train_epoch(model, opt, data, pos, settings, torch.Generator().manual_seed(epoch),
-                                 torch.device("cpu"))
+        _, samples = train_epoch(model, opt, data, pos, settings, torch.Generator(device).manual_seed(epoch), device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         epoch_secs.append(time.perf_counter() - t)
         if epoch == 1:
             hr1, _ = evaluate_model(model, data.valid_users, data.valid_candidates, 10)
@@ -72,6 +80,11 @@ def main() -> None:
                  "samples/epoch": f"{samples:,}", "s/epoch": f"{secs:.2f} (min {min(epoch_secs):.2f}, max {max(epoch_secs):.2f})",
                  "samples/s": f"{ours:,.0f}", "val HR@10 after 1 epoch": f"{hr1:.4f}"})
 
+    if device.type != "cpu":
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+        print(f"\nbenchmarks/train.py — {today()} — {name}, torch {torch.__version__}; port skipped\n")
+        print(table(rows))
+        return
     torch.manual_seed(0)
     model = NeuMF(data.n_users, data.n_items, 8, (64, 32, 16, 8))
     opt = torch.optim.Adam(model.parameters(), lr=0.001)
