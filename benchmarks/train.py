@@ -8,7 +8,7 @@ positives, index slices, automatic batch size — 16,384 here — Adam as ``trai
 Port: a per-sample ``Dataset`` + ``DataLoader`` (batch 256, shuffle) over the same epoch's samples; it
 is timed on its first ``--port-samples`` samples and reported as samples/s. Both then report validation
 HR@10 after the same number of epochs (1). ``--epochs N`` times N epochs of ours and reports each.
-GPU figure (issue: 20M interactions): ``--device cuda --users 140000 --items 27000 --events-per-day 700000``.
+GPU figure (issue: 20M interactions): ``--device cuda --users 140000 --items 27000 --events-per-day 700000`` (~21M events; raise it until the set holds 20M interactions).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cuda for the GPU figure (the port is then skipped)")
     ap.add_argument("--users", type=int, default=6040)
     ap.add_argument("--items", type=int, default=3706)
-    ap.add_argument("--events-per-day", type=int, default=60_000, help="x 30 days; 700000 gives a ~20M set")
+    ap.add_argument("--events-per-day", type=int, default=60_000, help="x 30 days: 700000 gives ~21M events before de-duplication and k-core")
     args = ap.parse_args()
     device = torch.device(args.device)
     settings = Settings.from_env(env={})
