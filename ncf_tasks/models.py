@@ -54,10 +54,6 @@ class GMF(nn.Module):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.out(self.hidden(users, items)).squeeze(-1)
 
-    def hidden_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """(B, I, factors) hidden layer for every user × item (used by NeuMF)."""
-        return _rows(self.user, users)[:, None, :] * _rows(self.item, items)[None, :, :]
-
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         # (u ⊙ i)·w = (u ⊙ w)·i: one matrix product, no (B, I, factors) tensor
         return (_rows(self.user, users) * self.out.weight[0]) @ _rows(self.item, items).T + self.out.bias
@@ -84,25 +80,19 @@ class MLP(nn.Module):
             return torch.cat(torch.broadcast_tensors(u, i), dim=-1)
         # W·[u; i] + b as W_u·u + W_i·i + b: the same numbers without materialising the concatenation
         first, half = self.tower[0], u.shape[-1]
-        x = torch.relu(F.linear(u, first.weight[:, :half]) + F.linear(i, first.weight[:, half:], first.bias))
+        x = (F.linear(u, first.weight[:, :half]) + F.linear(i, first.weight[:, half:], first.bias)).relu_()
         for lin in self.tower[1:]:
-            x = torch.relu(lin(x))
+            # ReLU in place (autograd allows it: nothing saved the pre-activation); for full-catalogue
+            # scoring these (B, I, width) activations are what bounds memory
+            x = lin(x).relu_()
         return x
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.out(self.hidden(users, items)).squeeze(-1)
 
     def hidden_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """(B, I, layers[-1]) for every user × item, with the first layer split into user and item halves."""
-        u, i = _rows(self.user, users), _rows(self.item, items)
-        if not self.tower:
-            return torch.cat([u[:, None, :].expand(-1, i.shape[0], -1), i[None].expand(u.shape[0], -1, -1)], -1)
-        first, half = self.tower[0], u.shape[1]
-        x = (u @ first.weight[:, :half].T)[:, None, :] + (i @ first.weight[:, half:].T + first.bias)[None, :, :]
-        x.relu_()  # in place: these (B, I, width) activations are what bounds full-catalogue memory
-        for lin in self.tower[1:]:
-            x = lin(x).relu_()
-        return x
+        """(B, I, layers[-1]) for every user × item: ``hidden`` with users broadcast against all items."""
+        return self.hidden(users[:, None], items[None, :])
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.out(self.hidden_all(users, items)).squeeze(-1)
