@@ -63,6 +63,10 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise DataError(f"{name}: not a valid gzip file: {exc}") from None
+    if fmt == "csv":
+        fast = _csv_fast(data, name, settings)
+        if fast is not None:
+            return fast
     try:
         if fmt == "csv":
             # Everything as text first: ids like '00123' must stay strings, and casting ourselves lets
@@ -83,17 +87,71 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
     return to_canonical(df, name, settings)
 
 
-def to_canonical(df: "pl.DataFrame", name: str, settings: Settings) -> "pl.DataFrame":
-    """Map raw column names, cast to canonical types and normalise timestamps to UTC."""
+def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | None":
+    """The common CSV case in one streaming query: text ids, fixed-width UTC timestamps, numeric values.
+
+    Parsing, casting and timestamp decoding run morsel by morsel on all cores, so the file's text
+    columns are never held whole (about half the CPU time and a fraction of the memory of reading
+    all text first). Returns None whenever anything is off (a value or timestamp of another shape, a
+    missing column, a parse error): the general path then handles the file or names the bad row.
+    """
     import polars as pl
 
-    mapping = {
+    cols = {canon: raw for canon, (raw, _env) in _raw_columns(settings).items()}
+    try:
+        lf = pl.scan_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=False)
+        header = lf.collect_schema().names()
+        if not header or any(cols[c] not in header for c in REQUIRED):
+            return None
+        schema = canonical_schema()
+        exprs, checks = [], []
+        for canon, raw in cols.items():
+            if raw not in header:
+                exprs.append(pl.lit(None, dtype=schema[canon]).alias(canon))
+                continue
+            text = pl.col(raw)
+            if canon == "event_ts":
+                out = fixed_iso_utc(text)
+            elif canon == "value":
+                out = text.cast(pl.Float64, strict=False)
+            else:
+                exprs.append(text.alias(canon))
+                continue
+            exprs.append(out.alias(canon))
+            checks.append(out.is_not_null() | text.is_null())
+        df = lf.select(
+            *exprs,
+            pl.all_horizontal(checks).alias("_ok"),
+            pl.any_horizontal(pl.col(c).is_null() for c in header).alias("_gap"),
+        ).collect(engine="streaming")
+    except Exception:  # noqa: BLE001 - the general path reports it properly
+        return None
+    if df.height and not df.get_column("_ok").all():
+        return None
+    if df.height and df.get_column("_gap").any():
+        # polars fills short rows with nulls; tell a truncated line apart from a genuinely empty field
+        where = _csv_bad_line(data)
+        if where:
+            raise DataError(f"{name}: not a valid CSV file{where}")
+    return df.drop("_ok", "_gap")
+
+
+def _raw_columns(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Canonical column → (raw column name, the setting's environment variable)."""
+    return {
         "user_id": (settings.raw_user_col, "NCF_RAW_USER_COL"),
         "item_id": (settings.raw_item_col, "NCF_RAW_ITEM_COL"),
         "event_ts": (settings.raw_ts_col, "NCF_RAW_TS_COL"),
         "event_type": (settings.raw_event_type_col, "NCF_RAW_EVENT_TYPE_COL"),
         "value": (settings.raw_value_col, "NCF_RAW_VALUE_COL"),
     }
+
+
+def to_canonical(df: "pl.DataFrame", name: str, settings: Settings) -> "pl.DataFrame":
+    """Map raw column names, cast to canonical types and normalise timestamps to UTC."""
+    import polars as pl
+
+    mapping = _raw_columns(settings)
     if df.width == 0 and df.height == 0:
         return pl.DataFrame(schema=canonical_schema())
     for canon in REQUIRED:
@@ -177,25 +235,35 @@ def _parse_ts(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
 _FIXED_ISO = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?Z?$"
 
 
-def _parse_iso(s: "pl.Series") -> "pl.Series":
-    """ISO 8601 with an offset ('Z', '+02:00') → UTC; without one it is taken as UTC.
+def fixed_iso_utc(text: "pl.Expr") -> "pl.Expr":
+    """UTC datetimes from the common fixed-width shape ('2026-11-26T10:00:00.123Z', 'T' or ' ', 0-6
+    fraction digits, 'Z' or nothing); null for any other text and for impossible dates or times.
 
-    The common UTC shape ('2026-11-26T10:00:00.123Z') is decoded from fixed character positions,
-    about 3x faster than chrono's parser; anything else (offsets, impossible dates) takes the general path.
+    Decoded from fixed character positions (date and time of day through polars' parsers, the fraction
+    as an integer scaled by its digit count): about 2x cheaper than chrono's general parser on whole
+    strings, and it runs inside a lazy query.
     """
     import polars as pl
 
-    if s.len() and s.str.contains(_FIXED_ISO).fill_null(True).all():
-        c = pl.col("s")
-        part = lambda start, n, t=pl.Int8: c.str.slice(start, n).cast(t)  # noqa: E731
-        frac = c.str.slice(20).str.strip_suffix("Z").str.pad_end(6, "0").cast(pl.Int32).fill_null(0)
-        try:
-            return pl.DataFrame({"s": s}).select(
-                pl.datetime(part(0, 4, pl.Int32), part(5, 2), part(8, 2), part(11, 2), part(14, 2), part(17, 2),
-                            frac, time_unit="us", time_zone="UTC")
-            ).to_series()
-        except pl.exceptions.PolarsError:
-            pass  # e.g. 2026-02-31: the general parser below yields null there, and the caller names the row
+    digits = (text.str.len_bytes().cast(pl.Int64) - 20 - text.str.ends_with("Z").cast(pl.Int64)).clip(0, 6)
+    frac = text.str.slice(20, digits).cast(pl.Int64, strict=False).fill_null(0) * pl.lit(10, pl.Int64).pow(6 - digits)
+    day = text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False).cast(pl.Int64)
+    time_of_day = text.str.slice(11, 8).str.to_time("%H:%M:%S", strict=False).cast(pl.Int64) // 1000  # ns → us
+    us = day * 86_400_000_000 + time_of_day + frac
+    return pl.when(text.str.contains(_FIXED_ISO)).then(us).cast(pl.Datetime("us", "UTC"))
+
+
+def _parse_iso(s: "pl.Series") -> "pl.Series":
+    """ISO 8601 with an offset ('Z', '+02:00') → UTC; without one it is taken as UTC.
+
+    The common UTC shape goes through ``fixed_iso_utc``; anything else (offsets, impossible dates)
+    takes the general path, which yields null where it cannot parse, and the caller names the row.
+    """
+    import polars as pl
+
+    fast = pl.DataFrame({"s": s}).select(fixed_iso_utc(pl.col("s"))).to_series()
+    if fast.null_count() == s.null_count():
+        return fast
 
     has_offset = s.str.contains(r"(Z|[+-]\d{2}:?\d{2})$")  # general path
     norm = s.str.replace(r"Z$", "+00:00").str.replace(" ", "T", literal=True)

@@ -86,3 +86,31 @@ def test_encode_then_read_round_trips(fmt, gz):
                        "event_type": ["view", None], "value": [1.0, None]}).cast({"event_ts": pl.Datetime("us", "UTC")})
     back = rawio.read_raw(rawio.encode(df, fmt, gz), rawio.file_name("x", fmt, gz), S)
     assert back.equals(df)
+
+
+def test_fixed_width_timestamps_decode_like_the_general_parser_and_reject_impossible_ones():
+    text = ["2026-11-26T10:00:00Z", "2026-11-26 10:00:00", "2026-11-26T10:00:00.5Z", "2026-11-26T10:00:00.123456",
+            "2024-02-29T23:59:59.999Z", "2026-02-31T10:00:00Z", "2026-11-26T24:00:00Z", "2026-11-26T10:60:00Z",
+            "2026-11-26T10:00:00.1234567Z", "2026-11-26T10:00:00+02:00", "26-11-2026 10:00", None]
+    fast = pl.DataFrame({"s": text}).select(rawio.fixed_iso_utc(pl.col("s"))).to_series().to_list()
+    assert fast[:5] == [utc(2026, 11, 26, 10), utc(2026, 11, 26, 10), utc(2026, 11, 26, 10, 0, 0, 500000),
+                        utc(2026, 11, 26, 10, 0, 0, 123456), utc(2024, 2, 29, 23, 59, 59, 999000)]
+    assert fast[5:] == [None] * 7  # impossible dates/times and other shapes: left to the general path
+    general = rawio._parse_iso(pl.Series(text[:5] + text[9:10]))
+    assert general.to_list() == fast[:5] + [utc(2026, 11, 26, 8)]
+
+
+def test_csv_fast_path_gives_the_general_paths_frame():
+    """The streaming CSV path must be indistinguishable from reading all text and casting it."""
+    data = (b"user_id,item_id,event_ts,value,extra\n"
+            b"007,42,2026-11-26T10:00:00.120Z,1.5,a\n"
+            b"8,43,2026-11-26T12:30:00Z,,b\n"
+            b"9,44,2026-11-26 11:00:00,2,\n")
+    fast = rawio._csv_fast(data, "x.csv", S)
+    assert fast is not None
+    general = rawio.to_canonical(pl.read_csv(data, infer_schema=False), "x.csv", S)
+    assert fast.equals(general) and fast.schema == rawio.canonical_schema()
+    assert fast["event_type"].null_count() == 3  # optional column absent -> null
+    # any other shape falls back to the general path, which parses it or names the row
+    assert rawio._csv_fast(data.replace(b"12:30:00Z", b"12:30:00+02:00"), "x.csv", S) is None
+    assert rawio._csv_fast(data.replace(b",1.5,", b",1.5x,"), "x.csv", S) is None
