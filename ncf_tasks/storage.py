@@ -208,6 +208,39 @@ class Storage:
         self.put_stream(rel, buf)
         return size
 
+    def write_parquet_parts(self, parts: "Iterable[pl.DataFrame]", rel: str, **options: Any) -> tuple[int, int]:
+        """Encode frames one after another as row groups of one Parquet object, then upload it.
+
+        For outputs computed piece by piece: each part is encoded (pyarrow, on a second thread) while
+        the caller computes the next one, so the whole result never exists as one frame. ``options``
+        go to ``pyarrow.parquet.ParquetWriter`` (zstd level 1 unless given). Needs at least one
+        part, which may be empty, for the schema. Returns (rows, bytes).
+        """
+        import pyarrow.parquet as pq
+        from concurrent.futures import ThreadPoolExecutor
+
+        options = {"compression": "zstd", "compression_level": 1, **options}
+        buf, writer, rows, pending = io.BytesIO(), None, 0, None
+        with ThreadPoolExecutor(max_workers=1) as encoder:
+            for part in parts:
+                table = part.to_arrow()
+                rows += table.num_rows
+                if writer is None:
+                    writer = pq.ParquetWriter(buf, table.schema, **options)
+                if pending is not None:
+                    pending.result()
+                pending = encoder.submit(writer.write_table, table)
+                del table, part
+            if pending is not None:
+                pending.result()
+        if writer is None:
+            raise ValueError(f"write_parquet_parts {self.uri(rel)}: no parts, so no schema to write")
+        writer.close()
+        size = buf.tell()
+        buf.seek(0)
+        self.put_stream(rel, buf)
+        return rows, size
+
     # -- folders -------------------------------------------------------------------------------------
     def upload_dir(self, local: str | Path, rel_prefix: str) -> int:
         """Upload a local folder (e.g. a Data Docs site) below ``rel_prefix``; returns file count."""

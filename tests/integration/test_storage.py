@@ -1,3 +1,5 @@
+import io
+
 import polars as pl
 import pytest
 
@@ -27,6 +29,25 @@ def test_parquet_round_trip_through_polars_object_store(storage):
     storage.write_parquet(df, "t/p.parquet")
     assert storage.read_parquet("t/p.parquet").equals(df)
     assert storage.scan_parquet(["t/p.parquet", "t/p.parquet"]).select(pl.len()).collect().item() == 4
+
+
+def test_parquet_parts_become_row_groups_of_one_object_or_nothing(storage):
+    import pyarrow.parquet as pq
+
+    parts = [pl.DataFrame({"user_id": [f"u{i}", f"v{i}"], "n": [i, -i]}) for i in range(3)]
+    assert storage.write_parquet_parts(iter(parts), "t/parts.parquet") == (6, storage.list("t/parts.parquet")[0]["size"])
+    assert storage.read_parquet("t/parts.parquet").equals(pl.concat(parts))
+    assert pq.ParquetFile(io.BytesIO(storage.get_bytes("t/parts.parquet"))).num_row_groups == 3
+
+    def failing():
+        yield parts[0]
+        raise RuntimeError("range 2 failed")
+
+    with pytest.raises(RuntimeError, match="range 2 failed"):
+        storage.write_parquet_parts(failing(), "t/parts.parquet")
+    assert storage.read_parquet("t/parts.parquet").height == 6  # the earlier object is untouched
+    assert storage.write_parquet_parts([parts[0].clear()], "t/empty.parquet")[0] == 0
+    assert storage.read_parquet("t/empty.parquet").schema == parts[0].schema
 
 
 def test_atomic_put_leaves_no_temporaries(storage):

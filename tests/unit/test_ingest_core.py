@@ -19,3 +19,27 @@ def test_exact_duplicates_dropped_nulls_compared_as_values():
     out = drop_exact_duplicates(df)
     assert out.height == 4 and out.unique().height == 4
     assert drop_exact_duplicates(out.reverse()).equals(out)  # same output whatever the input order
+
+
+def test_time_ranges_concatenate_to_the_whole_day_deduplicated():
+    """Range by range must give exactly the one big sort: duplicates and ties never straddle a range."""
+    import numpy as np
+
+    from ncf_tasks.ingest import deduplicated_time_ranges
+
+    rng = np.random.default_rng(7)
+    n = 3_000
+    ts = [T + dt.timedelta(seconds=int(s)) for s in rng.integers(0, 40, n)]  # many rows per timestamp
+    df = pl.DataFrame({"user_id": rng.choice(["u1", "u2", "u3"], n), "item_id": rng.choice(["i1", "i2"], n),
+                       "event_ts": ts, "event_type": rng.choice(["view", "click"], n),
+                       "value": rng.choice([1.0, 2.0], n)}, schema=canonical_schema())
+    df = df.with_columns(pl.when(pl.int_range(pl.len()) % 97 == 0).then(None).otherwise(pl.col("event_ts"))
+                         .alias("event_ts"))  # some null timestamps, which sort last
+    frames = [df.slice(0, 1_000), df.slice(1_000, 1_500), df.slice(2_500)]
+    whole = drop_exact_duplicates(df)
+    for rows_per_range in (1, 50, 700, 10_000):
+        parts = list(deduplicated_time_ranges(frames, rows_per_range))
+        assert pl.concat(parts).equals(whole)
+    assert len(list(deduplicated_time_ranges(frames, 700))) > 1
+    empty = list(deduplicated_time_ranges([df.clear()], 700))
+    assert len(empty) == 1 and empty[0].height == 0 and empty[0].schema == canonical_schema()
