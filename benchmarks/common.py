@@ -20,13 +20,20 @@ from ncf_tasks.config import Settings  # noqa: E402
 
 
 @contextmanager
-def embedded_s3(bucket: str = "bench"):
+def embedded_s3_env(bucket: str = "bench"):
+    """The endpoint's environment (NCF_* variables), for benchmarks that measure in child processes."""
     server = local_s3.start()
     try:
         local_s3.create_bucket(server.url, bucket)
-        yield Settings.from_env(env=server.env(bucket))
+        yield server.env(bucket)
     finally:
         server.stop()
+
+
+@contextmanager
+def embedded_s3(bucket: str = "bench"):
+    with embedded_s3_env(bucket) as env:
+        yield Settings.from_env(env=env)
 
 
 def machine() -> str:

@@ -23,10 +23,12 @@ READ_WORKERS = 2  # files in flight: overlaps GET with parsing; more only multip
 ROWS_PER_RANGE = 1 << 19  # rows per time range: one sort's working set and one row group of the lake file
 
 SORT_COLUMNS = ("event_ts", "user_id", "item_id", "event_type", "value")
-# Lake encoding: dictionaries where values repeat, deltas for the nearly sorted timestamps (26% smaller
-# than all-dictionary, and cheaper to encode)
-LAKE_PARQUET = {"use_dictionary": ["user_id", "item_id", "event_type", "value"],
-                "column_encoding": {"event_ts": "DELTA_BINARY_PACKED"}}
+# Lake encoding (pyarrow writer options), measured on the 10M-row day (BENCHMARKS.md): dictionaries
+# where values repeat a lot, deltas for the nearly sorted timestamps, plain ids (dictionaries there cost
+# 20% more encoding time for 7% less size), and statistics only for event_ts, the one column readers
+# filter on (string min/max statistics cost another 20%).
+LAKE_PARQUET = {"use_dictionary": ["event_type", "value"], "column_encoding": {"event_ts": "DELTA_BINARY_PACKED"},
+                "write_statistics": ["event_ts"]}
 
 
 def drop_exact_duplicates(df: "pl.DataFrame") -> "pl.DataFrame":
@@ -44,8 +46,9 @@ def drop_exact_duplicates(df: "pl.DataFrame") -> "pl.DataFrame":
 
 
 def deduplicated_time_ranges(frames: "list[pl.DataFrame]",
-                             rows_per_range: int = ROWS_PER_RANGE) -> "Iterator[pl.DataFrame]":
-    """The day sorted and de-duplicated as consecutive time ranges of about ``rows_per_range`` rows.
+                             rows_per_range: int | None = None) -> "Iterator[pl.DataFrame]":
+    """The day sorted and de-duplicated as consecutive time ranges of about ``rows_per_range`` rows
+    (``ROWS_PER_RANGE`` unless given).
 
     Duplicates share their timestamp, so they always fall in one range, and the ranges in time order
     (null timestamps last) concatenate to exactly ``drop_exact_duplicates`` of the whole day. Sorting a
@@ -56,7 +59,7 @@ def deduplicated_time_ranges(frames: "list[pl.DataFrame]",
     import polars as pl
 
     total = sum(f.height for f in frames)
-    ranges = max(1, -(-total // rows_per_range))
+    ranges = max(1, -(-total // (rows_per_range or ROWS_PER_RANGE)))
     stride = max(1, total // (ranges * 100))
     sample = pl.concat([f.get_column("event_ts").gather_every(stride) for f in frames]).drop_nulls().sort()
     edges = sample.gather([len(sample) * i // ranges for i in range(1, ranges)]).unique(maintain_order=True)
