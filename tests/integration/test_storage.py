@@ -50,6 +50,27 @@ def test_parquet_parts_become_row_groups_of_one_object_or_nothing(storage):
     assert storage.read_parquet("t/empty.parquet").schema == parts[0].schema
 
 
+def test_parquet_parts_larger_than_a_part_stream_as_multipart_and_abort_cleanly(storage):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    big = [pl.DataFrame({"x": rng.integers(0, 2**62, 1_500_000), "y": rng.random(1_500_000)}) for _ in range(2)]
+    rows, size = storage.write_parquet_parts(iter(big), "t/big.parquet")
+    assert rows == 3_000_000 and size > 3 * 8 * 2**20  # several 8 MB parts
+    assert storage.list("t/big.parquet")[0]["size"] == size
+    assert storage.read_parquet("t/big.parquet").equals(pl.concat(big))
+
+    def failing():
+        yield from big
+        raise RuntimeError("range 3 failed")
+
+    with pytest.raises(RuntimeError, match="range 3 failed"):
+        storage.write_parquet_parts(failing(), "t/big.parquet")
+    assert storage.read_parquet("t/big.parquet").height == 3_000_000  # the earlier object is untouched
+    uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
+    assert uploads == []  # the parts already sent were aborted, not left behind
+
+
 def test_atomic_put_leaves_no_temporaries(storage):
     storage.put_json_atomic("p/_latest.json", {"v": 1})
     storage.put_json_atomic("p/_latest.json", {"v": 2})
@@ -67,3 +88,13 @@ def test_unreachable_endpoint_is_a_storage_error(settings):
     dead = Storage(settings.replace(s3_endpoint_url="http://127.0.0.1:9", s3_max_attempts=1))
     with pytest.raises(StorageError, match="list s3://"):
         dead.list("raw/")
+
+
+def test_parquet_parts_to_a_failing_store_raise_its_error_without_hanging(storage):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    big = (pl.DataFrame({"x": rng.integers(0, 2**62, 1_500_000)}) for _ in range(3))
+    nowhere = Storage(storage.settings.replace(bucket="no-such-bucket"))
+    with pytest.raises(StorageError, match=r"put s3://no-such-bucket/t/big\.parquet"):
+        nowhere.write_parquet_parts(big, "t/big.parquet")
