@@ -2,7 +2,7 @@ import datetime as dt
 
 import polars as pl
 
-from ncf_tasks.ingest import drop_exact_duplicates
+from ncf_tasks.ingest import SORT_COLUMNS, drop_exact_duplicates
 from ncf_tasks.rawio import canonical_schema
 
 T = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
@@ -37,6 +37,7 @@ def test_time_ranges_concatenate_to_the_whole_day_deduplicated():
                          .alias("event_ts"))  # some null timestamps, which sort last
     frames = [df.slice(0, 1_000), df.slice(1_000, 1_500), df.slice(2_500)]
     whole = drop_exact_duplicates(df)
+    assert whole.equals(df.unique().sort(list(SORT_COLUMNS), nulls_last=True))  # the plain definition
     for rows_per_range in (1, 50, 700, 10_000):
         parts = list(deduplicated_time_ranges(frames, rows_per_range))
         assert pl.concat(parts).equals(whole)
