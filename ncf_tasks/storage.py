@@ -244,10 +244,11 @@ class Storage:
                     raise ValueError(f"write_parquet_parts {self.uri(rel)}: no parts, so no schema to write")
                 writer.close()
             except BaseException as exc:
+                upload_failed_first = upload.done() and upload.exception() is not None
                 pipe.finish(exc)  # the upload fails on it and aborts: nothing becomes visible
-                upload_error = upload.exception()
-                if isinstance(exc, _UploadStopped) and upload_error is not None:
-                    raise upload_error from None  # the storage error is the cause, not the closed pipe
+                upload.exception()  # wait for the abort
+                if upload_failed_first:
+                    raise upload.exception() from None  # the storage error is the cause, not the closed pipe
                 raise
             pipe.finish()
             upload.result()
@@ -283,7 +284,7 @@ class Storage:
 
 
 class _UploadStopped(OSError):
-    pass
+    """The reading side (the upload) ended before the writer was done."""
 
 
 class _Pipe(io.RawIOBase):
