@@ -80,10 +80,7 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
         where = _csv_bad_line(data) if fmt == "csv" else ""
         raise DataError(f"{name}: not a valid {fmt.upper()} file{where}: {_first_line(exc)}") from None
     if fmt == "csv" and df.height and df.null_count().sum_horizontal().item():
-        # polars fills short rows with nulls; tell a truncated line apart from a genuinely empty field
-        where = _csv_bad_line(data)
-        if where:
-            raise DataError(f"{name}: not a valid CSV file{where}")
+        _fail_if_ragged(data, name)
     return to_canonical(df, name, settings)
 
 
@@ -129,10 +126,7 @@ def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | Non
     if df.height and not df.get_column("_ok").all():
         return None
     if df.height and df.get_column("_gap").any():
-        # polars fills short rows with nulls; tell a truncated line apart from a genuinely empty field
-        where = _csv_bad_line(data)
-        if where:
-            raise DataError(f"{name}: not a valid CSV file{where}")
+        _fail_if_ragged(data, name)
     return df.drop("_ok", "_gap")
 
 
@@ -286,6 +280,14 @@ def _fail_first(bad: "pl.Series", name: str, raw: str, col: "pl.Series", expect:
         f"{name}: row {row + 1}, column '{raw}': value {col[row]!r} is not {expect} "
         f"({len(idx)} bad value(s) in this file)"
     )
+
+
+def _fail_if_ragged(data: bytes, name: str) -> None:
+    """Called when a CSV frame has nulls: polars fills short rows with nulls, so tell a truncated line
+    apart from a genuinely empty field."""
+    where = _csv_bad_line(data)
+    if where:
+        raise DataError(f"{name}: not a valid CSV file{where}")
 
 
 def _csv_bad_line(data: bytes) -> str:

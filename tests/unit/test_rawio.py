@@ -114,3 +114,11 @@ def test_csv_fast_path_gives_the_general_paths_frame():
     # any other shape falls back to the general path, which parses it or names the row
     assert rawio._csv_fast(data.replace(b"12:30:00Z", b"12:30:00+02:00"), "x.csv", S) is None
     assert rawio._csv_fast(data.replace(b",1.5,", b",1.5x,"), "x.csv", S) is None
+
+
+def test_truncated_csv_line_is_named_on_the_streaming_path_too():
+    data = b"user_id,item_id,event_ts,value\nu1,i1,2026-11-26T00:00:00Z,1\nu2,i2\nu3,i3,2026-11-26T00:00:01Z,\n"
+    with pytest.raises(DataError, match=r"x\.csv: not a valid CSV file, line 3: 2 fields where the header has 4"):
+        rawio._csv_fast(data, "x.csv", S)
+    ok = rawio._csv_fast(data.replace(b"u2,i2\n", b""), "x.csv", S)  # an empty value alone is not an error
+    assert ok is not None and ok["value"].to_list() == [1.0, None]
