@@ -1,6 +1,7 @@
 """Ingest: every raw file of one date → one typed, de-duplicated Parquet partition in the lake.
 
-Re-running a date replaces its partition (one object, one PUT), never appends. Raw files are only read.
+Re-running a date replaces its partition (one object, written by one upload that completes only when
+everything succeeded), never appends. Raw files are only read.
 Ingesting a date also drops that partition's validation marker first: new data must be validated again
 before the training-set builder will read it.
 """
@@ -114,7 +115,7 @@ def run_ingest(settings: Settings, *, date: str) -> dict:
     storage.delete([layout.validated_marker(day)])
     stale = [k for k in storage.list_keys(layout.lake_partition(day))
              if k not in (layout.lake_file(day), layout.ingest_manifest(day))]
-    # each time range is encoded while the next is sorted; zstd level 1 (BENCHMARKS.md)
+    # each time range is encoded while the next is sorted, and uploaded while later ones are encoded
     rows, nbytes = storage.write_parquet_parts(deduplicated_time_ranges(frames), layout.lake_file(day), **LAKE_PARQUET)
     phases["dedupe_write"] = round(time.perf_counter() - t, 3)
     storage.delete(stale)
