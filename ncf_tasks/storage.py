@@ -198,11 +198,10 @@ class Storage:
         with self._errors("read parquet", rels if isinstance(rels, str) else rels[0]):
             return lf.collect()
 
-    def write_parquet(self, df: "pl.DataFrame", rel: str, compression: str = "zstd",
-                      compression_level: int | None = None) -> int:
+    def write_parquet(self, df: "pl.DataFrame", rel: str, compression: str = "zstd") -> int:
         """Encode in memory and upload as one object (multipart when large); returns bytes written."""
         buf = io.BytesIO()
-        df.write_parquet(buf, compression=compression, compression_level=compression_level, statistics=True)
+        df.write_parquet(buf, compression=compression, statistics=True)
         size = buf.tell()
         buf.seek(0)
         self.put_stream(rel, buf)
