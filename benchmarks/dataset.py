@@ -19,7 +19,7 @@ import torch
 from common import PeakRSS, machine, table, today
 
 from ncf_tasks.config import Settings
-from ncf_tasks.dataset import build_training_set
+from ncf_tasks.build import build_training_set
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.sampling import PositiveSet, train_negatives
 

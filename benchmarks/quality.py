@@ -19,7 +19,7 @@ from common import ROOT, embedded_s3, machine, table, today
 
 from ncf_tasks import layout
 from ncf_tasks.__main__ import parse_sets
-from ncf_tasks.dataset import run_build
+from ncf_tasks.build import run_build
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.ingest import run_ingest
 from ncf_tasks.movielens import run_load_movielens

@@ -21,11 +21,11 @@ from common import machine, table, today
 from torch.utils.data import DataLoader, Dataset
 
 from ncf_tasks.config import Settings
-from ncf_tasks.dataset import build_training_set
+from ncf_tasks.build import build_training_set
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.metrics import evaluate_model
 from ncf_tasks.models import NeuMF
-from ncf_tasks.rundata import from_frames
+from ncf_tasks.artifacts import from_frames
 from ncf_tasks.sampling import PositiveSet, train_negatives
 from ncf_tasks.train import batch_size_for, make_optimizer, train_epoch
 

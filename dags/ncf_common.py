@@ -1,8 +1,9 @@
 """Airflow-side glue shared by the NCF DAGs (not a DAG file itself: see .airflowignore).
 
 Settings per run (environment + trigger-form params + an optional Airflow connection), the processed
-date, the retry policy, the failure callback and the published Asset. Only ``ncf_tasks.config`` and
-``ncf_tasks.layout`` are imported here: both are standard library only, so DAG parsing stays fast.
+date, the retry policy, the failure callback, the published Asset and the ingest → validate task
+group that ``ncf_retrain`` and ``ncf_ingest`` share. Only ``ncf_tasks.config`` and ``ncf_tasks.layout``
+are imported here: both are standard library only, so DAG parsing stays fast.
 """
 
 from __future__ import annotations
@@ -10,25 +11,26 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import os
 from typing import Any
 
-from airflow.sdk import Asset, Param
+from airflow.sdk import Asset, Param, get_current_context, task, task_group
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 from ncf_tasks import layout
-from ncf_tasks.config import Settings
+from ncf_tasks.config import Settings, env_name
 
 log = logging.getLogger("ncf")
 
 # Parse time reads the environment only (no connections, no variables): a bad NCF_* value shows up as
 # an import error naming the setting.
 BASE = Settings.from_env()
-SCHEDULE = os.environ.get("NCF_SCHEDULE", "0 2 * * *")
+SCHEDULE = BASE.schedule
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
-TOPK_ASSET = Asset(uri=f"s3://{BASE.bucket}/{BASE.prefix.strip('/') + '/' if BASE.prefix.strip('/') else ''}recs/topk",
-                   name="ncf_topk", group="recommendations")
+# The Asset's identity is logical: Airflow stores name and URI, and an Asset whose URI changed with the
+# bucket or prefix (another deployment, or the demo and the tests sharing one metadata DB) would be
+# inactive and fail publish. Where the table lies is in each event's metadata (the pointer: uri, files).
+TOPK_ASSET = Asset(uri="ncf://recs/topk", name="ncf_topk", group="recommendations")
 
 # Storage and network errors are worth retrying; bad data, bad params and rejected validation are not.
 RETRY_POLICY = ExceptionRetryPolicy(
@@ -61,7 +63,7 @@ def failure_summary(context: dict) -> None:
             f"run={context.get('run_id')} date={when:%Y-%m-%d} why={type(exc).__name__}: {str(exc).splitlines()[0] if exc else '?'}"
             if when else f"NCF FAILED task={getattr(ti, 'task_id', '?')} why={exc}")
     log.error(line)
-    notifier_path = os.environ.get("NCF_NOTIFIER")
+    notifier_path = BASE.notifier
     if notifier_path:
         from airflow.sdk.module_loading import import_string
 
@@ -103,14 +105,14 @@ def _param(name: str) -> Param:
         schema["minimum"] = meta["min"]
     if "max" in meta:
         schema["maximum"] = meta["max"]
-    return Param(value, description=f"{meta['doc']} (setting {name}, env NCF_{name.upper()})",
+    return Param(value, description=f"{meta['doc']} (setting {name}, env {env_name(name)})",
                  title=name.replace("_", " "), **schema)
 
 
 PARAMS: dict[str, Param] = {
     "data_date": Param(None, type=["null", "string"], format="date", title="data date",
                        description="YYYY-MM-DD of the logs to ingest and validate; empty = logical date "
-                                   f"minus {BASE.date_lag_days} day(s) (NCF_DATE_LAG_DAYS)"),
+                                   f"minus {BASE.date_lag_days} day(s) ({env_name('date_lag_days')})"),
     **{name: _param(name) for name in FORM_SETTINGS},
 }
 
@@ -136,8 +138,9 @@ def run_settings(context: dict) -> Settings:
     return settings
 
 
-def data_date(context: dict, settings: Settings) -> str:
-    """The day of logs a run processes: the ``data_date`` param, else logical date minus the lag.
+def data_date(context: dict, settings: Settings, lag_days: int | None = None) -> str:
+    """The day of logs a run processes: the ``data_date`` param, else logical date minus the lag
+    (``lag_days``, default the ``date_lag_days`` setting; ``ncf_ingest`` uses 0: a backfill names its days).
 
     Keyed on the logical date, not the data interval: a cron run's interval has zero length.
     Manual runs without a logical date use their ``run_after``.
@@ -146,4 +149,45 @@ def data_date(context: dict, settings: Settings) -> str:
     if explicit:
         return layout.day(explicit)
     when = context.get("logical_date") or context["dag_run"].run_after
-    return (when - dt.timedelta(days=settings.date_lag_days)).date().isoformat()
+    lag = settings.date_lag_days if lag_days is None else lag_days
+    return (when - dt.timedelta(days=lag)).date().isoformat()
+
+
+def ingest_and_validate(lag_days: int | None = None):
+    """The task group both DAGs start with: ``ingest`` → ``validate`` of one day (task ids unprefixed).
+
+    No raw files: ``ingest`` skips, and so does everything downstream. A broken rule quarantines the
+    batch and fails ``validate`` at once (ValidationFailed is not retried; storage errors are).
+    Returns the ``validate`` result (its ``date`` is the day that was processed).
+    """
+
+    @task_group(group_id="ingest_validate", prefix_group_id=False,
+                tooltip="raw logs of one day → lake partition → Great Expectations")
+    def group():
+        @task(execution_timeout=dt.timedelta(minutes=30))
+        def ingest() -> dict:
+            """Raw files of the processed day → `lake/interactions/dt=D/` (typed, de-duplicated, replaced
+            on rerun). No raw files: the task and the run are skipped (not failed, not 'successful')."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from ncf_tasks.ingest import run_ingest
+
+            ctx = get_current_context()
+            settings = run_settings(ctx)
+            result = run_ingest(settings, date=data_date(ctx, settings, lag_days))
+            if result["status"] == "no_data":
+                raise AirflowSkipException(f"no raw logs under {result['raw_uri']}: nothing to process")
+            return result
+
+        @task(execution_timeout=dt.timedelta(minutes=30))
+        def validate(ingested: dict) -> dict:
+            """Great Expectations on the curated day. A failed rule quarantines the batch under
+            `lake/quarantine/dt=D/` and fails this task at once. Data Docs for every validation:
+            `reports/validation/dt=D/index.html`."""
+            from ncf_tasks.validate import run_validate
+
+            return run_validate(run_settings(get_current_context()), date=ingested["date"])
+
+        return validate(ingest())
+
+    return group()

@@ -20,7 +20,7 @@ import datetime as dt
 from airflow.sdk import dag, get_current_context, task
 
 from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, TOPK_ASSET, data_date,
-                        failure_summary, run_settings)
+                        failure_summary, ingest_and_validate, run_settings)
 
 
 @dag(
@@ -37,36 +37,11 @@ from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, TOPK_A
     on_failure_callback=failure_summary,
 )
 def ncf_retrain():
-    @task(execution_timeout=dt.timedelta(minutes=30))
-    def ingest() -> dict:
-        """Raw files of the processed date → `lake/interactions/dt=D/` (typed, de-duplicated).
-        No raw files: the run is skipped (not failed, not silently 'successful')."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from ncf_tasks.ingest import run_ingest
-
-        ctx = get_current_context()
-        settings = run_settings(ctx)
-        result = run_ingest(settings, date=data_date(ctx, settings))
-        if result["status"] == "no_data":
-            raise AirflowSkipException(f"no raw logs under {result['raw_uri']}: nothing to retrain on")
-        return result
-
-    @task(execution_timeout=dt.timedelta(minutes=30))
-    def validate(ingested: dict) -> dict:
-        """Great Expectations on the curated day. A failed rule quarantines the batch and fails this
-        task at once (no retries: retrying bad data is pointless; storage errors are retried). Data
-        Docs for every validation: `reports/validation/dt=D/index.html`."""
-        from ncf_tasks.validate import run_validate
-
-        ctx = get_current_context()
-        return run_validate(run_settings(ctx), date=ingested["date"])
-
     @task(execution_timeout=dt.timedelta(hours=1))
     def build(validated: dict) -> dict:
         """Training set of this run from every validated day in the window: id maps, leave-one-out
         split, 99 sampled candidates per held-out item, `runs/<run_id>/manifest.json`."""
-        from ncf_tasks.dataset import run_build
+        from ncf_tasks.build import run_build
 
         ctx = get_current_context()
         return run_build(run_settings(ctx), run_id=ctx["run_id"], end_date=validated["date"])
@@ -82,7 +57,7 @@ def ncf_retrain():
 
         return _train
 
-    built = build(validate(ingest()))
+    built = build(ingest_and_validate())
     gmf = train_task("gmf", "GMF pretraining (Adam). Runs on the `gpu` queue (CPU when none); resumes from "
                             "`runs/<run_id>/gmf_checkpoint.pt` after a killed try.")(built)
     mlp = train_task("mlp", "MLP pretraining (Adam), in parallel with GMF.")(built)
@@ -102,9 +77,9 @@ def ncf_retrain():
 
     @task.short_circuit(execution_timeout=dt.timedelta(minutes=5))
     def gate(evaluated: dict) -> bool:
-        """Publish only if NeuMF beats popularity by `gate_min_lift` and is within `gate_tolerance` of
-        production, or an operator set `force_publish`. A rejection skips `publish`; the previous table
-        stays live."""
+        """The decision `evaluate` took (`ncf_tasks/gate.py`): publish only if NeuMF beats popularity by
+        `gate_min_lift` and is within `gate_tolerance` of production, or an operator set `force_publish`.
+        A rejection skips `publish`; the previous table stays live."""
         import logging
 
         decision = evaluated["gate"]

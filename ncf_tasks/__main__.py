@@ -45,7 +45,7 @@ def _validate(s: Settings, a: argparse.Namespace) -> dict:
 
 
 def _build(s: Settings, a: argparse.Namespace) -> dict:
-    from ncf_tasks.dataset import run_build
+    from ncf_tasks.build import run_build
 
     return run_build(s, run_id=a.run_id, end_date=a.end_date)
 

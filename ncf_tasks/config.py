@@ -21,6 +21,11 @@ ENV_PREFIX = "NCF_"
 SECRET_FIELDS = frozenset({"s3_secret_access_key", "s3_session_token"})
 
 
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: ``factors`` -> ``NCF_FACTORS`` (the one place this is derived)."""
+    return ENV_PREFIX + setting.upper()
+
+
 def _f(default: Any, doc: str, **rules: Any) -> Any:
     """A field with its documentation and validation rules (choices, min, max) kept next to it."""
     kwargs: dict[str, Any] = {"metadata": {"doc": doc, **rules}}
@@ -61,7 +66,9 @@ class Settings:
     allowed_event_types: tuple[str, ...] = _f((), "accepted event types; () = any")
     min_rows: int = _f(1, "fewest rows a day may have after de-duplication", min=0)
     max_duplicate_rate: float = _f(0.5, "largest share of exact duplicate events a raw day may contain", min=0.0, max=1.0)
-    volume_band: float = _f(5.0, "a day's rows must lie within [median/band, median*band] of the trailing 7 days", min=1.0)
+    volume_band: float = _f(5.0, "a day's rows must lie within [median/band, median*band] of the validated days "
+                                 "among the volume_history_days before it", min=1.0)
+    volume_history_days: int = _f(7, "days before a date whose validated row counts make volume_band's median", min=1, max=366)
     min_users: int = _f(1, "fewest distinct users a day may have", min=0)
     min_items: int = _f(1, "fewest distinct items a day may have", min=0)
     waive_rules: tuple[str, ...] = _f((), "soft validation rules accepted by an operator for this run",
@@ -87,10 +94,17 @@ class Settings:
     pretrain: bool = _f(True, "initialise NeuMF from pretrained GMF and MLP (the paper's best setting)")
     alpha: float = _f(0.5, "weight of GMF in the fused NeuMF output layer", min=0.0, max=1.0)
     neumf_optimizer: str = _f("sgd", "optimiser of NeuMF fine-tuning", choices=("sgd", "adam"))
-    neumf_lr: float = _f(0.001, "learning rate of NeuMF fine-tuning (SGD with momentum 0.9, or Adam)", min=0.0, max=10.0)
+    neumf_lr: float = _f(0.001, "learning rate of NeuMF fine-tuning (SGD with sgd_momentum, or Adam)", min=0.0, max=10.0)
+    sgd_momentum: float = _f(0.9, "momentum of SGD when neumf_optimizer=sgd", min=0.0, max=0.999)
+    embedding_std: float = _f(0.01, "standard deviation of the normal initialisation of embeddings", min=1e-6, max=1.0)
     device: str = _f("auto", "torch device: auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch; 0 = all cores", min=0, max=1024)
     train_queue: str = _f("gpu", "Celery queue of the training tasks (LocalExecutor ignores it)")
+
+    # --- scheduling and alerting (read by the DAG files at parse time) ----------------------------
+    schedule: str = _f("0 2 * * *", "cron schedule of ncf_retrain (UTC)")
+    notifier: str = _f("", "class path of an Airflow notifier that receives the one-line failure summary "
+                           "(e.g. airflow.providers.slack.notifications.slack.SlackNotifier); '' = log only")
 
     # --- evaluation, gate, publication ----------------------------------------------------------
     eval_k: int = _f(10, "cut-off of HR@K / NDCG@K", min=1, max=1000)
@@ -105,13 +119,13 @@ class Settings:
             _check(f, getattr(self, f.name))
         if len(self.mlp_layers) < 1 or any(w < 1 for w in self.mlp_layers) or self.mlp_layers[0] % 2:
             raise ConfigError(
-                f"setting mlp_layers ({ENV_PREFIX}MLP_LAYERS) = {list(self.mlp_layers)}: need at least one "
+                f"setting mlp_layers ({env_name('mlp_layers')}) = {list(self.mlp_layers)}: need at least one "
                 "positive width and an even first width (it is split between user and item embeddings)"
             )
         if self.value_min > self.value_max:
             raise ConfigError(f"settings value_min={self.value_min} > value_max={self.value_max}")
         if not self.bucket:
-            raise ConfigError(f"setting bucket ({ENV_PREFIX}BUCKET) must not be empty")
+            raise ConfigError(f"setting bucket ({env_name('bucket')}) must not be empty")
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -120,12 +134,12 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            name = ENV_PREFIX + f.name.upper()
+            name = env_name(f.name)
             if name in env:
                 values[f.name] = _parse(f, env[name], source=name)
         unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() not in _FIELDS)
         if unknown:
-            raise ConfigError(f"unknown environment variable(s) {unknown}; known: {sorted(ENV_PREFIX + n.upper() for n in _FIELDS)}")
+            raise ConfigError(f"unknown environment variable(s) {unknown}; known: {sorted(env_name(n) for n in _FIELDS)}")
         settings = cls(**values)
         return settings.replace(**overrides) if overrides else settings
 
@@ -170,7 +184,7 @@ def describe() -> list[tuple[str, str, str]]:
     for f in dataclasses.fields(Settings):
         default = f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
-        rows.append((ENV_PREFIX + f.name.upper(), shown, f.metadata["doc"]))
+        rows.append((env_name(f.name), shown, f.metadata["doc"]))
     return rows
 
 
@@ -212,7 +226,7 @@ def _parse(f: dataclasses.Field, raw: Any, *, source: str) -> Any:
 
 def _check(f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
-    env = ENV_PREFIX + f.name.upper()
+    env = env_name(f.name)
     choices = meta.get("choices")
     if choices is not None:
         bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in choices]

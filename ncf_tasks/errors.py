@@ -1,6 +1,8 @@
 """Exceptions the stages raise; the CLI and the DAG map them to exit codes and task states.
 
-Every message names the file / URI, the row or column, and the rule that was broken.
+Every message names the file / URI, the row or column, and the rule that was broken. Exit codes of
+``python -m ncf_tasks``: 0 ok, 1 unexpected, 2 bad setting, 3 no data, 4 bad input data,
+5 validation failed (quarantined), 6 storage error, 7 gate rejected the model.
 """
 
 
@@ -38,3 +40,9 @@ class StorageError(NcfError):
     """Object storage failed (network, permissions, missing object). Retrying may help."""
 
     exit_code = 6
+
+
+class GateRejected(NcfError):
+    """The gate rejected the run's model and no operator forced publication; what is served stays."""
+
+    exit_code = 7

@@ -8,10 +8,8 @@ Recall@K / NDCG@K of the test item among all items the user has not interacted w
 validation, catalogue coverage of the top-K lists, and their popularity bias (mean popularity
 percentile of recommended items; 0.5 = like a random pick, 1.0 = only the most popular item).
 
-Gate: publish when NeuMF's HR@K beats popularity by ``gate_min_lift`` and is not worse than
-production by more than ``gate_tolerance`` (no production yet: only the first condition).
-``force_publish`` overrides a rejection and is recorded. Writes ``runs/<run_id>/metrics.json`` and
-``runs/<run_id>/report.html``.
+The gate decision (``gate.decide``) is made here and stored with the metrics; ``publish`` enforces it.
+Writes the run's ``metrics.json`` and ``report.html`` (``artifacts.RunArtifacts``).
 """
 
 from __future__ import annotations
@@ -23,23 +21,14 @@ import time
 import numpy as np
 import torch
 
-from ncf_tasks import layout
+from ncf_tasks import gate, layout
+from ncf_tasks.artifacts import MODELS, PUBLISHED_MODEL, RunArtifacts, RunData, setup_torch
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
-from ncf_tasks.models import SCORE_CHUNK_CELLS, build_model, pair_width
-from ncf_tasks.rundata import RunData, load_run, load_torch
+from ncf_tasks.scoring import masked_scores
 from ncf_tasks.storage import Storage
-from ncf_tasks.train import setup_torch
 
 log = logging.getLogger(__name__)
-PUBLISHED_MODEL = "neumf"
-
-
-def load_model(storage: Storage, run_id: str, model: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    art = load_torch(storage, layout.run_prefix(run_id) + f"{model}.pt")
-    net = build_model(model, art["n_users"], art["n_items"], art["factors"], tuple(art["mlp_layers"]))
-    net.load_state_dict(art["state_dict"])
-    return net.to(device).eval(), art
 
 
 def id_translation(ours, theirs) -> np.ndarray:
@@ -53,12 +42,11 @@ def id_translation(ours, theirs) -> np.ndarray:
 
 
 @torch.no_grad()
-def rescore_production(storage: Storage, prod: dict, data: RunData, device: torch.device,
+def rescore_production(storage: Storage, prod: dict, run: RunArtifacts, device: torch.device,
                        users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Scores of the production model on this run's candidates, through the production run's id maps."""
-    run_id = prod["run_id"]
-    net, art = load_model(storage, run_id, prod.get("model", PUBLISHED_MODEL), device)
-    ours = {f: storage.read_parquet(data.manifest["files"][f]) for f in ("users", "items")}
+    net, art = RunArtifacts(storage, prod["run_id"]).load_model(prod.get("model", PUBLISHED_MODEL), device, current=False)
+    ours = run.id_maps()
     theirs = {f: storage.read_parquet(art["id_maps"][f]) for f in ("users", "items")}
     u_map = torch.from_numpy(id_translation(ours["users"], theirs["users"])).to(device)
     i_map = torch.from_numpy(id_translation(ours["items"], theirs["items"])).to(device)
@@ -72,65 +60,22 @@ def rescore_production(storage: Storage, prod: dict, data: RunData, device: torc
 
 
 @torch.no_grad()
-def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.Tensor,
-                 chunk_cells: int = SCORE_CHUNK_CELLS) -> dict:
+def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.Tensor) -> dict:
     """Rank the test item among all items not seen in train/validation; coverage and popularity bias."""
-    device = data.test_users.device
     n_items = data.n_items
     users, test_items = data.test_users, data.test_candidates[:, 0]
-    seen_u = torch.cat([data.train_users, data.valid_users])
-    seen_i = torch.cat([data.train_items, data.valid_candidates[:, 0]])
-    order = torch.argsort(seen_u)
-    seen_u, seen_i = seen_u[order], seen_i[order]
     pop_pct = torch.argsort(torch.argsort(popularity)).double() / max(n_items - 1, 1)  # 0 = least popular
-    step = max(1, chunk_cells // (max(n_items, 1) * pair_width(net)))  # bounded memory per chunk
-    ranks, recommended = [], torch.zeros(n_items, dtype=torch.bool, device=device)
-    rec_pop = []
-    all_items = torch.arange(n_items, device=device)
-    for s in range(0, users.numel(), step):
-        u = users[s:s + step]
-        scores = net.score_all(u, all_items).float()
-        row_of = torch.full((data.n_users,), -1, dtype=torch.int64, device=device)
-        row_of[u] = torch.arange(u.numel(), device=device)
-        lo = torch.searchsorted(seen_u, u.min())
-        hi = torch.searchsorted(seen_u, u.max(), right=True)
-        su, si = seen_u[lo:hi], seen_i[lo:hi]
-        rows = row_of[su]
-        keep = rows >= 0
-        scores[rows[keep], si[keep]] = float("-inf")
-        t = test_items[s:s + step]
-        target = scores.gather(1, t[:, None])
+    ranks, rec_pop = [], []
+    recommended = torch.zeros(n_items, dtype=torch.bool, device=users.device)
+    for a, b, scores in masked_scores(net, users, n_items, exclude=data.seen_before_test()):
+        target = scores.gather(1, test_items[a:b, None])
         ranks.append((scores >= target).sum(1) - 1)
-        top = scores.topk(k, dim=1).indices
+        top = scores.topk(min(k, n_items), dim=1).indices
         recommended[top.reshape(-1)] = True
         rec_pop.append(pop_pct[top].mean(1))
-    rank = torch.cat(ranks)
-    recall, ndcg = hit_ndcg(rank, k)
+    recall, ndcg = hit_ndcg(torch.cat(ranks), k) if ranks else (0.0, 0.0)
     return {f"recall@{k}": recall, f"ndcg@{k}": ndcg, "coverage": float(recommended.double().mean()),
-            "popularity_bias": float(torch.cat(rec_pop).mean())}
-
-
-def gate(settings: Settings, metrics: dict, k: int) -> dict:
-    new = metrics["models"][PUBLISHED_MODEL][f"hr@{k}"]
-    pop = metrics["models"]["popularity"][f"hr@{k}"]
-    reasons, ok = [], True
-    if new >= pop + settings.gate_min_lift:
-        reasons.append(f"NeuMF HR@{k} {new:.4f} >= popularity {pop:.4f} + lift {settings.gate_min_lift}")
-    else:
-        ok = False
-        reasons.append(f"NeuMF HR@{k} {new:.4f} < popularity {pop:.4f} + required lift {settings.gate_min_lift}")
-    prod = metrics["models"].get("production")
-    if prod is None:
-        reasons.append("no model in production yet")
-    elif new >= prod[f"hr@{k}"] - settings.gate_tolerance:
-        reasons.append(f"NeuMF HR@{k} {new:.4f} >= production {prod[f'hr@{k}']:.4f} - tolerance {settings.gate_tolerance}")
-    else:
-        ok = False
-        reasons.append(f"NeuMF HR@{k} {new:.4f} < production {prod[f'hr@{k}']:.4f} - tolerance {settings.gate_tolerance}")
-    forced = settings.force_publish and not ok
-    if forced:
-        reasons.append("FORCED by operator (force_publish=true) despite the rejection above")
-    return {"passed": ok, "publish": ok or settings.force_publish, "forced": forced, "reasons": reasons}
+            "popularity_bias": float(torch.cat(rec_pop).mean()) if rec_pop else 0.0}
 
 
 def run_evaluate(settings: Settings, *, run_id: str) -> dict:
@@ -139,44 +84,41 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
 
     t0 = time.perf_counter()
     storage = Storage(settings)
+    run = RunArtifacts(storage, run_id)
     device = setup_torch(settings)
-    data = load_run(storage, run_id, device)
-    prefix = layout.run_prefix(run_id)
+    data = run.load_data(device)
     k = settings.eval_k
     users, cands = data.test_users, data.test_candidates
     models: dict[str, dict] = {}
     nets: dict[str, torch.nn.Module] = {}
-    for name in ("gmf", "mlp", "neumf"):
-        if storage.exists(f"{prefix}{name}.pt"):
-            net, art = load_model(storage, run_id, name, device)
+    for name in MODELS:
+        if name == PUBLISHED_MODEL or run.has_model(name):  # the published model must exist (NoDataError)
+            net, art = run.load_model(name, device)
             nets[name] = net
             hr, ndcg = hit_ndcg(held_out_rank(score_candidates(net, users, cands)), k)
             models[name] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "best_epoch": art["epoch"],
                             "val_hr": art["validation"].get(f"hr@{k}")}
-    if PUBLISHED_MODEL not in models:
-        raise FileNotFoundError(f"{storage.uri(prefix + PUBLISHED_MODEL + '.pt')} is missing: train neumf first")
     popularity = torch.bincount(data.train_items, minlength=data.n_items).double()
     hr, ndcg = hit_ndcg(held_out_rank(popularity[cands]), k)
     models["popularity"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg}
     prod = storage.get_json(layout.production_pointer(), default=None)
     if prod and prod.get("run_id") != run_id:
-        scores = rescore_production(storage, prod, data, device, users, cands)
+        scores = rescore_production(storage, prod, run, device, users, cands)
         hr, ndcg = hit_ndcg(held_out_rank(scores), k)
         models["production"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "run_id": prod["run_id"]}
     catalog = full_catalog(nets[PUBLISHED_MODEL], data, k, popularity)
+    manifest = run.manifest()
     metrics = {"run_id": run_id, "k": k, "test_users": int(users.numel()), "candidates": int(cands.shape[1]),
-               "models": models, "full_catalog": catalog, "data": data.manifest["report"],
+               "models": models, "full_catalog": catalog, "data": manifest.report,
                "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    metrics["gate"] = gate(settings, metrics, k)
-    storage.put_json(prefix + "metrics.json", metrics)
-    histories = {m: storage.get_json(f"{prefix}{m}_history.json", default=None) for m in ("gmf", "mlp", "neumf")}
-    storage.put_bytes(prefix + "report.html", render_report(metrics, histories, data.manifest).encode(), "text/html")
+    metrics["gate"] = gate.decide(settings, metrics)
+    metrics_uri = run.write_metrics(metrics)
+    report_uri = run.write_report(render_report(metrics, run.histories(), manifest.to_dict()))
     table = " | ".join(f"{m} HR@{k} {v[f'hr@{k}']:.4f} NDCG@{k} {v[f'ndcg@{k}']:.4f}" for m, v in models.items())
     log.info("evaluation of %s: %s", run_id, table)
     log.info("gate: %s — %s", "PUBLISH" if metrics["gate"]["publish"] else "REJECT", "; ".join(metrics["gate"]["reasons"]))
-    log.info("report: %s", storage.uri(prefix + "report.html"))
+    log.info("report: %s", report_uri)
     return {"run_id": run_id, "k": k, "metrics": {m: {kk: round(vv, 5) for kk, vv in v.items() if isinstance(vv, float)}
                                                    for m, v in models.items()},
             "full_catalog": {kk: round(vv, 5) for kk, vv in catalog.items()}, "gate": metrics["gate"],
-            "report_uri": storage.uri(prefix + "report.html"), "metrics_uri": storage.uri(prefix + "metrics.json"),
-            "seconds": round(time.perf_counter() - t0, 2)}
+            "report_uri": report_uri, "metrics_uri": metrics_uri, "seconds": round(time.perf_counter() - t0, 2)}

@@ -126,6 +126,6 @@ def run_generate(settings: Settings, *, spec: SyntheticSpec, fmt: str = "csv", g
     df = synthesize(spec)
     files = write_days(storage, df, fmt=fmt, gz=gz, files_per_day=files_per_day)
     days = sorted({layout.date_of_partition(f["key"]) for f in files})
-    log.info("generated %d events over %d days into %s", df.height, len(days), storage.uri("raw/interactions/"))
+    log.info("generated %d events over %d days into %s", df.height, len(days), storage.uri(layout.raw_root()))
     return {"rows": df.height, "files": len(files), "days": days,
-            "uri": storage.uri("raw/interactions/"), "spec": asdict(spec), "format": fmt, "gzip": gz}
+            "uri": storage.uri(layout.raw_root()), "spec": asdict(spec), "format": fmt, "gzip": gz}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ncf_tasks import layout, rawio
 from ncf_tasks.config import Settings
+from ncf_tasks.parquet_stream import write_parquet_parts
 from ncf_tasks.storage import Storage
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def run_ingest(settings: Settings, *, date: str) -> dict:
     stale = [k for k in storage.list_keys(layout.lake_partition(day))
              if k not in (layout.lake_file(day), layout.ingest_manifest(day))]
     # each time range is encoded while the next is sorted, and uploaded while later ones are encoded
-    rows, nbytes = storage.write_parquet_parts(deduplicated_time_ranges(frames), layout.lake_file(day), **LAKE_PARQUET)
+    rows, nbytes = write_parquet_parts(storage, deduplicated_time_ranges(frames), layout.lake_file(day), **LAKE_PARQUET)
     phases["dedupe_write"] = round(time.perf_counter() - t, 3)
     storage.delete(stale)
     result = {

@@ -5,10 +5,11 @@ Row counts come from Parquet footers (polars reads metadata only), so this stays
 
 from __future__ import annotations
 
+from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.storage import Storage
 
-DEFAULT_PREFIXES = ("raw/interactions/", "lake/", "reports/", "runs/", "models/", "recs/")
+DEFAULT_PREFIXES = (layout.raw_root(), "lake/", "reports/", "runs/", "models/", "recs/")
 
 
 def run_inventory(settings: Settings, *, prefixes: tuple[str, ...] = DEFAULT_PREFIXES) -> dict:
@@ -20,7 +21,7 @@ def run_inventory(settings: Settings, *, prefixes: tuple[str, ...] = DEFAULT_PRE
         objects = storage.list(prefix)
         entry: dict = {"objects": len(objects), "bytes": sum(o["size"] for o in objects)}
         parquet = [o["key"] for o in objects if o["key"].endswith(".parquet")]
-        if parquet and prefix != "raw/interactions/":
+        if parquet and prefix != layout.raw_root():  # raw files are not all Parquet
             counts = [storage.scan_parquet(k).select(pl.len()).collect().item() for k in parquet]
             entry["parquet"] = {k: c for k, c in zip(parquet, counts)}
         out[prefix] = entry

@@ -1,6 +1,8 @@
 """The object-storage layout of DESIGN.md, as key builders (relative to the configured prefix).
 
-Every stage finds its inputs and outputs here, so the layout is written down once.
+Every stage finds its inputs and outputs here, so the layout is written down once. The objects inside
+one run (``runs/<run_id>/...``) are named by ``artifacts.RunArtifacts`` below ``run_prefix``.
+Standard library only: the DAG files import this at parse time.
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ def day(date: dt.date | str) -> str:
     return date.isoformat()
 
 
+def normalized_prefix(prefix: str) -> str:
+    """The configured key prefix as keys start with it: '' or 'a/b/' (surrounding slashes ignored)."""
+    p = prefix.strip("/")
+    return p + "/" if p else ""
+
+
+def raw_root() -> str:
+    return "raw/interactions/"
+
+
 def raw_partition(date: dt.date | str) -> str:
-    return f"raw/interactions/dt={day(date)}/"
+    return f"{raw_root()}dt={day(date)}/"
 
 
 def lake_root() -> str:
@@ -48,6 +60,16 @@ def quarantine(date: dt.date | str) -> str:
     return f"lake/quarantine/dt={day(date)}/"
 
 
+def quarantine_result(date: dt.date | str) -> str:
+    """The rejected batch's validation result (failed rules, GX result) next to the batch."""
+    return f"{quarantine(date)}validation_result.json"
+
+
+def quarantine_status(date: dt.date | str) -> str:
+    """'quarantined', or 'resolved' once a fixed re-ingest of the day passed validation."""
+    return f"{quarantine(date)}_status.json"
+
+
 def validation_report(date: dt.date | str) -> str:
     return f"reports/validation/dt={day(date)}/"
 
@@ -66,6 +88,11 @@ def topk_root() -> str:
 
 def topk_partition(date: dt.date | str) -> str:
     return f"{topk_root()}dt={day(date)}/"
+
+
+def topk_table(date: dt.date | str, run_id: str) -> str:
+    """One run's table for a day: a new key per run, so publishing never overwrites what a pointer names."""
+    return f"{topk_partition(date)}topk-{safe_run_id(run_id)}.parquet"
 
 
 def latest_pointer() -> str:

@@ -32,13 +32,11 @@ class LocalS3:
 
     def env(self, bucket: str) -> dict[str, str]:
         """Environment for a process that should use this endpoint."""
-        return {
-            "NCF_S3_ENDPOINT_URL": self.url,
-            "NCF_BUCKET": bucket,
-            "NCF_S3_ACCESS_KEY_ID": DUMMY_KEY,
-            "NCF_S3_SECRET_ACCESS_KEY": DUMMY_KEY,
-            "NCF_S3_REGION": "us-east-1",
-        }
+        from ncf_tasks.config import env_name
+
+        values = {"s3_endpoint_url": self.url, "bucket": bucket, "s3_access_key_id": DUMMY_KEY,
+                  "s3_secret_access_key": DUMMY_KEY, "s3_region": "us-east-1"}
+        return {env_name(k): v for k, v in values.items()}
 
     def stop(self) -> None:
         stop_pid(self.pid)

@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EMBEDDING_STD = 0.01
+EMBEDDING_STD = 0.01  # the default of the ``embedding_std`` setting (the paper's N(0, 0.01) initialisation)
 
 
-def _embedding(n: int, dim: int) -> nn.Embedding:
+def _embedding(n: int, dim: int, std: float) -> nn.Embedding:
     e = nn.Embedding(n, dim)
-    nn.init.normal_(e.weight, std=EMBEDDING_STD)
+    nn.init.normal_(e.weight, std=std)
     return e
 
 
@@ -41,9 +41,9 @@ def _rows(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
 
 
 class GMF(nn.Module):
-    def __init__(self, n_users: int, n_items: int, factors: int = 8):
+    def __init__(self, n_users: int, n_items: int, factors: int = 8, init_std: float = EMBEDDING_STD):
         super().__init__()
-        self.user, self.item = _embedding(n_users, factors), _embedding(n_items, factors)
+        self.user, self.item = _embedding(n_users, factors, init_std), _embedding(n_items, factors, init_std)
         self.out = nn.Linear(factors, 1)
         nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
         nn.init.zeros_(self.out.bias)
@@ -60,12 +60,13 @@ class GMF(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, n_users: int, n_items: int, layers: tuple[int, ...] = (64, 32, 16, 8)):
+    def __init__(self, n_users: int, n_items: int, layers: tuple[int, ...] = (64, 32, 16, 8),
+                 init_std: float = EMBEDDING_STD):
         super().__init__()
         if layers[0] % 2:
             raise ValueError(f"layers[0]={layers[0]} must be even (split between user and item)")
         half = layers[0] // 2
-        self.user, self.item = _embedding(n_users, half), _embedding(n_items, half)
+        self.user, self.item = _embedding(n_users, half, init_std), _embedding(n_items, half, init_std)
         self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in zip(layers[:-1], layers[1:]))
         for lin in self.tower:
             nn.init.xavier_uniform_(lin.weight)
@@ -99,9 +100,10 @@ class MLP(nn.Module):
 
 
 class NeuMF(nn.Module):
-    def __init__(self, n_users: int, n_items: int, factors: int = 8, layers: tuple[int, ...] = (64, 32, 16, 8)):
+    def __init__(self, n_users: int, n_items: int, factors: int = 8, layers: tuple[int, ...] = (64, 32, 16, 8),
+                 init_std: float = EMBEDDING_STD):
         super().__init__()
-        self.gmf, self.mlp = GMF(n_users, n_items, factors), MLP(n_users, n_items, layers)
+        self.gmf, self.mlp = GMF(n_users, n_items, factors, init_std), MLP(n_users, n_items, layers, init_std)
         del self.gmf.out, self.mlp.out  # NeuMF has one output layer over both hidden layers
         self.out = nn.Linear(factors + layers[-1], 1)
         nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
@@ -150,11 +152,12 @@ def pair_width(model: nn.Module) -> int:
     return max(lin.out_features for lin in mlp.tower) * 2  # activation + ReLU output alive together
 
 
-def build_model(kind: str, n_users: int, n_items: int, factors: int, layers: tuple[int, ...]) -> nn.Module:
+def build_model(kind: str, n_users: int, n_items: int, factors: int, layers: tuple[int, ...],
+                init_std: float = EMBEDDING_STD) -> nn.Module:
     if kind == "gmf":
-        return GMF(n_users, n_items, factors)
+        return GMF(n_users, n_items, factors, init_std)
     if kind == "mlp":
-        return MLP(n_users, n_items, layers)
+        return MLP(n_users, n_items, layers, init_std)
     if kind == "neumf":
-        return NeuMF(n_users, n_items, factors, layers)
+        return NeuMF(n_users, n_items, factors, layers, init_std)
     raise ValueError(f"model {kind!r}: allowed values are ['gmf', 'mlp', 'neumf']")

@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError
 from ncf_tasks.generate import write_days
@@ -63,8 +64,8 @@ def run_load_movielens(settings: Settings, *, path: str, fmt: str = "parquet") -
     storage = Storage(settings)
     df = read_ratings(path)
     files = write_days(storage, df, fmt=fmt, files_per_day=1, stem="movielens")
-    days = sorted({f["key"].split("dt=")[1][:10] for f in files})
+    days = sorted({layout.date_of_partition(f["key"]) for f in files})
     return {"rows": df.height, "users": df.get_column("user_id").n_unique(),
             "items": df.get_column("item_id").n_unique(), "files": len(files),
             "first_day": days[0], "last_day": days[-1], "days": len(days),
-            "uri": storage.uri("raw/interactions/")}
+            "uri": storage.uri(layout.raw_root())}

@@ -1,15 +1,15 @@
 """Publish a run's top-K table, then — only then — the production record and the ``_latest.json`` pointer.
 
-Scoring: every user against every item in chunks of users (``score_all``; each chunk holds at most
-``chunk_cells`` floats of per-pair activations, sized by the model's widest layer), items the user
-interacted with (train, validation and test) set to -inf, the device's ``topk`` written into
-preallocated result arrays, indices mapped back to the string ids. The table is one Parquet object,
-``recs/topk/dt=D/topk-<run>.parquet`` (schema in DESIGN.md), written before anything points to it.
+Scoring: every user against every item (``scoring.top_k``), items the user interacted with (train,
+validation and test) excluded, indices mapped back to the string ids. The table is one Parquet
+object, ``layout.topk_table(D, run)`` (schema in DESIGN.md), written before anything points to it.
+Its ``generated_at`` is when the published model was trained (saved in the model artifact), so
+re-running evaluate or publish for a run writes byte-identical tables.
 
 Order of visibility (a crash anywhere leaves the previous pointer and its table valid):
   1. the table object (new key, never overwriting what a pointer names);
   2. ``models/production.json`` (what the gate compares the next run with);
-  3. ``recs/topk/_latest.json``, atomically (staged key, then copied into place);
+  3. ``recs/topk/_latest.json`` (one PUT: S3 makes an object visible only once complete);
   4. clean-up: older tables of the same date, and partitions older than ``retention_days`` — never the
      one the pointer names.
 Re-publishing the same run writes the same keys with the same content.
@@ -25,57 +25,23 @@ import numpy as np
 import torch
 
 from ncf_tasks import layout
+from ncf_tasks.artifacts import PUBLISHED_MODEL, RunArtifacts, RunData, setup_torch
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import NcfError
-from ncf_tasks.evaluate import PUBLISHED_MODEL, load_model
-from ncf_tasks.models import SCORE_CHUNK_CELLS, pair_width
-from ncf_tasks.rundata import RunData, load_run
+from ncf_tasks.errors import GateRejected
+from ncf_tasks.scoring import top_k as score_top_k
 from ncf_tasks.storage import Storage
-from ncf_tasks.train import setup_torch
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+TOPK_COLUMNS = ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"]
 
 
-class GateRejected(NcfError):
-    """The gate rejected the run and no operator forced publication."""
-
-    exit_code = 7
-
-
-@torch.no_grad()
-def top_k(net: torch.nn.Module, data: RunData, k: int, chunk_cells: int = SCORE_CHUNK_CELLS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_k(net: torch.nn.Module, data: RunData, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(user_idx, item_idx, score) rows of every user's top-k unseen items, ranked, as numpy arrays."""
-    device = data.train_users.device
-    n_users, n_items = data.n_users, data.n_items
-    k = min(k, n_items)
-    pu, pi = data.all_positives()
-    order = torch.argsort(pu, stable=True)
-    pu, pi = pu[order], pi[order]
-    starts = torch.searchsorted(pu, torch.arange(n_users + 1, device=device))
-    step = max(1, chunk_cells // (max(n_items, 1) * pair_width(net)))  # bounded memory per chunk
-    all_items = torch.arange(n_items, device=device)
-    # preallocated results: per-chunk small tensors interleaved with the large activations
-    # fragmented the heap (RSS grew with the number of chunks: 7 GB at 100k x 20k)
-    out_i = torch.empty((n_users, k), dtype=torch.int32)
-    out_s = torch.empty((n_users, k), dtype=torch.float32)
-    t0, last_log = time.perf_counter(), 0.0
-    for a in range(0, n_users, step):
-        b = min(a + step, n_users)
-        users = torch.arange(a, b, device=device)
-        scores = net.score_all(users, all_items).float()
-        lo, hi = int(starts[a]), int(starts[b])
-        scores[pu[lo:hi] - a, pi[lo:hi]] = float("-inf")  # already interacted: never recommended
-        vals, idx = scores.topk(k, dim=1)
-        del scores
-        out_i[a:b] = idx
-        out_s[a:b] = vals
-        if time.perf_counter() - last_log > 10:
-            last_log = time.perf_counter()
-            done = b / n_users
-            log.info("scored %d/%d users (%.0f%%), ETA %.0fs", b, n_users, 100 * done,
-                     (last_log - t0) * (1 - done) / max(done, 1e-9))
-    u = np.repeat(np.arange(n_users, dtype=np.int32), k)
+    users = torch.arange(data.n_users, device=data.train_users.device)
+    out_i, out_s = score_top_k(net, users, data.n_items, k, exclude=data.all_positives())
+    k = out_i.shape[1]
+    u = np.repeat(np.arange(data.n_users, dtype=np.int32), k)
     i, s = out_i.numpy().reshape(-1), out_s.numpy().reshape(-1)
     keep = np.isfinite(s)  # users with fewer than k unseen items get shorter lists
     return u[keep], i[keep], s[keep]
@@ -94,7 +60,7 @@ def topk_table(data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, k: 
         (pl.int_range(pl.len()).over("_u") + 1).cast(pl.Int16).alias("rank"),
         pl.lit(run_id).alias("model_run_id"),
         pl.lit(generated_at).cast(pl.Datetime("us", "UTC")).alias("generated_at"),
-    ).select("user_id", "rank", "item_id", "score", "model_run_id", "generated_at")
+    ).select(TOPK_COLUMNS)
 
 
 def run_publish(settings: Settings, *, run_id: str, date: str) -> dict:
@@ -102,27 +68,26 @@ def run_publish(settings: Settings, *, run_id: str, date: str) -> dict:
     t0 = time.perf_counter()
     day = layout.day(date)
     storage = Storage(settings)
-    prefix = layout.run_prefix(run_id)
-    metrics = storage.get_json(prefix + "metrics.json")
+    run = RunArtifacts(storage, run_id)
+    metrics = run.metrics()
     decision = metrics["gate"]
     if not decision["publish"] and not settings.force_publish:
         raise GateRejected(f"run {run_id} was rejected by the gate ({'; '.join(decision['reasons'])}); "
                            "set force_publish=true to publish it anyway")
     forced = decision.get("forced", False) or (settings.force_publish and not decision["passed"])
     device = setup_torch(settings)
-    data = load_run(storage, run_id, device)
-    net, _ = load_model(storage, run_id, PUBLISHED_MODEL, device)
+    data = run.load_data(device)
+    net, art = run.load_model(PUBLISHED_MODEL, device)
     u, i, s = top_k(net, data, settings.publish_k)
-    maps = {f: storage.read_parquet(data.manifest["files"][f]) for f in ("users", "items")}
-    generated_at = dt.datetime.fromisoformat(metrics["evaluated_at"])  # deterministic for the run
-    table = topk_table(maps, u, i, s, settings.publish_k, run_id, generated_at)
+    generated_at = dt.datetime.fromisoformat(art.get("trained_at") or metrics["evaluated_at"])
+    table = topk_table(run.id_maps(), u, i, s, settings.publish_k, run_id, generated_at)
 
-    table_key = layout.topk_partition(day) + f"topk-{layout.safe_run_id(run_id)}.parquet"
+    table_key = layout.topk_table(day, run_id)
     storage.write_parquet(table, table_key)                       # 1. the table
     k = metrics["k"]
     neumf = metrics["models"][PUBLISHED_MODEL]
     storage.put_json(layout.production_pointer(), {               # 2. what is in production
-        "run_id": run_id, "model": PUBLISHED_MODEL, "model_uri": storage.uri(prefix + f"{PUBLISHED_MODEL}.pt"),
+        "run_id": run_id, "model": PUBLISHED_MODEL, "model_uri": run.uri(run.model(PUBLISHED_MODEL)),
         "metrics": {f"hr@{k}": neumf[f"hr@{k}"], f"ndcg@{k}": neumf[f"ndcg@{k}"]},
         "published_partition": day, "forced": forced})
     pointer = {
@@ -130,10 +95,9 @@ def run_publish(settings: Settings, *, run_id: str, date: str) -> dict:
         "uri": storage.uri(table_key), "files": [table_key], "rows": table.height,
         "users": int(table["user_id"].n_unique()), "k": settings.publish_k,
         "metrics": {f"hr@{k}": neumf[f"hr@{k}"], f"ndcg@{k}": neumf[f"ndcg@{k}"]},
-        "forced": forced, "created_at": generated_at.isoformat(),
-        "columns": ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"],
+        "forced": forced, "created_at": generated_at.isoformat(), "columns": TOPK_COLUMNS,
     }
-    storage.put_json_atomic(layout.latest_pointer(), pointer)      # 3. the pointer, last
+    storage.put_json(layout.latest_pointer(), pointer)            # 3. the pointer, last
     removed = cleanup(storage, day, table_key, settings.retention_days)  # 4. only what nothing points to
     log.info("published %d rows (%d users, top-%d) of run %s to %s%s; pointer %s; %d old object(s) removed (%.1fs)",
              table.height, pointer["users"], settings.publish_k, run_id, pointer["uri"],

@@ -12,7 +12,7 @@ import gzip
 import io
 from typing import TYPE_CHECKING
 
-from ncf_tasks.config import Settings
+from ncf_tasks.config import Settings, env_name
 from ncf_tasks.errors import DataError
 
 if TYPE_CHECKING:
@@ -132,13 +132,9 @@ def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | Non
 
 def _raw_columns(settings: Settings) -> dict[str, tuple[str, str]]:
     """Canonical column → (raw column name, the setting's environment variable)."""
-    return {
-        "user_id": (settings.raw_user_col, "NCF_RAW_USER_COL"),
-        "item_id": (settings.raw_item_col, "NCF_RAW_ITEM_COL"),
-        "event_ts": (settings.raw_ts_col, "NCF_RAW_TS_COL"),
-        "event_type": (settings.raw_event_type_col, "NCF_RAW_EVENT_TYPE_COL"),
-        "value": (settings.raw_value_col, "NCF_RAW_VALUE_COL"),
-    }
+    fields = {"user_id": "raw_user_col", "item_id": "raw_item_col", "event_ts": "raw_ts_col",
+              "event_type": "raw_event_type_col", "value": "raw_value_col"}
+    return {canon: (getattr(settings, f), env_name(f)) for canon, f in fields.items()}
 
 
 def to_canonical(df: "pl.DataFrame", name: str, settings: Settings) -> "pl.DataFrame":

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ncf_tasks import layout
+from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import NoDataError
 from ncf_tasks.storage import Storage
@@ -44,10 +45,8 @@ def show_latest(settings: Settings, *, users: int = 3, limit: int = 10) -> dict:
     sample = (lf.filter(pl.col("user_id").is_in(first.implode()) & (pl.col("rank") <= limit))
               .sort("user_id", "rank").collect())
     recs = {u: g.select("rank", "item_id", "score").rows() for (u,), g in sample.group_by("user_id", maintain_order=True)}
-    storage = Storage(settings)
-    metrics = storage.get_json(layout.run_prefix(pointer["run_id"]) + "metrics.json", default=None)
-    return {"pointer": pointer, "metrics": metrics,
-            "report_uri": storage.uri(layout.run_prefix(pointer["run_id"]) + "report.html"),
+    run = RunArtifacts(Storage(settings), pointer["run_id"])
+    return {"pointer": pointer, "metrics": run.metrics(required=False), "report_uri": run.uri(run.REPORT),
             "sample": {u: [[r, i, round(float(s), 4)] for r, i, s in rows] for u, rows in recs.items()}}
 
 
@@ -85,10 +84,9 @@ def check_latest(settings: Settings) -> dict:
     if bad.height:
         raise DataError(f"{pointer['uri']}: {bad.height} user(s) break 'ranks 1..n with n <= K={pointer['k']}', "
                         f"e.g. {bad.head(3).to_dicts()}")
-    prefix = layout.run_prefix(pointer["run_id"])
-    maps = {f: storage.scan_parquet(prefix + f"{f}.parquet") for f in ("users", "items")}
-    seen = pl.concat([storage.scan_parquet(prefix + f"{r}.parquet").select("user_idx", "item_idx")
-                      for r in ("train", "valid", "test")])
+    files = RunArtifacts(storage, pointer["run_id"]).manifest().files
+    maps = {f: storage.scan_parquet(files[f]) for f in ("users", "items")}
+    seen = pl.concat([storage.scan_parquet(files[r]).select("user_idx", "item_idx") for r in ("train", "valid", "test")])
     seen_ids = seen.join(maps["users"], on="user_idx").join(maps["items"].select("item_idx", "item_id"), on="item_idx")
     clash = table.join(seen_ids.select("user_id", "item_id"), on=["user_id", "item_id"], how="semi").collect()
     if clash.height:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import uuid
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import StorageError
 
@@ -29,7 +30,7 @@ class Storage:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.bucket = settings.bucket
-        self.prefix = settings.prefix.strip("/") + "/" if settings.prefix.strip("/") else ""
+        self.prefix = layout.normalized_prefix(settings.prefix)
 
     # -- clients ---------------------------------------------------------------------------------
     @cached_property
@@ -92,16 +93,6 @@ class Storage:
 
     def list_keys(self, rel_prefix: str) -> list[str]:
         return [o["key"] for o in self.list(rel_prefix)]
-
-    def list_dirs(self, rel_prefix: str) -> list[str]:
-        """Immediate 'sub-folders' below a prefix (S3 common prefixes), relative, sorted."""
-        out = []
-        with self._errors("list", rel_prefix):
-            for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.key(rel_prefix), Delimiter="/"
-            ):
-                out += [self.rel(p["Prefix"]) for p in page.get("CommonPrefixes", [])]
-        return sorted(out)
 
     def exists(self, rel: str) -> bool:
         from botocore.exceptions import ClientError
@@ -166,23 +157,6 @@ class Storage:
             self.copy(k, dst_prefix + k[len(src_prefix):])
         return len(keys)
 
-    # -- atomic publication ------------------------------------------------------------------------
-    def put_atomic(self, rel: str, data: bytes, content_type: str = "application/json") -> None:
-        """Write under a temporary key, then copy into place and drop the temporary.
-
-        An S3 object becomes visible only once complete, so readers see the old or the new content,
-        never a part; staging first also means a failed upload never touches the visible key.
-        """
-        tmp = f"{rel}.tmp-{uuid.uuid4().hex}"
-        self.put_bytes(tmp, data, content_type)
-        try:
-            self.copy(tmp, rel)
-        finally:
-            self.delete([tmp])
-
-    def put_json_atomic(self, rel: str, obj: Any) -> None:
-        self.put_atomic(rel, _json_bytes(obj))
-
     # -- Parquet ---------------------------------------------------------------------------------
     def scan_parquet(self, rels: str | list[str]) -> "pl.LazyFrame":
         """Lazy scan straight from storage (range requests, no local copy)."""
@@ -207,52 +181,6 @@ class Storage:
         self.put_stream(rel, buf)
         return size
 
-    def write_parquet_parts(self, parts: "Iterable[pl.DataFrame]", rel: str, **options: Any) -> tuple[int, int]:
-        """Encode frames one after another as row groups of one Parquet object, streamed to storage.
-
-        For outputs computed piece by piece: each part is encoded (pyarrow, on a second thread) while
-        the caller computes the next one, and the encoded bytes are uploaded (multipart, a third
-        thread) while later parts are still being encoded, so neither the whole result nor its bytes
-        are ever held at once. The object appears only when everything succeeded: any failure aborts
-        the upload and leaves an existing object untouched. ``options`` go to
-        ``pyarrow.parquet.ParquetWriter`` (zstd level 1 unless given). Needs at least one part, which
-        may be empty, for the schema. Returns (rows, bytes).
-        """
-        import pyarrow.parquet as pq
-        from concurrent.futures import ThreadPoolExecutor
-
-        options = {"compression": "zstd", "compression_level": 1, **options}
-        pipe = _Pipe()
-        writer, rows, pending = None, 0, None
-        with ThreadPoolExecutor(max_workers=1) as uploader, ThreadPoolExecutor(max_workers=1) as encoder:
-            upload = uploader.submit(self.put_stream, rel, pipe)
-            upload.add_done_callback(lambda _: pipe.close())  # a failed upload must not leave the writer waiting
-            try:
-                for part in parts:
-                    table = part.to_arrow()
-                    rows += table.num_rows
-                    if writer is None:
-                        writer = pq.ParquetWriter(pipe, table.schema, **options)
-                    if pending is not None:
-                        pending.result()
-                    pending = encoder.submit(writer.write_table, table)
-                    del table, part
-                if pending is not None:
-                    pending.result()
-                if writer is None:
-                    raise ValueError(f"write_parquet_parts {self.uri(rel)}: no parts, so no schema to write")
-                writer.close()
-            except BaseException as exc:
-                upload_failed_first = upload.done() and upload.exception() is not None
-                pipe.finish(exc)  # the upload fails on it and aborts: nothing becomes visible
-                upload.exception()  # wait for the abort
-                if upload_failed_first:
-                    raise upload.exception() from None  # the storage error is the cause, not the closed pipe
-                raise
-            pipe.finish()
-            upload.result()
-        return rows, pipe.written
-
     # -- folders -------------------------------------------------------------------------------------
     def upload_dir(self, local: str | Path, rel_prefix: str) -> int:
         """Upload a local folder (e.g. a Data Docs site) below ``rel_prefix``; returns file count."""
@@ -268,113 +196,20 @@ class Storage:
         return n
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _errors(self, what: str, rel: str):
-        return _StorageErrors(self, what, rel)
-
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist (embedded endpoint and MinIO set-up)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            with self._errors("create bucket", ""):
-                self.client.create_bucket(Bucket=self.bucket)
-
-
-class _UploadStopped(OSError):
-    """The reading side (the upload) ended before the writer was done."""
-
-
-class _Pipe(io.RawIOBase):
-    """Bytes from a producer thread to ``upload_fileobj`` reading in another, a few MB in flight.
-
-    Not seekable, so boto3 uploads it part by part as it arrives. ``finish(exc)`` makes the reader
-    raise, which aborts the multipart upload; a reader that stopped makes the writer raise.
-    """
-
-    def __init__(self, chunks_in_flight: int = 16):
-        import queue
-
-        super().__init__()
-        self._queue: "queue.Queue[bytes | BaseException | None]" = queue.Queue(chunks_in_flight)
-        self._pending = bytearray()
-        self._done = False
-        self.written = 0
-
-    # producer side (pyarrow's writer: write and tell)
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        chunk = bytes(data)
-        self._put(chunk)
-        self.written += len(chunk)
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self.written
-
-    def finish(self, error: BaseException | None = None) -> None:
-        """End of data, or the producer's failure for the reader to raise."""
-        try:
-            self._put(error)
-        except _UploadStopped:
-            pass
-
-    def _put(self, item: "bytes | BaseException | None") -> None:
-        import queue
-
-        while True:
-            if self._done:
-                raise _UploadStopped("the upload stopped before all bytes were written")
-            try:
-                self._queue.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    # consumer side (boto3)
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or len(self._pending) < size):
-            item = self._queue.get()
-            if item is None:
-                self._done = True
-            elif isinstance(item, BaseException):
-                self._done = True
-                raise OSError(f"upload source failed: {item}")
-            else:
-                self._pending += item
-        n = len(self._pending) if size < 0 else min(size, len(self._pending))
-        out = bytes(self._pending[:n])
-        del self._pending[:n]
-        return out
-
-    def close(self) -> None:  # boto3 may close it when done; the producer side must not be cut off
-        self._done = True
-
-
-class _StorageErrors:
-    """Turns botocore / object_store failures into StorageError naming the URI and the operation."""
-
-    def __init__(self, storage: Storage, what: str, rel: str):
-        self.storage, self.what, self.rel = storage, what, rel
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None or isinstance(exc, StorageError):
-            return False
+    @contextmanager
+    def _errors(self, what: str, rel: str) -> Iterator[None]:
+        """Turns botocore / object_store failures into StorageError naming the URI and the operation."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        is_polars_io = type(exc).__module__.startswith("polars") and "ComputeError" not in type(exc).__name__
-        if isinstance(exc, (BotoCoreError, ClientError, OSError)) or is_polars_io:
-            raise StorageError(f"{self.what} {self.storage.uri(self.rel)}: {exc}") from exc
-        return False
+        try:
+            yield
+        except StorageError:
+            raise
+        except Exception as exc:
+            is_polars_io = type(exc).__module__.startswith("polars") and "ComputeError" not in type(exc).__name__
+            if isinstance(exc, (BotoCoreError, ClientError, OSError)) or is_polars_io:
+                raise StorageError(f"{what} {self.uri(rel)}: {exc}") from exc
+            raise
 
 
 def _json_bytes(obj: Any) -> bytes:

@@ -9,9 +9,10 @@ On CUDA the forward pass runs under bf16 autocast and sampling happens on the GP
 count is set once (``threads``, default all cores); the sampler uses the same pool between steps, so
 nothing is oversubscribed.
 
-Artifacts under ``runs/<run_id>/``: ``<model>.pt`` (best state dict, settings, id-map keys, epoch,
-validation metrics), ``<model>_history.json`` (per-epoch loss, HR, NDCG, samples/s) and
-``<model>_checkpoint.pt`` (written every epoch; a killed task resumes from it instead of starting over).
+Artifacts (through ``artifacts.RunArtifacts``): ``<model>.pt`` (best state dict, settings, id-map keys,
+epoch, validation metrics), ``<model>_history.json`` (per-epoch loss, HR, NDCG, samples/s) and
+``<model>_checkpoint.pt`` (written every epoch; a killed task resumes from it instead of starting over,
+unless it belongs to an earlier build of the run id: then it is discarded).
 """
 
 from __future__ import annotations
@@ -19,53 +20,41 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import time
 
 import torch
 
-from ncf_tasks import layout
+from ncf_tasks.artifacts import MODELS, RunArtifacts, RunData, setup_torch
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import NoDataError
 from ncf_tasks.metrics import evaluate_model
-from ncf_tasks.models import GMF, MLP, NeuMF, build_model
-from ncf_tasks.rundata import RunData, load_run, load_torch, save_torch
+from ncf_tasks.models import NeuMF, build_model
 from ncf_tasks.sampling import PositiveSet, train_negatives
 from ncf_tasks.storage import Storage
 
 log = logging.getLogger(__name__)
-MODELS = ("gmf", "mlp", "neumf")
-
-
-def setup_torch(settings: Settings) -> torch.device:
-    """Resolve the device (NCF_DEVICE / CUDA when available) and pin the CPU thread count."""
-    device = torch.device(settings.torch_device)
-    threads = settings.threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    return device
 
 
 def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings) -> torch.optim.Optimizer:
     if kind == "neumf" and settings.pretrain and settings.neumf_optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=settings.neumf_lr, momentum=0.9, weight_decay=settings.l2)
+        return torch.optim.SGD(model.parameters(), lr=settings.neumf_lr, momentum=settings.sgd_momentum,
+                               weight_decay=settings.l2)
     lr = settings.neumf_lr if kind == "neumf" and settings.pretrain else settings.lr
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=settings.l2, fused=True)
 
 
-def init_model(kind: str, data: RunData, settings: Settings, storage: Storage, run_id: str) -> torch.nn.Module:
-    """A fresh model; NeuMF with pretraining is fused from this run's trained GMF and MLP."""
+def init_model(kind: str, data: RunData, settings: Settings, run: RunArtifacts) -> torch.nn.Module:
+    """A fresh model; NeuMF with pretraining is fused from this run's trained GMF and MLP (which must
+    have been trained on the current training set: ``RunArtifacts.load_model`` refuses stale ones)."""
     if kind == "neumf" and settings.pretrain:
-        parts = {}
-        for sub, cls, args in (("gmf", GMF, (settings.factors,)), ("mlp", MLP, (settings.mlp_layers,))):
-            key = layout.run_prefix(run_id) + f"{sub}.pt"
-            if not storage.exists(key):
-                raise NoDataError(f"NeuMF with pretraining needs {storage.uri(key)}: train {sub} for run {run_id} "
-                                  "first, or set pretrain=false")
-            m = cls(data.n_users, data.n_items, *args)
-            m.load_state_dict(load_torch(storage, key)["state_dict"])
-            parts[sub] = m
-        return NeuMF.from_pretrained(parts["gmf"], parts["mlp"], settings.alpha)
-    return build_model(kind, data.n_users, data.n_items, settings.factors, settings.mlp_layers)
+        for sub in ("gmf", "mlp"):
+            if not run.has_model(sub):
+                raise NoDataError(f"NeuMF with pretraining needs {run.uri(run.model(sub))}: train {sub} for run "
+                                  f"{run.run_id} first, or set pretrain=false")
+        gmf, _ = run.load_model("gmf")
+        mlp, _ = run.load_model("mlp")
+        return NeuMF.from_pretrained(gmf, mlp, settings.alpha)
+    return build_model(kind, data.n_users, data.n_items, settings.factors, settings.mlp_layers, settings.embedding_std)
 
 
 AUTO_STEPS_PER_EPOCH = 256
@@ -128,24 +117,22 @@ def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
     if model not in MODELS:
         raise ValueError(f"model {model!r}: allowed values are {list(MODELS)}")
     t_start = time.perf_counter()
-    storage = Storage(settings)
+    run = RunArtifacts(Storage(settings), run_id)
     device = setup_torch(settings)
-    data = load_run(storage, run_id, device)
-    prefix = layout.run_prefix(run_id)
-    ckpt_key = f"{prefix}{model}_checkpoint.pt"
+    data = run.load_data(device)
     torch.manual_seed(settings.seed)
-    net = init_model(model, data, settings, storage, run_id).to(device)
+    net = init_model(model, data, settings, run).to(device)
     opt = make_optimizer(model, net, settings)
     pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items, device)
     k = settings.eval_k
 
     state = {"epoch": 0, "history": [], "best_hr": -1.0, "best_epoch": -1, "bad_epochs": 0, "best_state": None}
-    if storage.exists(ckpt_key):
-        ck = load_torch(storage, ckpt_key)
+    ck = run.load_checkpoint(model)
+    if ck is not None:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
-        log.info("%s: resuming from %s after epoch %d", model, storage.uri(ckpt_key), state["epoch"])
+        log.info("%s: resuming from %s after epoch %d", model, run.uri(run.checkpoint(model)), state["epoch"])
     if state["epoch"] == 0 and state["best_state"] is None:
         hr0, nd0 = evaluate_model(net, data.valid_users, data.valid_candidates, k)
         log.info("%s: initial validation HR@%d %.4f NDCG@%d %.4f", model, k, hr0, k, nd0)
@@ -174,7 +161,7 @@ def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
         log.info("epoch %d/%d %s: loss %.4f, val HR@%d %.4f NDCG@%d %.4f, %.0f samples/s, elapsed %.0fs, ETA <= %.0fs%s",
                  epoch, settings.epochs, model, loss, k, hr, k, ndcg, samples / train_s, elapsed, eta,
                  " (best)" if state["best_epoch"] == epoch else "")
-        save_torch(storage, ckpt_key, {"model": net.state_dict(), "optimizer": opt.state_dict(), "state": state})
+        run.save_checkpoint(model, {"model": net.state_dict(), "optimizer": opt.state_dict(), "state": state})
 
     if state["bad_epochs"] >= settings.patience:
         log.info("%s: early stop after epoch %d (no better validation HR@%d for %d epochs)", model,
@@ -182,21 +169,15 @@ def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
     best = state["best_state"]
     hist = [h for h in state["history"] if h["epoch"] == state["best_epoch"]]
     best_ndcg = hist[0][f"val_ndcg@{k}"] if hist else state.get("init_ndcg")
-    artifact = {
-        "model": model, "state_dict": best, "settings": settings.to_dict(), "epoch": state["best_epoch"],
-        "n_users": data.n_users, "n_items": data.n_items, "factors": settings.factors,
-        "mlp_layers": list(settings.mlp_layers), "id_maps": {f: data.manifest["files"][f] for f in ("users", "items")},
-        "validation": {f"hr@{k}": state["best_hr"], f"ndcg@{k}": best_ndcg},
-    }
-    save_torch(storage, f"{prefix}{model}.pt", artifact)
-    storage.put_json(f"{prefix}{model}_history.json", {"model": model, "batch_size": batch, "epochs": state["history"],
-                                                       "best_epoch": state["best_epoch"],
-                                                       "init": {f"val_hr@{k}": state.get("init_hr")}})
+    uri = run.save_model(model, best, settings, epoch=state["best_epoch"],
+                         validation={f"hr@{k}": state["best_hr"], f"ndcg@{k}": best_ndcg})
+    run.save_history(model, {"model": model, "batch_size": batch, "epochs": state["history"],
+                             "best_epoch": state["best_epoch"], "init": {f"val_hr@{k}": state.get("init_hr")}})
     secs = time.perf_counter() - t_start
     log.info("%s: best validation HR@%d %.4f at epoch %d; saved %s (%.0fs)", model, k, state["best_hr"],
-             state["best_epoch"], storage.uri(f"{prefix}{model}.pt"), secs)
+             state["best_epoch"], uri, secs)
     mean_sps = sum(h["samples_per_s"] for h in state["history"]) / max(len(state["history"]), 1)
     return {"run_id": run_id, "model": model, "device": str(device), "epochs": state["epoch"],
             "best_epoch": state["best_epoch"], "batch_size": batch, f"val_hr@{k}": round(state["best_hr"], 5),
             f"val_ndcg@{k}": round(best_ndcg or 0.0, 5), "samples_per_s": round(mean_sps),
-            "seconds": round(secs, 1), "uri": storage.uri(f"{prefix}{model}.pt")}
+            "seconds": round(secs, 1), "uri": uri}

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SUITE_PATH = Path(__file__).resolve().parents[1] / "include" / "expectations" / "interactions.json"
-HISTORY_DAYS = 7
 
 
 @dataclass
@@ -104,22 +103,22 @@ def suite_parameters(settings: Settings, day: str, *, now: dt.datetime, manifest
         notes.append(f"volume_band: median of {len(history)} earlier day(s) = {median:g} rows, "
                      f"accepted [{params['volume_min']}, {params['volume_max']}]")
     else:
-        notes.append("volume_band skipped: no validated history in the trailing 7 days")
+        notes.append(f"volume_band skipped: no validated history in the {settings.volume_history_days} days before")
     return params, notes
 
 
-def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path | None = None,
-                   suite: dict | None = None) -> tuple[list[Outcome], dict]:
+def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path) -> tuple[list[Outcome], dict]:
     """Run the suite on a frame; returns one Outcome per expectation and the GX result as JSON.
 
-    ``docs_dir``: a folder where a file-backed GX context builds the Data Docs site (``site/``).
+    ``docs_dir``: a folder (the caller's, usually temporary) where a file-backed GX context builds the
+    Data Docs site (GX 1.x has no S3 store: the site is built locally, then uploaded).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a worker
     import great_expectations as gx
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    suite = dict(suite or load_suite())
+    suite = load_suite()
     kept = [e for e in suite["expectations"]
             if not (e.get("meta", {}).get("optional") and params.get(e["meta"]["optional"]) is None)]
     suite["expectations"] = kept
@@ -128,16 +127,14 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path | 
         if str(frame[c].dtype) == "object":
             frame[c] = frame[c].astype("str")
 
-    root = Path(tempfile.mkdtemp(prefix="gx-")) if docs_dir is None else docs_dir
-    ctx = gx.get_context(mode="file", project_root_dir=str(root))
+    ctx = gx.get_context(mode="file", project_root_dir=str(docs_dir))
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch_def = ctx.data_sources.add_pandas("lake").add_dataframe_asset("interactions") \
         .add_batch_definition_whole_dataframe("day")
     gx_suite = ctx.suites.add(ExpectationSuite(**suite))
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="day", data=batch_def, suite=gx_suite))
-    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
     checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-        name="interactions_day", validation_definitions=[vd], actions=actions,
+        name="interactions_day", validation_definitions=[vd], actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
     run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
     (vr,) = run.run_results.values()
@@ -180,11 +177,11 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def history_counts(storage: Storage, day: str) -> list[int]:
-    """Row counts of validated partitions among the 7 days before ``day`` (from their markers)."""
+def history_counts(storage: Storage, day: str, days: int) -> list[int]:
+    """Row counts of validated partitions among the ``days`` days before ``day`` (from their markers)."""
     d = dt.date.fromisoformat(day)
     counts = []
-    for k in range(1, HISTORY_DAYS + 1):
+    for k in range(1, days + 1):
         marker = storage.get_json(layout.validated_marker(d - dt.timedelta(days=k)), default=None)
         if marker and marker.get("rows") is not None:
             counts.append(int(marker["rows"]))
@@ -202,7 +199,7 @@ def run_validate(settings: Settings, *, date: str, now: dt.datetime | None = Non
     manifest = storage.get_json(layout.ingest_manifest(day), default=None)
     df = storage.read_parquet(layout.lake_file(day))
     params, notes = suite_parameters(settings, day, now=now, manifest=manifest,
-                                     history=history_counts(storage, day))
+                                     history=history_counts(storage, day, settings.volume_history_days))
     with tempfile.TemporaryDirectory(prefix="gx-") as tmp:
         outcomes, gx_result = validate_frame(df, params, docs_dir=Path(tmp))
         site = Path(tmp) / "gx" / "uncommitted" / "data_docs" / "local_site"
@@ -242,14 +239,14 @@ def _quarantine(storage: Storage, day: str, result: dict) -> None:
     q = layout.quarantine(day)
     storage.delete_prefix(q)  # a newer rejection of the same date replaces the older one
     storage.copy_prefix(layout.lake_partition(day), q)
-    storage.put_json(q + "validation_result.json", result)
-    storage.put_json(q + "_status.json", {"state": "quarantined", "date": day, "failed": result["failed"]})
+    storage.put_json(layout.quarantine_result(day), result)
+    storage.put_json(layout.quarantine_status(day), {"state": "quarantined", "date": day, "failed": result["failed"]})
     storage.delete_prefix(layout.lake_partition(day))
 
 
 def _resolve_quarantine(storage: Storage, day: str) -> None:
     """A fixed re-ingest passed: mark the old rejection resolved (kept for audit, not deleted)."""
-    status_key = layout.quarantine(day) + "_status.json"
+    status_key = layout.quarantine_status(day)
     status = storage.get_json(status_key, default=None)
     if status and status.get("state") == "quarantined":
         storage.put_json(status_key, {**status, "state": "resolved",

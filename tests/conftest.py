@@ -22,8 +22,10 @@ ML100K = SHARED / "data" / "ml-100k" / "u.data"
 ARTIFACTS = ROOT / "test-artifacts"
 
 # Airflow reads its configuration at import: point it at a private SQLite DB before any test imports it.
+# Always private, even when the Makefile exports the checkout's AIRFLOW_HOME (.airflow/, which `make demo`
+# and `make up` use): tests must not see or change the demo's metadata, Assets included.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="ncf-airflow-")
-os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 for p in (str(ROOT), str(ROOT / "dags")):

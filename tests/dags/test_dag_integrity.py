@@ -83,3 +83,40 @@ def test_trigger_form_params_are_typed_and_bounded(airflow_db):
         bad["publish_k"] = 0
     with pytest.raises(ParamValidationError, match="neumf_optimizer"):
         bad["neumf_optimizer"] = "rmsprop"
+
+
+IDENTITY = r"""
+import json, sys
+from airflow.dag_processing.dagbag import BundleDagBag
+bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=sys.argv[1])
+retrain, ingest = bag.get_dag("ncf_retrain"), bag.get_dag("ncf_ingest")
+print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
+                  "assets": [[a.name, a.uri] for a in retrain.get_task("publish").outlets],
+                  "schedule": retrain.timetable.expression,
+                  "ingest_tasks": sorted(t.task_id for t in ingest.tasks),
+                  "groups": sorted({t.task_group.group_id for d in (retrain, ingest) for t in d.tasks
+                                    if t.task_id in ("ingest", "validate")})}))
+"""
+
+
+def _identity(**env_over: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////nonexistent/x.db",
+           **env_over}
+    r = subprocess.run([sys.executable, "-c", IDENTITY, str(ROOT / "dags")], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["errors"] == {}, out["errors"]
+    return out
+
+
+def test_identities_do_not_depend_on_deployment_settings():
+    """Airflow stores Asset names/URIs and task ids: another bucket or prefix must not change them (an
+    Asset whose URI changed is inactive and fails publish). NCF_SCHEDULE and NCF_NOTIFIER are settings."""
+    a = _identity()
+    b = _identity(NCF_BUCKET="another-bucket", NCF_PREFIX="team-b/", NCF_SCHEDULE="30 3 * * *",
+                  NCF_NOTIFIER="airflow.providers.standard.notifications.smtp.SmtpNotifier")
+    assert a["assets"] == b["assets"] == [["ncf_topk", "ncf://recs/topk"]]
+    assert (a["schedule"], b["schedule"]) == ("0 2 * * *", "30 3 * * *")
+    # both DAGs start with the one shared ingest -> validate group, with unprefixed task ids
+    assert a["ingest_tasks"] == ["ingest", "validate"] and a["groups"] == ["ingest_validate"]

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from ncf_tasks.dataset import run_build
+from ncf_tasks.build import run_build
 from ncf_tasks.errors import NoDataError
 from ncf_tasks.generate import SyntheticSpec, run_generate
 from ncf_tasks.ingest import run_ingest

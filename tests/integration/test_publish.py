@@ -1,15 +1,18 @@
 """Evaluate, gate and publish through the real endpoint; failures injected on the server side."""
 
+import time
+
 import polars as pl
 import pytest
 
 from faulty_s3 import FaultyS3
 from ncf_tasks import layout
-from ncf_tasks.dataset import build_training_set, write_training_set
-from ncf_tasks.errors import StorageError
-from ncf_tasks.evaluate import gate, id_translation, run_evaluate
+from ncf_tasks.build import build_training_set, write_training_set
+from ncf_tasks.errors import GateRejected, StorageError
+from ncf_tasks.evaluate import id_translation, run_evaluate
+from ncf_tasks.gate import decide
 from ncf_tasks.generate import SyntheticSpec, synthesize
-from ncf_tasks.publish import GateRejected, run_publish
+from ncf_tasks.publish import run_publish
 from ncf_tasks.reader import check_latest, latest_pointer, load_latest
 from ncf_tasks.train import run_train
 
@@ -47,6 +50,8 @@ def test_republish_is_idempotent(storage):
     run_evaluate(s, run_id="r1")
     a = run_publish(s, run_id="r1", date="2026-11-26")
     objs = {o["key"]: o["etag"] for o in storage.list("recs/")}
+    time.sleep(1.1)  # evaluated_at has second resolution
+    run_evaluate(s, run_id="r1")  # a cleared and re-run evaluate must not change what is published
     b = run_publish(s, run_id="r1", date="2026-11-26")
     assert {k: v for k, v in a.items() if k != "removed"} == {k: v for k, v in b.items() if k != "removed"}
     assert {o["key"]: o["etag"] for o in storage.list("recs/")} == objs
@@ -124,12 +129,12 @@ def test_gate_decisions():
         models = {"neumf": {"hr@10": new}, "popularity": {"hr@10": pop}}
         if prod is not None:
             models["production"] = {"hr@10": prod}
-        return {"models": models}
+        return {"k": 10, "models": models}
     from ncf_tasks.config import Settings
     s = Settings.from_env(env={}, gate_min_lift=0.05, gate_tolerance=0.01)
-    assert gate(s, m(0.6, 0.5), 10)["publish"]
-    assert not gate(s, m(0.54, 0.5), 10)["publish"]
-    assert gate(s, m(0.6, 0.5, prod=0.605), 10)["publish"]       # within tolerance of production
-    assert not gate(s, m(0.6, 0.5, prod=0.62), 10)["publish"]    # worse than production
-    d = gate(s.replace(force_publish=True), m(0.54, 0.5), 10)
+    assert decide(s, m(0.6, 0.5))["publish"]
+    assert not decide(s, m(0.54, 0.5))["publish"]
+    assert decide(s, m(0.6, 0.5, prod=0.605))["publish"]       # within tolerance of production
+    assert not decide(s, m(0.6, 0.5, prod=0.62))["publish"]    # worse than production
+    d = decide(s.replace(force_publish=True), m(0.54, 0.5))
     assert d["publish"] and d["forced"] and not d["passed"]

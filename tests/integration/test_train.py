@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from ncf_tasks.dataset import build_training_set, write_training_set
+from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.errors import NoDataError
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.metrics import held_out_rank, hit_ndcg
-from ncf_tasks.rundata import load_run
+from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.train import run_train
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ def run(storage):
 
 
 def popularity_hr(storage, k=10):
-    data = load_run(storage, "r")
+    data = RunArtifacts(storage, "r").load_data()
     counts = torch.bincount(data.train_items, minlength=data.n_items).float()
     return hit_ndcg(held_out_rank(counts[data.valid_candidates]), k)[0]
 

@@ -56,3 +56,15 @@ def test_every_setting_is_documented():
     rows = describe()
     assert all(env.startswith("NCF_") and doc for env, _default, doc in rows)
     assert len(rows) == len({r[0] for r in rows})
+
+
+def test_env_names_come_from_one_place_and_dag_settings_are_accepted():
+    from ncf_tasks.config import env_name
+
+    assert env_name("raw_user_col") == "NCF_RAW_USER_COL"
+    s = Settings.from_env(env={"NCF_SCHEDULE": "30 3 * * *", "NCF_NOTIFIER": "a.b.C", "NCF_SGD_MOMENTUM": "0.5",
+                               "NCF_EMBEDDING_STD": "0.1", "NCF_VOLUME_HISTORY_DAYS": "14"})
+    assert (s.schedule, s.notifier, s.sgd_momentum, s.embedding_std, s.volume_history_days) == \
+        ("30 3 * * *", "a.b.C", 0.5, 0.1, 14)
+    with pytest.raises(ConfigError, match=r"sgd_momentum \(NCF_SGD_MOMENTUM\) = 1.5: must lie in"):
+        Settings.from_env(env={"NCF_SGD_MOMENTUM": "1.5"})

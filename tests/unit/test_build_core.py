@@ -7,7 +7,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from conftest import require_ml100k
 from ncf_tasks.config import Settings
-from ncf_tasks.dataset import build_training_set, k_core
+from ncf_tasks.build import build_training_set, k_core
 from ncf_tasks.movielens import read_ratings
 
 S = Settings.from_env(env={}, eval_negatives=5, min_user_interactions=1)

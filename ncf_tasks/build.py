@@ -6,10 +6,10 @@ broken by item id, descending, so reruns agree); the rest are train positives. U
 three interactions stay train-only. Validation and test positives are ranked against ``eval_negatives``
 items sampled uniformly among the items the user never interacted with, distinct within a list.
 
-Written under ``runs/<run_id>/``: ``users.parquet`` and ``items.parquet`` (the only place where string
-ids meet the contiguous int32 indices), ``train.parquet``, ``valid.parquet``, ``test.parquet``,
-``config.json`` and ``manifest.json`` — the description of the set that training, evaluation and
-publication read their sizes and URIs from.
+Written under ``runs/<run_id>/`` through ``artifacts.RunArtifacts``: the id maps (the only place where
+string ids meet the contiguous int32 indices), the train/valid/test splits, the resolved settings and
+the manifest (last) — the typed description of the set (with its content digest) that training,
+evaluation and publication read their sizes and files from.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ncf_tasks import layout
+from ncf_tasks.artifacts import TRAINING_FILES, Manifest, RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError, NoDataError
 from ncf_tasks.storage import Storage
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     import polars as pl
 
 log = logging.getLogger(__name__)
-FILES = ("users", "items", "train", "valid", "test")
 
 
 @dataclass
@@ -164,30 +164,14 @@ def run_build(settings: Settings, *, run_id: str, end_date: str) -> dict:
     secs = round(time.perf_counter() - t0, 3)
     log.info("built training set %s: %d users, %d items, %d train positives, sparsity %.4f (%.1fs)",
              run_id, ts.report["users"], ts.report["items"], ts.report["train_positives"], ts.report["sparsity"], secs)
-    return {"run_id": run_id, "manifest_uri": storage.uri(layout.run_prefix(run_id) + "manifest.json"),
-            "uris": {n: storage.uri(k) for n, k in manifest["files"].items()},
+    return {"run_id": run_id, "manifest_uri": RunArtifacts(storage, run_id).uri(RunArtifacts.MANIFEST),
+            "digest": manifest.digest, "uris": {n: storage.uri(k) for n, k in manifest.files.items()},
             "partitions": len(parts), "seconds": secs, **ts.report}
 
 
-def write_training_set(storage: Storage, run_id: str, ts: TrainingSet, settings: Settings, **extra) -> dict:
-    """Write the set's files, the resolved settings and the manifest (last) under ``runs/<run_id>/``."""
-    prefix = layout.run_prefix(run_id)
-    for name in FILES:
-        storage.write_parquet(getattr(ts, name), f"{prefix}{name}.parquet")
-    storage.put_json(prefix + "config.json", settings.to_dict())
-    manifest = {
-        "run_id": run_id, "window_days": settings.window_days,
-        "n_users": ts.report["users"], "n_items": ts.report["items"], "n_train": ts.report["train_positives"],
-        "n_valid": ts.report["valid_users"], "n_test": ts.report["test_users"],
-        "eval_negatives": settings.eval_negatives, "train_negatives": settings.train_negatives,
-        "seed": settings.seed, "files": {n: f"{prefix}{n}.parquet" for n in FILES}, "report": ts.report, **extra,
-    }
-    storage.put_json(prefix + "manifest.json", manifest)
-    return manifest
-
-
-def read_manifest(storage: Storage, run_id: str) -> dict:
-    key = layout.run_prefix(run_id) + "manifest.json"
-    if not storage.exists(key):
-        raise NoDataError(f"no training set {storage.uri(key)}: run build for {run_id} first")
-    return storage.get_json(key)
+def write_training_set(storage: Storage, run_id: str, ts: TrainingSet, settings: Settings, *, end_date: str = "",
+                       partitions: list[dict] | None = None, skipped_unvalidated: list[str] | None = None) -> Manifest:
+    """Write the set under ``runs/<run_id>/`` through ``RunArtifacts`` (files, settings, manifest last)."""
+    frames = {role: getattr(ts, role) for role in TRAINING_FILES}
+    return RunArtifacts(storage, run_id).write_training_set(
+        frames, ts.report, settings, end_date=end_date, partitions=partitions, skipped_unvalidated=skipped_unvalidated)

@@ -1,0 +1,315 @@
+"""A run's artifacts: the one module that names, reads and writes the objects under ``runs/<run_id>/``.
+
+``train``, ``evaluate`` and ``publish`` are siblings: each opens ``RunArtifacts(storage, run_id)`` and
+touches a run only through it, never through each other. What lives under a run:
+
+| object | written by | content |
+|---|---|---|
+| ``users.parquet``, ``items.parquet`` | build | id maps: the only place string ids meet contiguous int32 indices |
+| ``train.parquet``, ``valid.parquet``, ``test.parquet`` | build | positives; held-out items with their sampled negatives |
+| ``config.json`` | build | the resolved settings of the build |
+| ``manifest.json`` | build (last) | ``Manifest``: sizes, files, partitions read, and the ``digest`` binding everything else |
+| ``<model>.pt``, ``<model>_checkpoint.pt`` | train | best state dict / resumable state, each carrying the manifest digest |
+| ``<model>_history.json`` | train | per-epoch loss, validation HR/NDCG, samples/s |
+| ``metrics.json``, ``report.html`` | evaluate | test metrics, gate decision; the person's report |
+
+Binding (DESIGN.md failure rules): a model or checkpoint whose digest differs from the current
+manifest's was trained on another training set (the run id was rebuilt). A stale checkpoint is
+discarded with a log line, never resumed; a stale model is refused with a message that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import os
+import pickle
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ncf_tasks import layout
+from ncf_tasks.config import Settings
+from ncf_tasks.errors import DataError, NoDataError
+from ncf_tasks.storage import Storage
+
+if TYPE_CHECKING:  # torch and polars load inside the functions: readers of a run need neither at import
+    import polars as pl
+    import torch
+
+log = logging.getLogger(__name__)
+TRAINING_FILES = ("users", "items", "train", "valid", "test")
+MODELS = ("gmf", "mlp", "neumf")
+PUBLISHED_MODEL = "neumf"  # the model whose top-K table is published and compared with production
+
+
+def setup_torch(settings: Settings) -> "torch.device":
+    """Resolve the device (NCF_DEVICE / CUDA when available) and pin the CPU thread count."""
+    import torch
+
+    device = torch.device(settings.torch_device)
+    torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+    return device
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What build wrote, read back typed: sizes, the set's files (keys) and its content digest."""
+
+    run_id: str
+    digest: str                 # sha256 over the set's files (key, ETag, size): binds models to the set
+    n_users: int
+    n_items: int
+    n_train: int
+    n_valid: int
+    n_test: int
+    window_days: int
+    eval_negatives: int
+    train_negatives: int
+    seed: int
+    end_date: str
+    files: dict[str, str]       # role -> key relative to the storage prefix
+    partitions: list[dict] = field(default_factory=list)
+    skipped_unvalidated: list[str] = field(default_factory=list)
+    report: dict = field(default_factory=dict)
+    built_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str) -> "Manifest":
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - {"digest", "end_date"} - d.keys())
+        if missing:
+            raise DataError(f"{source}: manifest lacks {missing}; rebuild the run")
+        return cls(**{"digest": "", "end_date": "", **{k: v for k, v in d.items() if k in names}})
+
+
+@dataclass
+class RunData:
+    """A run's training set as device tensors. Candidate matrices hold the held-out item in column 0."""
+
+    manifest: Manifest | None
+    n_users: int
+    n_items: int
+    train_users: torch.Tensor       # (N,) int64
+    train_items: torch.Tensor       # (N,) int64
+    valid_users: torch.Tensor       # (V,)
+    valid_candidates: torch.Tensor  # (V, 1 + negatives), held-out item first
+    test_users: torch.Tensor
+    test_candidates: torch.Tensor
+
+    def all_positives(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every (user, item) interaction of the run: train, validation and test positives."""
+        import torch
+
+        u = torch.cat([self.train_users, self.valid_users, self.test_users])
+        i = torch.cat([self.train_items, self.valid_candidates[:, 0], self.test_candidates[:, 0]])
+        return u, i
+
+    def seen_before_test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train and validation positives: what full-catalogue evaluation excludes from the ranking."""
+        import torch
+
+        return (torch.cat([self.train_users, self.valid_users]),
+                torch.cat([self.train_items, self.valid_candidates[:, 0]]))
+
+
+def _tensor(series, device) -> "torch.Tensor":
+    import torch
+
+    return torch.from_numpy(series.to_numpy(writable=True)).to(device=device, dtype=torch.int64)
+
+
+def from_frames(manifest: Manifest | None, n_users: int, n_items: int, train, valid, test,
+                device: str | torch.device = "cpu") -> RunData:
+    """Tensors from the set's frames (train: user_idx, item_idx; valid/test: + negatives)."""
+    import torch
+
+    held = {}
+    for role, df in (("valid", valid), ("test", test)):
+        cands = torch.cat([_tensor(df["item_idx"], "cpu")[:, None],
+                           torch.from_numpy(df["negatives"].to_numpy(writable=True)).to(torch.int64)], dim=1)
+        held[role] = (_tensor(df["user_idx"], device), cands.to(device))
+    return RunData(
+        manifest=manifest, n_users=n_users, n_items=n_items,
+        train_users=_tensor(train["user_idx"], device), train_items=_tensor(train["item_idx"], device),
+        valid_users=held["valid"][0], valid_candidates=held["valid"][1],
+        test_users=held["test"][0], test_candidates=held["test"][1],
+    )
+
+
+class RunArtifacts:
+    """Names and I/O of one run's objects (see the module docstring for the list)."""
+
+    def __init__(self, storage: Storage, run_id: str):
+        self.storage = storage
+        self.run_id = run_id
+        self.prefix = layout.run_prefix(run_id)
+        self._manifest: Manifest | None = None
+
+    # -- names -----------------------------------------------------------------------------------
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    def uri(self, name: str) -> str:
+        return self.storage.uri(self.key(name))
+
+    MANIFEST, CONFIG, METRICS, REPORT = "manifest.json", "config.json", "metrics.json", "report.html"
+
+    @staticmethod
+    def table(role: str) -> str:
+        return f"{role}.parquet"
+
+    @staticmethod
+    def model(kind: str) -> str:
+        return f"{kind}.pt"
+
+    @staticmethod
+    def checkpoint(kind: str) -> str:
+        return f"{kind}_checkpoint.pt"
+
+    @staticmethod
+    def history(kind: str) -> str:
+        return f"{kind}_history.json"
+
+    # -- training set ----------------------------------------------------------------------------
+    def write_training_set(self, frames: dict[str, "pl.DataFrame"], report: dict, settings: Settings,
+                           *, end_date: str = "", partitions: list[dict] | None = None,
+                           skipped_unvalidated: list[str] | None = None) -> Manifest:
+        """The set's files, the resolved settings, then the manifest (last: a set without one does not exist)."""
+        s = self.storage
+        for role in TRAINING_FILES:
+            s.write_parquet(frames[role], self.key(self.table(role)))
+        s.put_json(self.key(self.CONFIG), settings.to_dict())
+        files = {role: self.key(self.table(role)) for role in TRAINING_FILES}
+        listed = {o["key"]: o for o in s.list(self.prefix)}
+        digest = hashlib.sha256(json.dumps(
+            [[k, listed[k]["etag"], listed[k]["size"]] for k in files.values()]).encode()).hexdigest()
+        manifest = Manifest(
+            run_id=self.run_id, digest=digest, n_users=report["users"], n_items=report["items"],
+            n_train=report["train_positives"], n_valid=report["valid_users"], n_test=report["test_users"],
+            window_days=settings.window_days, eval_negatives=settings.eval_negatives,
+            train_negatives=settings.train_negatives, seed=settings.seed, end_date=end_date, files=files,
+            partitions=list(partitions or []), skipped_unvalidated=list(skipped_unvalidated or []), report=report,
+            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        s.put_json(self.key(self.MANIFEST), manifest.to_dict())
+        self._manifest = manifest
+        return manifest
+
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            d = self.storage.get_json(self.key(self.MANIFEST), default=None)
+            if d is None:
+                raise NoDataError(f"no training set {self.uri(self.MANIFEST)}: run build for {self.run_id} first")
+            self._manifest = Manifest.from_dict(d, self.uri(self.MANIFEST))
+        return self._manifest
+
+    def load_data(self, device: str | torch.device = "cpu") -> RunData:
+        m = self.manifest()
+        frames = {role: self.storage.read_parquet(m.files[role]) for role in ("train", "valid", "test")}
+        return from_frames(m, m.n_users, m.n_items, device=device, **frames)
+
+    def id_maps(self) -> dict[str, "pl.DataFrame"]:
+        """{'users': (user_idx, user_id), 'items': (item_idx, item_id, train_count)}."""
+        m = self.manifest()
+        return {f: self.storage.read_parquet(m.files[f]) for f in ("users", "items")}
+
+    # -- models and checkpoints ------------------------------------------------------------------
+    def save_model(self, kind: str, state_dict: dict, settings: Settings, *, epoch: int, validation: dict) -> str:
+        """The best state of a model with what is needed to rebuild and trust it; returns its URI."""
+        m = self.manifest()
+        _save_torch(self.storage, self.key(self.model(kind)), {
+            "model": kind, "state_dict": state_dict, "settings": settings.to_dict(), "epoch": epoch,
+            "n_users": m.n_users, "n_items": m.n_items, "factors": settings.factors,
+            "mlp_layers": list(settings.mlp_layers), "id_maps": {f: m.files[f] for f in ("users", "items")},
+            "validation": validation, "manifest_digest": m.digest,
+            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        return self.uri(self.model(kind))
+
+    def has_model(self, kind: str) -> bool:
+        return self.storage.exists(self.key(self.model(kind)))
+
+    def load_model_artifact(self, kind: str, *, current: bool = True) -> dict:
+        """The saved artifact dict; ``current`` refuses one trained on another build of this run id."""
+        key = self.key(self.model(kind))
+        if not self.storage.exists(key):
+            raise NoDataError(f"{self.storage.uri(key)} is missing: train {kind} for run {self.run_id} first")
+        art = _load_torch(self.storage, key)
+        if current and art.get("manifest_digest") != self.manifest().digest:
+            raise NoDataError(f"{self.storage.uri(key)} was trained on another training set than "
+                              f"{self.uri(self.MANIFEST)} (the run was rebuilt): train {kind} for run {self.run_id} again")
+        return art
+
+    def load_model(self, kind: str, device: torch.device | str = "cpu", *,
+                   current: bool = True) -> tuple[torch.nn.Module, dict]:
+        from ncf_tasks.models import build_model
+
+        art = self.load_model_artifact(kind, current=current)
+        net = build_model(kind, art["n_users"], art["n_items"], art["factors"], tuple(art["mlp_layers"]))
+        net.load_state_dict(art["state_dict"])
+        return net.to(device).eval(), art
+
+    def save_checkpoint(self, kind: str, state: dict) -> None:
+        _save_torch(self.storage, self.key(self.checkpoint(kind)), {**state, "manifest_digest": self.manifest().digest})
+
+    def load_checkpoint(self, kind: str) -> dict | None:
+        """The resumable state of ``kind``, or None (none saved, or stale: discarded with a log line)."""
+        key = self.key(self.checkpoint(kind))
+        if not self.storage.exists(key):
+            return None
+        ck = _load_torch(self.storage, key)
+        if ck.get("manifest_digest") != self.manifest().digest:
+            log.warning("%s: discarding stale checkpoint %s (written for another training set of run %s); "
+                        "training from the start", kind, self.storage.uri(key), self.run_id)
+            self.storage.delete([key])
+            return None
+        return ck
+
+    # -- histories, metrics, report --------------------------------------------------------------
+    def save_history(self, kind: str, history: dict) -> None:
+        self.storage.put_json(self.key(self.history(kind)), history)
+
+    def histories(self) -> dict[str, dict | None]:
+        return {m: self.storage.get_json(self.key(self.history(m)), default=None) for m in MODELS}
+
+    def write_metrics(self, metrics: dict) -> str:
+        self.storage.put_json(self.key(self.METRICS), metrics)
+        return self.uri(self.METRICS)
+
+    def metrics(self, *, required: bool = True) -> dict | None:
+        """``metrics.json``; when missing: NoDataError, or None if not ``required``."""
+        d = self.storage.get_json(self.key(self.METRICS), default=None)
+        if d is None and required:
+            raise NoDataError(f"no metrics {self.uri(self.METRICS)}: run evaluate for {self.run_id} first")
+        return d
+
+    def write_report(self, html: str) -> str:
+        self.storage.put_bytes(self.key(self.REPORT), html.encode(), "text/html")
+        return self.uri(self.REPORT)
+
+
+def _save_torch(storage: Storage, key: str, obj: dict) -> None:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    storage.put_bytes(key, buf.getvalue())
+
+
+def _load_torch(storage: Storage, key: str) -> dict:
+    import torch
+
+    try:
+        return torch.load(io.BytesIO(storage.get_bytes(key)), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated or foreign bytes
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise DataError(f"{storage.uri(key)}: not a readable torch artifact ({type(exc).__name__}: {first})") from exc
