@@ -1,6 +1,6 @@
 """Full-catalogue top-100 (publication) and candidate evaluation speed of NeuMF.
 
-    python benchmarks/publish.py [--big-users 100000 --big-items 20000]
+    python benchmarks/publish.py [--big-users 100000 --big-items 20000] [--repeat 7]
 
 1. ``publish.top_k`` (score every user x every item in bounded chunks, mask seen items, topk) for
    6,040 users x 3,706 items (ML-1M sized), and for 100,000 users x 20,000 items with peak memory;
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import statistics
 import time
 
 import polars as pl
@@ -48,10 +49,21 @@ def fake_maps(n_users: int, n_items: int) -> dict:
                 item_id=pl.format("i{}", "item_idx"))}
 
 
+def median_seconds(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--big-users", type=int, default=100_000)
     ap.add_argument("--big-items", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=1, help="median of N runs for the ML-1M-sized measures "
+                                                              "(this machine's speed drifts between runs)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = []
@@ -63,6 +75,8 @@ def main() -> None:
             t = time.perf_counter()
             u, i, s = top_k(net, data, 100)
             secs = time.perf_counter() - t
+            if n_users == 6040 and args.repeat > 1:  # the big case runs once: minutes per run
+                secs = median_seconds(lambda: top_k(net, data, 100), args.repeat)
             t = time.perf_counter()
             tbl = topk_table(fake_maps(n_users, n_items), u, i, s, 100, "bench", dt.datetime.now(dt.timezone.utc))
             tbl.write_parquet(buf := io.BytesIO(), compression="zstd", statistics=True)
@@ -81,9 +95,7 @@ def main() -> None:
                  "table + Parquet s": "-", "Parquet MB": "-", "pairs scored/s": f"{604_000 / secs:,.0f}",
                  "rows": "-", "peak RSS growth MB": "-"})
     popularity = torch.bincount(data.train_items, minlength=3706).double()
-    t = time.perf_counter()
-    full_catalog(net, data, 10, popularity)
-    secs = time.perf_counter() - t
+    secs = median_seconds(lambda: full_catalog(net, data, 10, popularity), args.repeat)
     rows.append({"measure": "full-catalogue evaluation, 6,040 test users x 3,706 items", "seconds": f"{secs:.2f}",
                  "table + Parquet s": "-", "Parquet MB": "-", "pairs scored/s": f"{6040 * 3706 / secs:,.0f}",
                  "rows": "-", "peak RSS growth MB": "-"})

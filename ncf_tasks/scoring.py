@@ -35,27 +35,28 @@ def masked_scores(net: torch.nn.Module, users: torch.Tensor, n_items: int,
     n = users.numel()
     if n and bool((users[1:] < users[:-1]).any()):
         raise ValueError("masked_scores: users must be sorted ascending")
-    if exclude is not None:
+    step = max(1, chunk_cells // (max(n_items, 1) * pair_width(net)))
+    bounds: list[int] = []
+    if exclude is not None and n:
+        # once, in bulk: each excluded pair's row in ``users`` (pairs of other users dropped), sorted by
+        # row, and each chunk's slice of them; a chunk then masks with one indexed write (at ML-1M size
+        # a chunk holds ~17 users, so per-chunk work must stay at a couple of operations)
         order = torch.argsort(exclude[0], stable=True)
         ex_u, ex_i = exclude[0][order], exclude[1][order]
-        size = int(max(int(users.max()) if n else -1, int(ex_u.max()) if ex_u.numel() else -1)) + 1
-        row_of = torch.full((size,), -1, dtype=torch.int64, device=device)  # user -> row in the chunk
-    step = max(1, chunk_cells // (max(n_items, 1) * pair_width(net)))
+        pos = torch.searchsorted(users, ex_u)
+        hit = (pos < n) & (users[pos.clamp(max=n - 1)] == ex_u)
+        rows, cols = pos[hit], ex_i[hit]
+        bounds = torch.searchsorted(rows, torch.arange(0, n + step, step, device=device)).tolist()
     all_items = torch.arange(n_items, device=device)
     t0 = last = time.perf_counter()
-    for a in range(0, n, step):
+    for c, a in enumerate(range(0, n, step)):
         b = min(a + step, n)
-        u = users[a:b]
-        scores = net.score_all(u, all_items).float()
-        if exclude is not None:
-            lo = int(torch.searchsorted(ex_u, u[0]))
-            hi = int(torch.searchsorted(ex_u, u[-1], right=True))
-            row_of[u] = torch.arange(b - a, device=device)
-            rows = row_of[ex_u[lo:hi]]
-            keep = rows >= 0
-            scores[rows[keep], ex_i[lo:hi][keep]] = float("-inf")
-            row_of[u] = -1
+        scores = net.score_all(users[a:b], all_items).float()
+        if bounds and bounds[c + 1] > bounds[c]:
+            lo, hi = bounds[c], bounds[c + 1]
+            scores[rows[lo:hi] - a, cols[lo:hi]] = float("-inf")
         yield a, b, scores
+        del scores  # before the next chunk is allocated: one chunk's scores alive at a time
         if time.perf_counter() - last > PROGRESS_EVERY_S:
             last = time.perf_counter()
             done = b / n

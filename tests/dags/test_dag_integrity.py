@@ -89,7 +89,7 @@ IDENTITY = r"""
 import json, sys
 from airflow.dag_processing.dagbag import BundleDagBag
 bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=sys.argv[1])
-retrain, ingest = bag.get_dag("ncf_retrain"), bag.get_dag("ncf_ingest")
+retrain, ingest = bag.dags["ncf_retrain"], bag.dags["ncf_ingest"]  # no DB: get_dag would query it
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
                   "assets": [[a.name, a.uri] for a in retrain.get_task("publish").outlets],
                   "schedule": retrain.timetable.expression,
