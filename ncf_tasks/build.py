@@ -112,6 +112,11 @@ def build_training_set(events: "pl.DataFrame", settings: Settings) -> TrainingSe
         neg = eval_candidates(pos, u, n_neg, gen).to(torch.int32).numpy()
         held[role] = rows.with_columns(pl.Series("negatives", neg, dtype=pl.Array(pl.Int32, n_neg)))
 
+    if held["valid"].height == 0 or held["test"].height == 0:
+        raise DataError(f"no user can be evaluated: each held-out item is ranked among eval_negatives={n_neg} items "
+                        f"the user never interacted with, and the catalogue has {n_items} items "
+                        f"({excluded['test']} of {excluded['test'] + held['test'].height} users with a test item have "
+                        "fewer); lower eval_negatives or widen window_days")
     train = split.filter(pl.col("role") == "train").select("user_idx", "item_idx").sort("user_idx", "item_idx")
     counts = train.group_by("item_idx").len("train_count")
     items = items.join(counts, on="item_idx", how="left").with_columns(pl.col("train_count").fill_null(0)) \
@@ -149,6 +154,7 @@ def run_build(settings: Settings, *, run_id: str, end_date: str) -> dict:
     """Stage: read validated partitions, build, write ``runs/<run_id>/``; returns counts and URIs."""
     t0 = time.perf_counter()
     end_date = layout.day(end_date)
+    layout.safe_run_id(run_id)  # a bad run id is the operator's (exit 2), found before any reading
     storage = Storage(settings)
     parts, unvalidated = validated_partitions(storage, end_date, settings.window_days)
     if unvalidated:

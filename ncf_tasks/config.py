@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -124,8 +126,12 @@ class Settings:
             )
         if self.value_min > self.value_max:
             raise ConfigError(f"settings value_min={self.value_min} > value_max={self.value_max}")
-        if not self.bucket:
-            raise ConfigError(f"setting bucket ({env_name('bucket')}) must not be empty")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket) or ".." in self.bucket:
+            raise ConfigError(f"setting bucket ({env_name('bucket')}) = {self.bucket[:80]!r}: an S3 bucket name has "
+                              "3-63 lowercase letters, digits, '.' and '-', and starts and ends with a letter or digit")
+        if self.s3_endpoint_url and not re.match(r"https?://[^/\s]+", self.s3_endpoint_url):
+            raise ConfigError(f"setting s3_endpoint_url ({env_name('s3_endpoint_url')}) = "
+                              f"{self.s3_endpoint_url[:80]!r}: expected http://HOST[:PORT] or https://HOST[:PORT], or ''")
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -208,7 +214,10 @@ def _parse(f: dataclasses.Field, raw: Any, *, source: str) -> Any:
         if hint is float:
             if isinstance(raw, bool):
                 raise ValueError("expected a number")
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):  # NaN compares false with every bound: it would pass them all
+                raise ValueError("expected a finite number")
+            return value
         if hint is str:
             if not isinstance(raw, str):
                 raise ValueError("expected text")
@@ -219,7 +228,7 @@ def _parse(f: dataclasses.Field, raw: Any, *, source: str) -> Any:
             return tuple(elem(x.strip()) if isinstance(x, str) else elem(x) for x in items)
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"setting {f.name} ({source}) = {raw!r}: {exc}; {f.metadata['doc']}"
+            f"setting {f.name} ({source}) = {str(raw)[:80]!r}: {exc}; {f.metadata['doc']}"
         ) from None
     raise TypeError(f"unsupported setting type {hint} for {f.name}")
 
@@ -232,6 +241,8 @@ def _check(f: dataclasses.Field, value: Any) -> None:
         bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in choices]
         if bad:
             raise ConfigError(f"setting {f.name} ({env}) = {value!r}: allowed values are {list(choices)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"setting {f.name} ({env}) = {value!r}: expected a finite number")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and value < lo or hi is not None and value > hi:
         raise ConfigError(

@@ -2,7 +2,8 @@
 
 Every message names the file / URI, the row or column, and the rule that was broken. Exit codes of
 ``python -m ncf_tasks``: 0 ok, 1 unexpected, 2 bad setting, 3 no data, 4 bad input data,
-5 validation failed (quarantined), 6 storage error, 7 gate rejected the model.
+5 validation failed (quarantined), 6 storage error, 7 gate rejected the model, 8 another writer won
+a conditional write (nothing of this writer is visible).
 """
 
 
@@ -46,3 +47,24 @@ class GateRejected(NcfError):
     """The gate rejected the run's model and no operator forced publication; what is served stays."""
 
     exit_code = 7
+
+
+class ConflictError(NcfError):
+    """Another writer replaced an object between our read and our conditional write. Not retried: the
+    other writer's result stands, and nothing this writer wrote is named by it."""
+
+    exit_code = 8
+
+
+QUOTE_LIMIT = 80
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """A value for a message, bounded: its repr cut to ``limit`` characters plus its length.
+
+    Hostile input (a 200 MB id, a megabyte line) must not turn into gigabytes of logs, result JSON and
+    reports; a prefix and the length are what a person needs to find it."""
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value):,} {'chars' if isinstance(value, str) else 'bytes'})"
+    text = repr(value)
+    return text if len(text) <= limit + 2 else f"{text[:limit]}… ({len(text):,} chars)"

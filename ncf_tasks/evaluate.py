@@ -1,9 +1,9 @@
 """Evaluate a run on its test candidates, compare with baselines and production, decide the gate.
 
 Every model scores the same (users, 1 + negatives) candidate matrix in a few large batches: the
-trained GMF, MLP and NeuMF, item popularity (train counts), and the model now in production
-(``models/production.json``) re-scored through its own saved id maps — users or items it never saw
-score -inf, i.e. rank last. For the published model (NeuMF) the full catalogue is ranked too:
+trained GMF, MLP and NeuMF, item popularity (train counts), and the model now in production (the run
+named by ``recs/topk/_latest.json``, the authority; ``models/production.json`` is its record)
+re-scored through its own saved id maps — users or items it never saw score -inf, i.e. rank last. For the published model (NeuMF) the full catalogue is ranked too:
 Recall@K / NDCG@K of the test item among all items the user has not interacted with in train or
 validation, catalogue coverage of the top-K lists, and their popularity bias (mean popularity
 percentile of recommended items; 0.5 = like a random pick, 1.0 = only the most popular item).
@@ -78,6 +78,20 @@ def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.
             "popularity_bias": float(torch.cat(rec_pop).mean()) if rec_pop else 0.0}
 
 
+def served_model(storage: Storage) -> dict | None:
+    """The model behind the table readers are served: the pointer's run (``publish`` swaps the pointer
+    first and writes ``models/production.json`` after it, so the pointer is the authority)."""
+    pointer, _ = storage.get_json_versioned(layout.latest_pointer())
+    if pointer is None:
+        return None
+    record = storage.get_json(layout.production_pointer(), default=None)
+    if not record or record.get("run_id") != pointer["run_id"]:
+        log.warning("%s names run %s but %s names %s (a publish stopped between the two): comparing with "
+                    "the served run %s", storage.uri(layout.production_pointer()), (record or {}).get("run_id"),
+                    storage.uri(layout.latest_pointer()), pointer["run_id"], pointer["run_id"])
+    return {"run_id": pointer["run_id"], "model": pointer.get("model", PUBLISHED_MODEL)}
+
+
 def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     """Stage: metrics.json, report.html and the gate decision of a run."""
     from ncf_tasks.report import render_report
@@ -101,7 +115,7 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     popularity = torch.bincount(data.train_items, minlength=data.n_items).double()
     hr, ndcg = hit_ndcg(held_out_rank(popularity[cands]), k)
     models["popularity"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg}
-    prod = storage.get_json(layout.production_pointer(), default=None)
+    prod = served_model(storage)
     if prod and prod.get("run_id") != run_id:
         scores = rescore_production(storage, prod, run, device, users, cands)
         hr, ndcg = hit_ndcg(held_out_rank(scores), k)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from ncf_tasks import layout, rawio
 from ncf_tasks.config import Settings
+from ncf_tasks.errors import DataError
 from ncf_tasks.parquet_stream import write_parquet_parts
 from ncf_tasks.storage import Storage
 
@@ -101,7 +102,12 @@ def run_ingest(settings: Settings, *, date: str) -> dict:
     day = layout.day(date)
     storage = Storage(settings)
     raw_prefix = layout.raw_partition(day)
-    sources = [o for o in storage.list(raw_prefix) if rawio.format_of(o["key"]) is not None]
+    sources = [o for o in storage.list(raw_prefix) if not rawio.is_marker(o["key"])]
+    unsupported = [o["key"] for o in sources if rawio.format_of(o["key"]) is None]
+    if unsupported:  # skipping them would silently lose their rows
+        raise DataError(f"{storage.uri(unsupported[0])}: unsupported file type ({len(unsupported)} such file(s) in "
+                        f"{storage.uri(raw_prefix)}); expected {sorted(rawio.EXTENSIONS)}, optionally .gz, any letter "
+                        "case. Convert or move them: a day is ingested whole or not at all")
     base = {"date": day, "raw_uri": storage.uri(raw_prefix), "files": len(sources)}
     if not sources:
         log.warning("no raw files under %s: nothing to ingest for %s", storage.uri(raw_prefix), day)
@@ -114,6 +120,7 @@ def run_ingest(settings: Settings, *, date: str) -> dict:
     phases["read"], t = round(time.perf_counter() - t, 3), time.perf_counter()
 
     storage.delete([layout.validated_marker(day)])
+    storage.abort_uploads(layout.lake_file(day))  # a crashed earlier try may have left parts behind
     stale = [k for k in storage.list_keys(layout.lake_partition(day))
              if k not in (layout.lake_file(day), layout.ingest_manifest(day))]
     # each time range is encoded while the next is sorted, and uploaded while later ones are encoded

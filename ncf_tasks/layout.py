@@ -8,15 +8,23 @@ Standard library only: the DAG files import this at parse time.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
+
+from ncf_tasks.errors import ConfigError, quote
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def day(date: dt.date | str) -> str:
-    """'YYYY-MM-DD' for a date or an ISO date string (validated)."""
+    """'YYYY-MM-DD' for a date or an ISO date string (validated: ConfigError, exit code 2)."""
     if isinstance(date, str):
-        date = dt.date.fromisoformat(date)
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+            raise ConfigError(f"date {quote(date)}: expected YYYY-MM-DD")
+        try:
+            date = dt.date.fromisoformat(date)
+        except ValueError as exc:
+            raise ConfigError(f"date {quote(date)}: {exc}") from None
     return date.isoformat()
 
 
@@ -100,11 +108,16 @@ def latest_pointer() -> str:
 
 
 def safe_run_id(run_id: str) -> str:
-    """A run id as a key segment: ':' and '+' of Airflow run ids become '_' ('+' reads as a space in
-    some S3 URL encodings). 'scheduled__2026-11-27T02:00:00+00:00' → 'scheduled__2026-11-27T02_00_00_00_00'."""
-    if not run_id or len(run_id) > 200:
-        raise ValueError(f"run id {run_id!r}: must have 1-200 characters")
-    return _UNSAFE.sub("_", run_id)
+    """A run id as one key segment, one-to-one: an id of letters, digits, '.', '_' and '-' is kept; in
+    any other, those characters become '_' ('+' reads as a space in some S3 URL encodings, '/' would
+    nest) and a hash of the original id is appended, so 'a/b', 'a:b' and 'a b' never share a folder.
+    'scheduled__2026-11-27T02:00:00+00:00' → 'scheduled__2026-11-27T02_00_00_00_00-<8 hex>'."""
+    if not isinstance(run_id, str) or not 1 <= len(run_id) <= 200:
+        raise ConfigError(f"run id {quote(run_id)}: must have 1-200 characters")
+    if set(run_id) <= {"."}:
+        raise ConfigError(f"run id {quote(run_id)}: '.' and '..' are not run ids")
+    safe = _UNSAFE.sub("_", run_id)
+    return safe if safe == run_id else f"{safe}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
 
 
 def date_of_partition(key: str) -> str | None:

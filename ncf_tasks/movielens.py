@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import DataError
+from ncf_tasks.errors import DataError, quote
 from ncf_tasks.generate import write_days
 from ncf_tasks.storage import Storage
 
@@ -50,7 +50,7 @@ def read_ratings(path: str | Path) -> "pl.DataFrame":
         nulls = df.get_column(col).is_null().arg_true()
         if len(nulls):
             n = int(nulls[0])
-            raise DataError(f"{path}: line {n + 1}: field '{col}' is not {what}: {lines[n]!r}")
+            raise DataError(f"{path}: line {n + 1}: field '{col}' is not {what}: {quote(lines[n])}")
     return df.select(
         "user_id", "item_id",
         pl.from_epoch("ts", time_unit="s").dt.cast_time_unit("us").dt.replace_time_zone("UTC").alias("event_ts"),

@@ -1,19 +1,28 @@
 """Raw interaction logs: reading any supported file into the canonical schema, and writing daily files.
 
-Supported raw formats, chosen by file name: ``.csv``, ``.jsonl``/``.ndjson``/``.json`` (JSON Lines),
-``.parquet``; each may end in ``.gz``. Raw column names are mapped to the canonical ones by the
-``raw_*_col`` settings. Every error names the file, the column and — for a value that does not
-parse — the row (1-based data row; for CSV and JSON Lines that is also the line after the header).
+Supported raw formats, chosen by file name (any letter case): ``.csv``, ``.jsonl``/``.ndjson``/``.json``
+(JSON Lines), ``.parquet``; each may end in ``.gz``. Names starting with ``.`` or ``_`` are markers
+(``_SUCCESS``, ``.crc``) and are ignored; any other name is a file of the day that must be read, so an
+unsupported one fails the day instead of being skipped. Line endings LF, CRLF and CR alone are read
+(a quoted field may span lines, except in a CR-only file, whose CRs all become line ends); a UTF-8
+byte order mark is skipped; other encodings than UTF-8 are refused.
+Raw column names are mapped to the canonical ones by the ``raw_*_col`` settings. Every error names
+the file, the column and — for a value that does not parse — the row (1-based data row; for CSV and
+JSON Lines that is also the line after the header), quoting values bounded (``errors.quote``).
+Timestamps must lie in [1970, 2200): anything else is a unit or format mistake, named with the unit.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import io
+import json
+import re
 from typing import TYPE_CHECKING
 
 from ncf_tasks.config import Settings, env_name
-from ncf_tasks.errors import DataError
+from ncf_tasks.errors import DataError, quote
 
 if TYPE_CHECKING:
     import polars as pl
@@ -21,7 +30,9 @@ if TYPE_CHECKING:
 CANONICAL = ("user_id", "item_id", "event_ts", "event_type", "value")
 REQUIRED = ("user_id", "item_id", "event_ts")
 FORMATS = ("csv", "jsonl", "parquet")
-_EXT = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+TS_MIN, TS_MAX = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)
+_UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
 def canonical_schema() -> "dict[str, pl.DataType]":
@@ -36,14 +47,19 @@ def canonical_schema() -> "dict[str, pl.DataType]":
     }
 
 
+def is_marker(name: str) -> bool:
+    """_SUCCESS, .crc and friends: written by producers next to the data, not data themselves."""
+    return name.rsplit("/", 1)[-1].startswith((".", "_"))
+
+
 def format_of(name: str) -> tuple[str, bool] | None:
-    """(format, gzipped) from a file name, or None for names that are not raw logs."""
-    base = name.rsplit("/", 1)[-1]
-    if base.startswith((".", "_")):  # _SUCCESS, .crc and friends are not data
+    """(format, gzipped) from a file name (case-insensitive), or None for markers and unsupported names."""
+    base = name.rsplit("/", 1)[-1].lower()
+    if is_marker(base):
         return None
     gz = base.endswith(".gz")
     stem = base[:-3] if gz else base
-    for ext, fmt in _EXT.items():
+    for ext, fmt in EXTENSIONS.items():
         if stem.endswith(ext):
             return fmt, gz
     return None
@@ -56,13 +72,17 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
     kind = format_of(name)
     if kind is None:
         raise DataError(f"{name}: unsupported file type; expected one of "
-                        f"{sorted(_EXT)} (optionally .gz)")
+                        f"{sorted(EXTENSIONS)} (optionally .gz)")
     fmt, gz = kind
     if gz:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise DataError(f"{name}: not a valid gzip file: {exc}") from None
+    if fmt != "parquet" and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte order mark (spreadsheet exports): polars' JSON reader chokes on it
+    if fmt != "parquet" and b"\r" in data and b"\n" not in data:
+        data = data.replace(b"\r", b"\n")  # CR alone ends lines (classic Mac): polars knows LF and CRLF
     if fmt == "csv":
         fast = _csv_fast(data, name, settings)
         if fast is not None:
@@ -77,10 +97,21 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
         else:
             df = pl.read_parquet(io.BytesIO(data))
     except Exception as exc:  # polars raises several error types for malformed input
-        where = _csv_bad_line(data) if fmt == "csv" else ""
+        where = _csv_bad_line(data) if fmt == "csv" else _json_bad_line(data) if fmt == "jsonl" else ""
         raise DataError(f"{name}: not a valid {fmt.upper()} file{where}: {_first_line(exc)}") from None
-    if fmt == "csv" and df.height and df.null_count().sum_horizontal().item():
-        _fail_if_ragged(data, name)
+    dup = [c for c in df.columns if re.search(r"_duplicated_\d+$", c)]
+    if dup:
+        raise DataError(f"{name}: column {quote(re.sub(r'_duplicated_[0-9]+$', '', dup[0]))} appears more than once "
+                        "in the header; each column must be named once")
+    if fmt == "csv":
+        if df.height and df.null_count().sum_horizontal().item():
+            _fail_if_ragged(data, name)
+        lines_after_header = data.strip().count(b"\n")
+        if df.height == 0 and lines_after_header:
+            raise DataError(f"{name}: not a valid CSV file: {lines_after_header} line(s) after the header "
+                            "but no row parsed (line endings or quoting not understood)")
+    if fmt == "jsonl":
+        _fail_if_json_structures(df, data, name, settings)
     return to_canonical(df, name, settings)
 
 
@@ -125,6 +156,9 @@ def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | Non
         return None
     if df.height and not df.get_column("_ok").all():
         return None
+    ts = df.get_column("event_ts").drop_nulls()
+    if ts.len() and (ts.min() < TS_MIN or ts.max() >= TS_MAX):
+        return None  # the general path names the row
     if df.height and df.get_column("_gap").any():
         _fail_if_ragged(data, name)
     return df.drop("_ok", "_gap")
@@ -149,7 +183,7 @@ def to_canonical(df: "pl.DataFrame", name: str, settings: Settings) -> "pl.DataF
         if raw not in df.columns:
             raise DataError(
                 f"{name}: required column '{raw}' (mapped to {canon} by {env}) is missing; "
-                f"columns present: {df.columns}"
+                f"columns present: {quote(df.columns, 300)}"
             )
     schema = canonical_schema()
     out = []
@@ -180,8 +214,8 @@ def _cast_text(col: "pl.Series", name: str, raw: str) -> "pl.Series":
         whole = col.is_null() | (col == col.floor())
         _fail_first(~whole, name, raw, col, "an id that is a whole number or text")
         return col.cast(pl.Int64).cast(pl.String)
-    if col.dtype == pl.Null:
-        return col.cast(pl.String)
+    if col.dtype == pl.Null or isinstance(col.dtype, (pl.Categorical, pl.Enum)):
+        return col.cast(pl.String)  # dictionary-encoded text (pandas 'category') is text
     raise DataError(f"{name}: column '{raw}' has type {col.dtype}; expected text or integer ids")
 
 
@@ -195,7 +229,15 @@ def _cast_checked(col: "pl.Series", dtype: "pl.DataType", name: str, raw: str, e
 
 
 def _parse_ts(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
-    """Epoch numbers (in ``unit``), ISO 8601 text (offset or 'Z'; naive means UTC) or datetimes → UTC."""
+    """Epoch numbers (in ``unit``), ISO 8601 text (offset or 'Z'; naive means UTC) or datetimes → UTC,
+    within [TS_MIN, TS_MAX): anything outside is a unit or format mistake, named with its row."""
+    ts = _to_utc(col, name, raw, unit)
+    _fail_first((ts < TS_MIN) | (ts >= TS_MAX), name, raw, col,
+                f"a time in [1970, 2200) (epoch numbers are read in unit '{unit}', {env_name('raw_ts_unit')})")
+    return ts
+
+
+def _to_utc(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
     import polars as pl
 
     if isinstance(col.dtype, pl.Datetime):
@@ -214,8 +256,13 @@ def _parse_ts(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
                         "an ISO 8601 timestamp (e.g. 2026-11-27T02:00:00Z) or an epoch number")
             return parsed
     if col.dtype.is_numeric():
-        scale = {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
-        us = (col.cast(pl.Float64) * scale).round(0).cast(pl.Int64)
+        secs = col.cast(pl.Float64) * _UNIT_SECONDS[unit]
+        lo, hi = TS_MIN.timestamp(), TS_MAX.timestamp()
+        bad = secs.is_nan() | (secs < lo) | (secs >= hi)  # before scaling: milliseconds read as seconds overflow
+        hint = {u: s for u, s in _UNIT_SECONDS.items() if u != unit}
+        _fail_first(bad, name, raw, col, f"an epoch time in unit '{unit}' between 1970 and 2200 "
+                    f"({env_name('raw_ts_unit')}; is the unit {' or '.join(repr(u) for u in hint)}?)")
+        us = (secs * 1e6).round(0).cast(pl.Int64)
         return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
     if col.dtype == pl.Null:
         return col.cast(pl.Datetime("us", "UTC"))
@@ -273,7 +320,7 @@ def _fail_first(bad: "pl.Series", name: str, raw: str, col: "pl.Series", expect:
     idx = bad.fill_null(False).arg_true()
     row = int(idx[0])
     raise DataError(
-        f"{name}: row {row + 1}, column '{raw}': value {col[row]!r} is not {expect} "
+        f"{name}: row {row + 1}, column {quote(raw)}: value {quote(col[row])} is not {expect} "
         f"({len(idx)} bad value(s) in this file)"
     )
 
@@ -287,11 +334,17 @@ def _fail_if_ragged(data: bytes, name: str) -> None:
 
 
 def _csv_bad_line(data: bytes) -> str:
-    """', line N: K fields, header has H' for the first ragged line (found in bulk, quotes ignored)."""
+    """', line N: K fields, header has H' for the first ragged record (found in bulk).
+
+    Quoted fields are removed first (one regex over the bytes: a quoted field may hold commas, escaped
+    quotes and line breaks), so each remaining line is one record and its commas are its separators.
+    N counts records (the header is line 1); it equals the physical line unless a quoted field
+    spans lines."""
     import polars as pl
 
+    unquoted = re.sub(rb'"[^"]*"', b"", data)
     try:
-        lines = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None,
+        lines = pl.read_csv(io.BytesIO(unquoted), has_header=False, separator="\x1f", quote_char=None,
                             new_columns=["line"], infer_schema=False).get_column("line")
     except Exception:
         return ""
@@ -303,9 +356,42 @@ def _csv_bad_line(data: bytes) -> str:
     return f", line {n + 1}: {fields[n]} fields where the header has {fields[0]}"
 
 
+def _json_bad_line(data: bytes) -> str:
+    """', line N' of the first line that is not a JSON object. Only on a file that already failed to
+    parse: the lines are decoded one by one up to the bad one, which names it."""
+    for n, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            if not isinstance(json.loads(line), dict):
+                return f", line {n}: not a JSON object"
+        except ValueError as exc:
+            return f", line {n}: {exc}"
+    return ""
+
+
+def _fail_if_json_structures(df: "pl.DataFrame", data: bytes, name: str, settings: Settings) -> None:
+    """polars turns an object or array mixed into a text column into its JSON text ('{"id": "u1"}');
+    an id, type or time must be a scalar. Checked on the raw lines only when a value looks like one."""
+    import polars as pl
+
+    for canon, (raw, _env) in _raw_columns(settings).items():
+        if canon == "value" or raw not in df.columns or df.schema[raw] != pl.String:
+            continue
+        if not df.get_column(raw).str.starts_with("{").any() and not df.get_column(raw).str.starts_with("[").any():
+            continue
+        key = re.compile(rb'"' + re.escape(raw.encode()) + rb'"\s*:\s*[\[{]')
+        for n, line in enumerate(data.splitlines(), 1):  # error path: the file holds such a value
+            if key.search(line):
+                raise DataError(f"{name}: line {n}, column {quote(raw)}: a JSON object or array where "
+                                f"{'a time' if canon == 'event_ts' else 'text or a number'} is expected")
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    return text[0] if len(text[0]) <= 200 else f"{text[0][:200]}… ({len(text[0]):,} chars)"
 
 
 # -- writing raw files (generator, MovieLens loader, tests) -----------------------------------------

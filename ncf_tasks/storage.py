@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import StorageError
+from ncf_tasks.errors import ConflictError, StorageError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -81,29 +81,50 @@ class Storage:
 
     # -- objects ---------------------------------------------------------------------------------
     def list(self, rel_prefix: str) -> list[dict[str, Any]]:
-        """Objects below a prefix, sorted by key: [{'key': rel, 'size': int, 'etag': str}]."""
+        """Objects below a prefix, sorted by key: [{'key': rel, 'size': int, 'etag': str, 'modified': datetime}]."""
         out = []
         with self._errors("list", rel_prefix):
             for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.key(rel_prefix)
             ):
                 for o in page.get("Contents", []):
-                    out.append({"key": self.rel(o["Key"]), "size": o["Size"], "etag": o["ETag"].strip('"')})
+                    out.append({"key": self.rel(o["Key"]), "size": o["Size"], "etag": o["ETag"].strip('"'),
+                                "modified": o["LastModified"]})
         return sorted(out, key=lambda o: o["key"])
 
     def list_keys(self, rel_prefix: str) -> list[str]:
         return [o["key"] for o in self.list(rel_prefix)]
 
     def exists(self, rel: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.key(rel))
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                self._require_bucket()  # HEAD says 404 for a missing bucket too: that is not "no data"
                 return False
             raise StorageError(f"head {self.uri(rel)}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"head {self.uri(rel)}: {exc}") from exc
+
+    def _require_bucket(self) -> None:
+        """StorageError unless the bucket exists (checked once per Storage)."""
+        if getattr(self, "_bucket_ok", False):
+            return
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors("head bucket", ""):
+                self.client.head_bucket(Bucket=self.bucket)
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+                raise StorageError(f"bucket s3://{self.bucket} does not exist at "
+                                   f"{self.settings.s3_endpoint_url or 'AWS S3'} (setting bucket, NCF_BUCKET)") from None
+            raise
+        self._bucket_ok = True
 
     def get_bytes(self, rel: str) -> bytes:
         with self._errors("get", rel):
@@ -130,6 +151,47 @@ class Storage:
     def put_json(self, rel: str, obj: Any) -> None:
         self.put_bytes(rel, _json_bytes(obj), "application/json")
 
+    def get_json_versioned(self, rel: str) -> tuple[Any, str | None]:
+        """(content, ETag) of a JSON object, or (None, None) when it does not exist: the read half of
+        a compare-and-swap with ``put_json_if``."""
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._errors("get", rel):
+                resp = self.client.get_object(Bucket=self.bucket, Key=self.key(rel))
+                data = resp["Body"].read()
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                return None, None
+            raise
+        try:
+            return json.loads(data), resp["ETag"]
+        except json.JSONDecodeError as exc:
+            raise StorageError(f"{self.uri(rel)} is not valid JSON: {exc}") from exc
+
+    def put_json_if(self, rel: str, obj: Any, etag: str | None) -> str:
+        """Replace ``rel`` only if it is still the version ``etag`` (None: only if it does not exist);
+        returns the new ETag. S3 conditional writes (``If-Match`` / ``If-None-Match: *``; AWS S3, MinIO
+        and the embedded endpoint honour both) make the check and the write one atomic step. A writer
+        that lost gets ``ConflictError`` and has changed nothing."""
+        from botocore.exceptions import ClientError
+
+        cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            with self._errors("put", rel):
+                resp = self.client.put_object(Bucket=self.bucket, Key=self.key(rel), Body=_json_bytes(obj),
+                                              ContentType="application/json", **cond)
+        except StorageError as exc:
+            cause = exc.__cause__
+            code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise ConflictError(f"{self.uri(rel)} was changed by another writer since it was read "
+                                    f"({'expected version ' + etag if etag else 'expected no object'}); "
+                                    "nothing was written") from None
+            raise
+        return resp["ETag"]
+
     def copy(self, src_rel: str, dst_rel: str) -> None:
         with self._errors("copy", src_rel):
             self.client.copy(
@@ -147,6 +209,21 @@ class Storage:
                 e = resp["Errors"][0]
                 raise StorageError(f"delete {self.uri(self.rel(e['Key']))}: {e.get('Code')} {e.get('Message')}")
         return len(rels)
+
+    def abort_uploads(self, rel: str) -> int:
+        """Abort unfinished multipart uploads of ``rel`` (left by a writer whose abort never reached the
+        store, e.g. during an outage); returns how many. Their parts are invisible but billed."""
+        n = 0
+        with self._errors("abort uploads", rel):
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                                    Prefix=self.key(rel)):
+                for up in page.get("Uploads", []):
+                    if up["Key"] == self.key(rel):
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        n += 1
+        if n:
+            log.warning("aborted %d unfinished multipart upload(s) of %s", n, self.uri(rel))
+        return n
 
     def delete_prefix(self, rel_prefix: str) -> int:
         return self.delete(self.list_keys(rel_prefix))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import NoDataError, ValidationFailed
+from ncf_tasks.errors import QUOTE_LIMIT, NoDataError, ValidationFailed
 from ncf_tasks.storage import Storage
 
 if TYPE_CHECKING:
@@ -122,7 +122,8 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path) -
     kept = [e for e in suite["expectations"]
             if not (e.get("meta", {}).get("optional") and params.get(e["meta"]["optional"]) is None)]
     suite["expectations"] = kept
-    frame = df.to_pandas(use_pyarrow_extension_array=False)  # the one copy GX needs (pandas frames only)
+    gx_df, params = _shown_to_gx(df, params)
+    frame = gx_df.to_pandas(use_pyarrow_extension_array=False)  # the one copy GX needs (pandas frames only)
     for c in frame.columns:  # GX's type check wants numpy/str dtypes; strings stay Arrow-backed 'str'
         if str(frame[c].dtype) == "object":
             frame[c] = frame[c].astype("str")
@@ -138,7 +139,7 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path) -
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
     run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
     (vr,) = run.run_results.values()
-    outcomes = []
+    outcomes = [_finite_values(df)]
     for r in vr.results:
         cfg = r.expectation_config
         meta = cfg.meta or {}
@@ -157,6 +158,41 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path) -
     return outcomes, vr.to_json_dict()
 
 
+# HTML-active characters and same-width look-alikes: GX's Data Docs render unexpected values unescaped
+_LOOKALIKE = str.maketrans({"<": "‹", ">": "›", "&": "＆", '"': "＂", "'": "＇"})
+
+
+def _shown_to_gx(df: "pl.DataFrame", params: dict[str, Any]) -> tuple["pl.DataFrame", dict[str, Any]]:
+    """The frame and parameters GX validates and renders: text cut to ``max_id_length + 1`` characters
+    (every length rule fails exactly as on the full value, but a 200 MB id is not copied into results,
+    Data Docs and logs) and HTML-active characters replaced by look-alikes of the same length (GX's
+    Data Docs do not escape values: an id '<script>…' would run in the reader's browser). Our own
+    messages quote the original rows, bounded (``errors.quote``)."""
+    import polars as pl
+
+    keep = int(params["max_id_length"]) + 1
+    src, dst = zip(*((chr(k), v) for k, v in _LOOKALIKE.items()))
+    text = [c for c, t in df.schema.items() if t == pl.String]
+    shown = df.with_columns(pl.col(c).str.slice(0, keep).str.replace_many(list(src), list(dst)) for c in text)
+    allowed = params.get("allowed_event_types")
+    if allowed:
+        params = {**params, "allowed_event_types": [a.translate(_LOOKALIKE) for a in allowed]}
+    return shown, params
+
+
+def _finite_values(df: "pl.DataFrame") -> Outcome:
+    """NaN in ``value`` passes every range check (NaN compares false) and pandas cannot tell it from a
+    missing value, so this hard rule runs in polars: a present value must be a finite number."""
+    import polars as pl
+
+    col = df.get_column("value")
+    bad = (col.is_nan() | col.is_infinite()).fill_null(False) if col.dtype.is_float() else pl.Series([False] * df.height)
+    rows = bad.arg_true().head(3).to_list()
+    return Outcome(rule="value_finite", expectation="values_are_finite_numbers", column="value", success=not bad.any(),
+                   soft=False, unexpected_count=int(bad.sum()), expected="not NaN, not infinite",
+                   examples=[{"row": i + 1, **{k: _jsonable(v) for k, v in df.row(i, named=True).items()}} for i in rows])
+
+
 def _expected(kwargs: dict, params: dict[str, Any]) -> str:
     """The rule's thresholds as the run resolved them, e.g. 'min_value=1, max_value=128'."""
     shown = []
@@ -170,10 +206,12 @@ def _expected(kwargs: dict, params: dict[str, Any]) -> str:
 
 
 def _jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, (bool, int, str)):
+    if isinstance(v, str):
+        return v if len(v) <= QUOTE_LIMIT else f"{v[:QUOTE_LIMIT]}… ({len(v):,} chars)"
+    if v is None or isinstance(v, (bool, int)):
         return v
     if isinstance(v, float):
-        return None if math.isnan(v) else v
+        return v if math.isfinite(v) else str(v)  # 'nan', 'inf': JSON has no literal for them
     return str(v)
 
 

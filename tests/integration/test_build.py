@@ -2,6 +2,7 @@ import datetime as dt
 
 import pytest
 
+from ncf_tasks import layout
 from ncf_tasks.build import run_build
 from ncf_tasks.errors import NoDataError
 from ncf_tasks.generate import SyntheticSpec, run_generate
@@ -23,7 +24,8 @@ def lake(storage):
 
 def test_build_reads_only_validated_partitions_and_writes_the_run(lake):
     r = run_build(lake.settings, run_id="manual__2026-11-27T02:00:00+00:00", end_date="2026-11-26")
-    prefix = "runs/manual__2026-11-27T02_00_00_00_00/"
+    prefix = layout.run_prefix("manual__2026-11-27T02:00:00+00:00")
+    assert prefix.startswith("runs/manual__2026-11-27T02_00_00_00_00-")  # readable, plus a hash: one-to-one
     manifest = lake.get_json(prefix + "manifest.json")
     assert [p["date"] for p in manifest["partitions"]] == ["2026-11-24", "2026-11-25"]
     assert manifest["skipped_unvalidated"] == ["2026-11-26"] and r["partitions"] == 2

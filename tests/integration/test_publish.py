@@ -1,14 +1,19 @@
 """Evaluate, gate and publish through the real endpoint; failures injected on the server side."""
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import polars as pl
 import pytest
 
+from conftest import ROOT
 from faulty_s3 import FaultyS3
 from ncf_tasks import layout
 from ncf_tasks.build import build_training_set, write_training_set
-from ncf_tasks.errors import GateRejected, StorageError
+from ncf_tasks.errors import ConfigError, GateRejected, StorageError
 from ncf_tasks.evaluate import id_translation, run_evaluate
 from ncf_tasks.gate import decide
 from ncf_tasks.generate import SyntheticSpec, synthesize
@@ -76,6 +81,60 @@ def test_crash_between_table_and_pointer_leaves_the_old_one_readable(storage, s3
     assert latest_pointer(s)["run_id"] == "r1"
     assert load_latest(s).collect().equals(old)  # the old table is still there and complete
     assert not [k for k in storage.list_keys("recs/") if ".tmp-" in k]
+    assert storage.get_json(layout.production_pointer())["run_id"] == "r1"  # the record was not moved ahead
+
+
+def test_crash_between_pointer_and_production_record_compares_with_what_is_served(storage, s3_server):
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    run_publish(s, run_id="r1", date="2026-11-25")
+    make_run(storage, "r2", seed=5)
+    run_evaluate(s, run_id="r2")
+    proxy = FaultyS3(s3_server.url)
+    try:
+        proxy.fail(r"production\.json")
+        with pytest.raises(StorageError, match="production.json"):
+            run_publish(s.replace(s3_endpoint_url=proxy.url, s3_max_attempts=1), run_id="r2", date="2026-11-26")
+    finally:
+        proxy.close()
+    assert latest_pointer(s)["run_id"] == "r2" and storage.get_json(layout.production_pointer())["run_id"] == "r1"
+    # the next evaluation compares with r2, the model readers are served, not with the stale record
+    assert run_evaluate(s, run_id="r1")["metrics"]["production"]["run_id"] == "r2"
+    run_publish(s, run_id="r2", date="2026-11-26")  # the retried task repairs the record
+    assert storage.get_json(layout.production_pointer())["run_id"] == "r2"
+
+
+def test_concurrent_publishes_of_one_date_leave_one_live_table(storage, s3_env):
+    """10 publishers of different runs race for one date's pointer (CLI processes, as a second
+    deployment or a manual run next to the nightly one would): the pointer always names an existing
+    table, every publisher either wins or fails with a clear conflict, and losers leave nothing."""
+    s = make_run(storage, "r0")
+    run_evaluate(s, run_id="r0")
+    for n in range(1, 10):  # nine more complete runs (same training set and model, other ids)
+        storage.copy_prefix("runs/r0/", f"runs/r{n}/")
+    env = {**os.environ, **s3_env, "PYTHONPATH": str(ROOT), "NCF_PUBLISH_K": "20", "NCF_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "ncf_tasks", "publish", "--run-id", f"r{n}", "--date", "2026-11-26"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(10)]
+    outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    codes = [code for code, _, _ in outs]
+    assert set(codes) <= {0, 8} and 0 in codes, [(c, e[-500:]) for c, _, e in outs if c not in (0, 8)]
+    for code, out, err in outs:
+        if code == 8:
+            assert "lost the race" in json.loads(out.strip().splitlines()[-1])["message"]
+    pointer = latest_pointer(s)
+    assert storage.exists(pointer["files"][0]) and load_latest(s).select(pl.len()).collect().item() == pointer["rows"]
+    losers = {f"r{n}" for n, c in enumerate(codes) if c == 8}
+    left = storage.list_keys(layout.topk_partition("2026-11-26"))
+    assert not [k for k in left if any(k == layout.topk_table("2026-11-26", r) for r in losers)], left
+    assert storage.get_json(layout.production_pointer())["run_id"] == pointer["run_id"]  # record and pointer agree
+
+
+def test_publish_date_far_in_the_future_is_refused(storage):
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    with pytest.raises(ConfigError, match="publish date 2099-01-01 lies after"):
+        run_publish(s, run_id="r1", date="2099-01-01")
+    assert not storage.list_keys("recs/")
 
 
 def test_gate_rejection_blocks_publish_unless_forced(storage):

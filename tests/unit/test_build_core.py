@@ -31,7 +31,16 @@ def logs(draw):
 @hsettings(max_examples=40, deadline=None)
 @given(logs())
 def test_split_invariants(ev):
-    ts = build_training_set(ev, S)
+    from ncf_tasks.errors import DataError
+
+    try:
+        ts = build_training_set(ev, S)
+    except DataError as exc:  # a set nobody can be evaluated on is refused, never trained
+        assert "no user can be evaluated" in str(exc)
+        counts = ev.unique(["user_id", "item_id"]).group_by("user_id").len()["len"]
+        n_items = ev["item_id"].n_unique()
+        assert not ((counts >= 3) & (n_items - counts >= S.eval_negatives)).any()
+        return
     # id maps: no user or item lost or invented, indices contiguous
     assert sorted(ts.users["user_id"]) == sorted(ev["user_id"].unique())
     assert ts.users["user_idx"].to_list() == list(range(ts.users.height))
@@ -77,3 +86,15 @@ def test_ml100k_split_statistics():
     assert ts.train.height == 100_000 - 2 * 943
     assert ts.test["negatives"].arr.len().unique().to_list() == [99]
     assert ts.items["train_count"].sum() == ts.train.height
+
+
+def test_more_eval_negatives_than_the_catalogue_allows_is_a_clear_error():
+    import pytest
+
+    from ncf_tasks.errors import DataError
+
+    ev = pl.DataFrame({"user_id": [f"u{u}" for u in range(4) for _ in range(5)],
+                       "item_id": [f"i{i}" for _ in range(4) for i in range(5)],
+                       "event_ts": [dt.datetime(2026, 11, 26, h, tzinfo=dt.timezone.utc) for _ in range(4) for h in range(5)]})
+    with pytest.raises(DataError, match=r"no user can be evaluated: .*eval_negatives=99 .* the catalogue has 5 items"):
+        build_training_set(ev, Settings.from_env(env={}))
