@@ -129,8 +129,8 @@ def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | Non
     try:
         lf = pl.scan_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=False)
         header = lf.collect_schema().names()
-        if not header or any(cols[c] not in header for c in REQUIRED):
-            return None
+        if not header or any(cols[c] not in header for c in REQUIRED) or any("_duplicated_" in h for h in header):
+            return None  # the general path names what is wrong
         schema = canonical_schema()
         exprs, checks = [], []
         for canon, raw in cols.items():
@@ -240,6 +240,8 @@ def _parse_ts(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
 def _to_utc(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
     import polars as pl
 
+    given = col  # errors quote the value as the file has it, not as cast
+
     if isinstance(col.dtype, pl.Datetime):
         out = col.dt.replace_time_zone("UTC") if col.dtype.time_zone is None else col.dt.convert_time_zone("UTC")
         return out.dt.cast_time_unit("us")
@@ -260,7 +262,7 @@ def _to_utc(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
         lo, hi = TS_MIN.timestamp(), TS_MAX.timestamp()
         bad = secs.is_nan() | (secs < lo) | (secs >= hi)  # before scaling: milliseconds read as seconds overflow
         hint = {u: s for u, s in _UNIT_SECONDS.items() if u != unit}
-        _fail_first(bad, name, raw, col, f"an epoch time in unit '{unit}' between 1970 and 2200 "
+        _fail_first(bad, name, raw, given, f"an epoch time in unit '{unit}' between 1970 and 2200 "
                     f"({env_name('raw_ts_unit')}; is the unit {' or '.join(repr(u) for u in hint)}?)")
         us = (secs * 1e6).round(0).cast(pl.Int64)
         return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")

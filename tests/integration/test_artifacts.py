@@ -15,7 +15,7 @@ from test_cli import cli, last_json
 
 
 def build(storage, run_id="r", users=80, seed=1):
-    s = storage.settings.replace(factors=4, mlp_layers=(8, 4), threads=2)
+    s = storage.settings.replace(factors=4, mlp_layers=(8, 4), threads=2, eval_negatives=20)
     ev = synthesize(SyntheticSpec(users=users, items=60, days=2, events_per_day=800, seed=seed))
     return write_training_set(storage, run_id, build_training_set(ev, s), s, end_date="2026-11-26"), s
 
