@@ -1,4 +1,5 @@
-# make demo   — the whole pipeline once, on embedded defaults (S3 on 127.0.0.1, SQLite Airflow, CPU)
+# make demo   — the whole pipeline once, on embedded defaults (S3 on 127.0.0.1, SQLite Airflow, CPU);
+#               DATA=movielens-100k runs it on ../shared/data/ml-100k/u.data instead of synthetic logs
 # make test   — the whole test suite
 # Both create .venv from requirements.txt on first use.
 SHELL := /bin/bash
@@ -11,7 +12,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test venv up down bench clean
+.PHONY: demo test venv up down bench clean s3-reset
 
 venv: $(VENV)/.installed
 
@@ -35,6 +36,10 @@ down:
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
+
+s3-reset:  ## empty the embedded S3 endpoint's persisted buckets (.data/s3/); stop it first (make down)
+	bash include/up.sh stop >/dev/null
+	$(PYTHON) -m ncf_tasks.local_s3 reset --data-dir .data/s3
 
 clean:
 	rm -rf .demo .airflow .pytest_cache test-artifacts

@@ -20,9 +20,10 @@ from ncf_tasks.config import Settings  # noqa: E402
 
 
 @contextmanager
-def embedded_s3_env(bucket: str = "bench"):
-    """The endpoint's environment (NCF_* variables), for benchmarks that measure in child processes."""
-    server = local_s3.start()
+def embedded_s3_env(bucket: str = "bench", data_dir: str | None = None):
+    """The endpoint's environment (NCF_* variables), for benchmarks that measure in child processes.
+    ``data_dir``: persisted there, as ``make demo`` / ``make up`` run it (saver every 5 s)."""
+    server = local_s3.start_persistent(data_dir) if data_dir else local_s3.start()
     try:
         local_s3.create_bucket(server.url, bucket)
         yield server.env(bucket)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import shutil
+import tempfile
 import time
 
 from common import PeakRSS, embedded_s3_env, machine, table, today
@@ -68,28 +70,38 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--order", choices=["time", "shuffled"], default="time",
                     help="rows of the raw files in time order (log rotation) or shuffled")
+    ap.add_argument("--persist", action="store_true",
+                    help="also measure against the persisted embedded endpoint (make demo / make up: a saver "
+                         "mirrors the bucket to disk every 5 s), same run; the final save at stop is timed too")
     args = ap.parse_args()
     spawn = multiprocessing.get_context("spawn")
     from ncf_tasks.ingest import ROWS_PER_RANGE
 
     rows = []
-    for n in args.rows:
-        with embedded_s3_env() as env:
+    for n, persist in [(n, p) for n in args.rows for p in ((False, True) if args.persist else (False,))]:
+        tmp = tempfile.mkdtemp(prefix="ncf-s3-") if persist else None
+        with embedded_s3_env(data_dir=tmp) as env:
             settings = Settings.from_env(env=env)
             with spawn.Pool(1) as pool:
                 pool.apply(_generate, (env, n, args.order))
             raw_mb = sum(o["size"] for o in Storage(settings).list("raw/")) / 1e6
-            for label, per_range in ((f"ranges of {ROWS_PER_RANGE:,} rows", ROWS_PER_RANGE),
-                                     ("whole day as one range", 1 << 62)):
+            sorts = ((f"ranges of {ROWS_PER_RANGE:,} rows", ROWS_PER_RANGE),) if args.persist else \
+                ((f"ranges of {ROWS_PER_RANGE:,} rows", ROWS_PER_RANGE), ("whole day as one range", 1 << 62))
+            for label, per_range in sorts:
                 with spawn.Pool(1) as pool:  # a fresh process per measurement
                     r = pool.apply(_ingest, (env, per_range))
                 phases = " / ".join(f"{k} {v:.1f}" for k, v in r["phase_seconds"].items())
-                rows.append({"raw rows": f"{r['rows_read']:,}", "raw CSV MB": f"{raw_mb:.0f}", "sort": label,
+                rows.append({"raw rows": f"{r['rows_read']:,}", "raw CSV MB": f"{raw_mb:.0f}",
+                             "sort": label + (" (persisted endpoint)" if persist else ""),
                              "phases s": phases, "seconds": f"{r['wall']:.2f}",
                              "rows/s": f"{r['rows_read'] / r['wall']:,.0f}",
                              "peak RSS growth MB": f"{r['peak_mb']:.0f}",
                              "peak / raw": f"{r['peak_mb'] / raw_mb:.2f}x", "lake MB": f"{r['bytes'] / 1e6:.0f}"})
                 print(rows[-1], flush=True)
+            t = time.perf_counter()
+        if persist:
+            rows[-1]["phases s"] += f" / final save at stop {time.perf_counter() - t:.1f}"
+            shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nbenchmarks/ingest.py --order {args.order} — {today()} — {machine()}\n")
     print(table(rows))
 

@@ -11,6 +11,9 @@ Turns the day's raw interaction logs into a fresh NeuMF model and a published to
   rule, or force-publish after a person read the report. Every field is a setting of `ncf_tasks.config`.
 * A day without raw logs skips the run; a bad day is quarantined and fails `validate`; a model the gate
   rejects skips `publish`. In every case the previous table and `_latest.json` stay as they were.
+* What the runs did: the **runs dashboard** `reports/index.html` in the bucket (one row per run, quality over
+  time; with `make up`: `.data/s3/ncf-demo/reports/index.html`), each run's `runs/<run_id>/report.html`, and
+  the day's validation Data Docs `reports/validation/dt=<day>/index.html`.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ UP=.up
 STATE="$UP/s3.json"
 export NCF_BUCKET="${NCF_BUCKET:-ncf-demo}"
 PORT="${AIRFLOW_PORT:-8080}"
+S3_DATA_DIR="${S3_DATA_DIR:-.data/s3}"   # where the embedded endpoint persists its buckets
 
 stop() {
   if [ -f "$UP/airflow.pgid" ]; then
@@ -27,7 +28,7 @@ stop() {
 start() {
   mkdir -p "$UP"
   stop >/dev/null
-  python -m ncf_tasks.local_s3 start --state "$STATE" --bucket "$NCF_BUCKET" --log "$UP/s3.log" >/dev/null
+  python -m ncf_tasks.local_s3 start --state "$STATE" --bucket "$NCF_BUCKET" --log "$UP/s3.log" --data-dir "$S3_DATA_DIR" >/dev/null
   NCF_S3_ENDPOINT_URL="$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['url'])" "$STATE")"
   export NCF_S3_ENDPOINT_URL NCF_S3_ACCESS_KEY_ID=testing NCF_S3_SECRET_ACCESS_KEY=testing
   echo "embedded S3 endpoint $NCF_S3_ENDPOINT_URL, bucket $NCF_BUCKET"
@@ -53,6 +54,8 @@ start() {
       echo "login: admin / $(python -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")"
       echo "S3:    $NCF_S3_ENDPOINT_URL (bucket $NCF_BUCKET; key/secret: testing)"
       echo "logs:  $UP/airflow.log ; stop everything with: make down"
+      echo "files: $S3_DATA_DIR/$NCF_BUCKET/ mirrors the bucket every few seconds and survives make down; after a run:"
+      echo "       $S3_DATA_DIR/$NCF_BUCKET/reports/index.html (runs dashboard), runs/<run>/report.html, reports/validation/dt=<day>/index.html"
       return 0
     fi
     echo -n "."; sleep 1

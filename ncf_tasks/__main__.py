@@ -44,6 +44,12 @@ def _validate(s: Settings, a: argparse.Namespace) -> dict:
     return run_validate(s, date=a.date)
 
 
+def _backfill(s: Settings, a: argparse.Namespace) -> dict:
+    from ncf_tasks.backfill import run_backfill
+
+    return run_backfill(s, start=a.start, end=a.end)
+
+
 def _build(s: Settings, a: argparse.Namespace) -> dict:
     from ncf_tasks.build import run_build
 
@@ -116,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--date", required=True)
     v = cmd("validate", _validate, "validate lake/interactions/dt=D/ with Great Expectations; quarantine on failure")
     v.add_argument("--date", required=True)
+    bf = cmd("backfill", _backfill, "ingest and validate every day of a range in one process (historical loads)")
+    bf.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
+    bf.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD")
     b = cmd("build", _build, "training set of a run: id maps, leave-one-out split, eval candidates")
     b.add_argument("--run-id", required=True)
     b.add_argument("--end-date", required=True)

@@ -76,6 +76,7 @@ class Manifest:
     skipped_unvalidated: list[str] = field(default_factory=list)
     report: dict = field(default_factory=dict)
     built_at: str = ""
+    build_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -161,7 +162,8 @@ class RunArtifacts:
     def uri(self, name: str) -> str:
         return self.storage.uri(self.key(name))
 
-    MANIFEST, CONFIG, METRICS, REPORT = "manifest.json", "config.json", "metrics.json", "report.html"
+    MANIFEST, CONFIG, METRICS, REPORT, PUBLISHED = "manifest.json", "config.json", "metrics.json", "report.html", \
+        "publish.json"
 
     @staticmethod
     def table(role: str) -> str:
@@ -182,7 +184,7 @@ class RunArtifacts:
     # -- training set ----------------------------------------------------------------------------
     def write_training_set(self, frames: dict[str, "pl.DataFrame"], report: dict, settings: Settings,
                            *, end_date: str = "", partitions: list[dict] | None = None,
-                           skipped_unvalidated: list[str] | None = None) -> Manifest:
+                           skipped_unvalidated: list[str] | None = None, build_seconds: float | None = None) -> Manifest:
         """The set's files, the resolved settings, then the manifest (last: a set without one does not exist)."""
         s = self.storage
         for role in TRAINING_FILES:
@@ -198,7 +200,7 @@ class RunArtifacts:
             window_days=settings.window_days, eval_negatives=settings.eval_negatives,
             train_negatives=settings.train_negatives, seed=settings.seed, end_date=end_date, files=files,
             partitions=list(partitions or []), skipped_unvalidated=list(skipped_unvalidated or []), report=report,
-            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), build_seconds=build_seconds,
         )
         s.put_json(self.key(self.MANIFEST), manifest.to_dict())
         self._manifest = manifest
@@ -295,6 +297,25 @@ class RunArtifacts:
     def write_report(self, html: str) -> str:
         self.storage.put_bytes(self.key(self.REPORT), html.encode(), "text/html")
         return self.uri(self.REPORT)
+
+    def write_publication(self, record: dict) -> None:
+        """What publish did for this run (partition, rows, seconds): read by the runs dashboard."""
+        self.storage.put_json(self.key(self.PUBLISHED), record)
+
+    def publication(self) -> dict | None:
+        return self.storage.get_json(self.key(self.PUBLISHED), default=None)
+
+
+def list_runs(storage: Storage) -> list[RunArtifacts]:
+    """Every run with a training set in the bucket (its manifest names its id), oldest build first."""
+    runs = []
+    for o in storage.list("runs/"):
+        if o["key"].endswith("/" + RunArtifacts.MANIFEST) and o["key"].count("/") == 2:
+            m = storage.get_json(o["key"])
+            run = RunArtifacts(storage, m["run_id"])
+            run._manifest = Manifest.from_dict(m, storage.uri(o["key"]))
+            runs.append(run)
+    return sorted(runs, key=lambda r: (r.manifest().built_at, r.run_id))
 
 
 def _save_torch(storage: Storage, key: str, obj: dict) -> None:

@@ -165,8 +165,8 @@ def run_build(settings: Settings, *, run_id: str, end_date: str) -> dict:
     events = storage.read_parquet([p["key"] for p in parts], columns=["user_id", "item_id", "event_ts"])
     log.info("read %d events from %d partitions (%s..%s)", events.height, len(parts), parts[0]["date"], parts[-1]["date"])
     ts = build_training_set(events, settings)
-    manifest = write_training_set(storage, run_id, ts, settings, end_date=end_date,
-                                  partitions=parts, skipped_unvalidated=unvalidated)
+    manifest = write_training_set(storage, run_id, ts, settings, end_date=end_date, partitions=parts,
+                                  skipped_unvalidated=unvalidated, build_seconds=round(time.perf_counter() - t0, 3))
     secs = round(time.perf_counter() - t0, 3)
     log.info("built training set %s: %d users, %d items, %d train positives, sparsity %.4f (%.1fs)",
              run_id, ts.report["users"], ts.report["items"], ts.report["train_positives"], ts.report["sparsity"], secs)
@@ -176,8 +176,10 @@ def run_build(settings: Settings, *, run_id: str, end_date: str) -> dict:
 
 
 def write_training_set(storage: Storage, run_id: str, ts: TrainingSet, settings: Settings, *, end_date: str = "",
-                       partitions: list[dict] | None = None, skipped_unvalidated: list[str] | None = None) -> Manifest:
+                       partitions: list[dict] | None = None, skipped_unvalidated: list[str] | None = None,
+                       build_seconds: float | None = None) -> Manifest:
     """Write the set under ``runs/<run_id>/`` through ``RunArtifacts`` (files, settings, manifest last)."""
     frames = {role: getattr(ts, role) for role in TRAINING_FILES}
     return RunArtifacts(storage, run_id).write_training_set(
-        frames, ts.report, settings, end_date=end_date, partitions=partitions, skipped_unvalidated=skipped_unvalidated)
+        frames, ts.report, settings, end_date=end_date, partitions=partitions, skipped_unvalidated=skipped_unvalidated,
+        build_seconds=build_seconds)

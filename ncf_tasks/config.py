@@ -71,6 +71,9 @@ class Settings:
     volume_band: float = _f(5.0, "a day's rows must lie within [median/band, median*band] of the validated days "
                                  "among the volume_history_days before it", min=1.0)
     volume_history_days: int = _f(7, "days before a date whose validated row counts make volume_band's median", min=1, max=366)
+    volume_recent_days: int = _f(2, "volume_band applies to days at most this many days before now (the nightly feed); "
+                                    "older days are backfills or historical loads, whose volume says nothing about an outage",
+                                 min=0, max=3660)
     min_users: int = _f(1, "fewest distinct users a day may have", min=0)
     min_items: int = _f(1, "fewest distinct items a day may have", min=0)
     waive_rules: tuple[str, ...] = _f((), "soft validation rules accepted by an operator for this run",
@@ -126,6 +129,8 @@ class Settings:
             )
         if self.value_min > self.value_max:
             raise ConfigError(f"settings value_min={self.value_min} > value_max={self.value_max}")
+        if not self.bucket:
+            raise ConfigError(f"setting bucket ({env_name('bucket')}) must not be empty")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket) or ".." in self.bucket:
             raise ConfigError(f"setting bucket ({env_name('bucket')}) = {self.bucket[:80]!r}: an S3 bucket name has "
                               "3-63 lowercase letters, digits, '.' and '-', and starts and ends with a letter or digit")

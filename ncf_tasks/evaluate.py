@@ -21,10 +21,11 @@ import time
 import numpy as np
 import torch
 
-from ncf_tasks import gate, layout
+from ncf_tasks import dashboard, gate, layout
 from ncf_tasks.artifacts import MODELS, PUBLISHED_MODEL, RunArtifacts, RunData, setup_torch
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
+from ncf_tasks.report import render_report, training_summary
 from ncf_tasks.scoring import masked_scores
 from ncf_tasks.storage import Storage
 
@@ -94,8 +95,6 @@ def served_model(storage: Storage) -> dict | None:
 
 def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     """Stage: metrics.json, report.html and the gate decision of a run."""
-    from ncf_tasks.report import render_report
-
     t0 = time.perf_counter()
     storage = Storage(settings)
     run = RunArtifacts(storage, run_id)
@@ -126,13 +125,19 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
                "models": models, "full_catalog": catalog, "data": manifest.report,
                "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     metrics["gate"] = gate.decide(settings, metrics)
+    histories = run.histories()
+    training = training_summary(histories, k)
+    metrics["training"] = training
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
     metrics_uri = run.write_metrics(metrics)
-    report_uri = run.write_report(render_report(metrics, run.histories(), manifest.to_dict()))
+    report_uri = run.write_report(render_report(metrics, histories, manifest.to_dict()))
+    dashboard_uri = dashboard.rebuild(storage)
     table = " | ".join(f"{m} HR@{k} {v[f'hr@{k}']:.4f} NDCG@{k} {v[f'ndcg@{k}']:.4f}" for m, v in models.items())
     log.info("evaluation of %s: %s", run_id, table)
     log.info("gate: %s — %s", "PUBLISH" if metrics["gate"]["publish"] else "REJECT", "; ".join(metrics["gate"]["reasons"]))
     log.info("report: %s", report_uri)
-    return {"run_id": run_id, "k": k, "metrics": {m: {kk: round(vv, 5) for kk, vv in v.items() if isinstance(vv, float)}
-                                                   for m, v in models.items()},
+    return {"run_id": run_id, "k": k, "metrics": {m: {kk: round(vv, 5) if isinstance(vv, float) else vv
+                                                       for kk, vv in v.items()} for m, v in models.items()},
             "full_catalog": {kk: round(vv, 5) for kk, vv in catalog.items()}, "gate": metrics["gate"],
-            "report_uri": report_uri, "metrics_uri": metrics_uri, "seconds": round(time.perf_counter() - t0, 2)}
+            "training": training, "report_uri": report_uri, "metrics_uri": metrics_uri, "dashboard_uri": dashboard_uri,
+            "seconds": round(time.perf_counter() - t0, 2)}

@@ -86,6 +86,16 @@ def run_prefix(run_id: str) -> str:
     return f"runs/{safe_run_id(run_id)}/"
 
 
+def dashboard() -> str:
+    """The runs dashboard: one page, rebuilt by every run."""
+    return "reports/index.html"
+
+
+def validation_static() -> str:
+    """Data Docs' static assets (CSS, JS, fonts), shared by every day's site instead of copied into each."""
+    return "reports/validation/_static/"
+
+
 def production_pointer() -> str:
     return "models/production.json"
 

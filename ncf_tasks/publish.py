@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-from ncf_tasks import layout
+from ncf_tasks import dashboard, layout
 from ncf_tasks.artifacts import PUBLISHED_MODEL, RunArtifacts, RunData, setup_torch
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError, ConflictError, GateRejected
@@ -121,6 +121,9 @@ def run_publish(settings: Settings, *, run_id: str, date: str, now: dt.datetime 
     record_production(storage)                                    # 3. the record of what is served
     superseded = [f for f in (previous or {}).get("files", []) if f != table_key]
     removed = cleanup(storage, day, table_key, superseded, settings.retention_days, now)  # 4. unreferenced only
+    run.write_publication({"partition": day, "table": table_key, "rows": table.height, "forced": forced,
+                           "seconds": round(time.perf_counter() - t0, 1)})
+    dashboard.rebuild(storage)
     log.info("published %d rows (%d users, top-%d) of run %s to %s%s; pointer %s; %d old object(s) removed (%.1fs)",
              table.height, pointer["users"], settings.publish_k, run_id, pointer["uri"],
              " (FORCED)" if forced else "", storage.uri(layout.latest_pointer()), removed, time.perf_counter() - t0)

@@ -1,86 +1,82 @@
-"""``report.html``: one self-contained page per run (inline CSS and SVG plots, no external assets).
+"""``report.html``: one self-contained page per run (Jinja2 template, matplotlib plots as inline SVG).
 
 A person should rather look at this than read logs: the metrics table with baselines and production
-side by side, the gate decision and why, training curves per model, and the run's data statistics.
+side by side, the gate decision and why, each model's training (epochs run, best epoch, why it stopped,
+the start it improved on: for NeuMF the fused α·GMF + (1−α)·MLP), curves per epoch, and the run's data.
+It links the runs dashboard and the day's validation Data Docs (relative links: they work in the
+bucket and in a local copy of it). Templates: ``include/templates/``; everything is autoescaped.
 """
 
 from __future__ import annotations
 
-import html
-import json
+from pathlib import Path
+from typing import Any
 
-COLORS = {"gmf": "#1f77b4", "mlp": "#ff7f0e", "neumf": "#2ca02c"}
+TEMPLATES = Path(__file__).resolve().parents[1] / "include" / "templates"
 
 
-def _svg_lines(series: dict[str, list[tuple[float, float]]], title: str, width: int = 420, height: int = 220) -> str:
-    pts = [p for s in series.values() for p in s]
-    if not pts:
-        return f"<p>{html.escape(title)}: no data</p>"
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = min(ys), max(ys)
-    if y1 - y0 < 1e-9:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    pad = 40
+def render(template: str, **context: Any) -> str:
+    """A page from ``include/templates/<template>`` with autoescaping (ids and reasons are data)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-    def px(x: float, y: float) -> str:
-        return f"{pad + (x - x0) / (x1 - x0) * (width - 2 * pad):.1f},{height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad):.1f}"
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template(template).render(**context)
 
-    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">',
-             f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
-             f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#888"/>',
-             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#888"/>',
-             f'<text x="{pad - 4}" y="{pad + 4}" text-anchor="end" font-size="10">{y1:.3f}</text>',
-             f'<text x="{pad - 4}" y="{height - pad}" text-anchor="end" font-size="10">{y0:.3f}</text>',
-             f'<text x="{width - pad}" y="{height - pad + 14}" text-anchor="end" font-size="10">epoch {x1:g}</text>']
-    for i, (name, s) in enumerate(series.items()):
-        color = COLORS.get(name, "#555")
-        if s:
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(px(x, y) for x, y in s)}"/>')
-        parts.append(f'<text x="{width - pad - 60}" y="{pad + 14 * i}" font-size="11" fill="{color}">{html.escape(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+
+def training_summary(histories: dict[str, dict | None], k: int) -> dict[str, dict]:
+    """Per trained model: epochs run, best epoch, why training stopped, start and best validation HR@k."""
+    out = {}
+    for name, h in histories.items():
+        if not h:
+            continue
+        epochs = h.get("epochs", [])
+        init = h.get("init") or {}
+        start = init.get(f"val_hr@{k}")
+        best = max([e[f"val_hr@{k}"] for e in epochs] + ([start] if start is not None else []), default=None)
+        out[name] = {"epochs_run": len(epochs), "best_epoch": h.get("best_epoch"), "stop_reason": h.get("stop_reason", "–"),
+                     "start_val_hr": start, "best_val_hr": best, "fused": bool(init.get("fused")),
+                     "seconds": h.get("seconds")}
+    return out
+
+
+def _data_rows(manifest: dict, data: dict) -> list[tuple[str, str]]:
+    rows = [("users × items", f"{manifest['n_users']:,} × {manifest['n_items']:,}"),
+            ("train positives", f"{manifest['n_train']:,}"),
+            ("lake partitions", f"{len(manifest.get('partitions', []))} up to {manifest.get('end_date', '?')}")]
+    for key, value in data.items():
+        if isinstance(value, dict):
+            rows += [(f"{key}: {k}", str(v)) for k, v in value.items()]
+        else:
+            rows.append((key, f"{value:,}" if isinstance(value, int) else str(value)))
+    return rows
 
 
 def render_report(metrics: dict, histories: dict[str, dict | None], manifest: dict) -> str:
+    from ncf_tasks import layout
+    from ncf_tasks.errors import ConfigError
+    from ncf_tasks.plots import line_chart
+
     k = metrics["k"]
     gate = metrics["gate"]
     verdict = ("FORCED PUBLISH" if gate["forced"] else "PUBLISH") if gate["publish"] else "REJECTED"
     color = "#2ca02c" if gate["passed"] else ("#d62728" if not gate["publish"] else "#ff7f0e")
-    rows = []
-    for name, m in metrics["models"].items():
-        note = f"run {m['run_id']}" if name == "production" else (f"best epoch {m.get('best_epoch')}" if "best_epoch" in m else "train counts")
-        rows.append(f"<tr><td>{html.escape(name)}</td><td>{m[f'hr@{k}']:.4f}</td><td>{m[f'ndcg@{k}']:.4f}</td>"
-                    f"<td>{html.escape(str(note))}</td></tr>")
-    loss, hr = {}, {}
-    for name, h in histories.items():
-        if h:
-            loss[name] = [(e["epoch"], e["loss"]) for e in h["epochs"]]
-            hr[name] = [(e["epoch"], e[f"val_hr@{k}"]) for e in h["epochs"]]
-    fc = metrics["full_catalog"]
-    data = json.dumps(metrics.get("data", {}), indent=2)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>NCF run {html.escape(metrics['run_id'])}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
-.verdict{{color:#fff;background:{color};padding:6px 12px;display:inline-block;border-radius:4px}}
-pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
-<h1>NCF run <code>{html.escape(metrics['run_id'])}</code></h1>
-<p>Evaluated {html.escape(metrics['evaluated_at'])} on {metrics['test_users']:,} test users, each held-out item ranked
-among {metrics['candidates'] - 1} sampled negatives (leave-one-out, ties counted against the model).</p>
-<h2>Gate: <span class="verdict" id="gate">{verdict}</span></h2>
-<ul>{''.join(f'<li>{html.escape(r)}</li>' for r in gate['reasons'])}</ul>
-<h2>Test metrics</h2>
-<table id="metrics"><tr><th>model</th><th>HR@{k}</th><th>NDCG@{k}</th><th></th></tr>{''.join(rows)}</table>
-<p>Full catalogue (NeuMF, items seen in train/validation excluded): Recall@{k} {fc[f'recall@{k}']:.4f},
-NDCG@{k} {fc[f'ndcg@{k}']:.4f}, catalogue coverage of top-{k} lists {fc['coverage']:.1%},
-popularity bias {fc['popularity_bias']:.3f} (mean popularity percentile of recommended items; 0.5 ≈ random).</p>
-<h2>Training</h2>
-{_svg_lines(loss, 'training loss per epoch')}
-{_svg_lines(hr, f'validation HR@{k} per epoch')}
-<h2>Data</h2>
-<p>{manifest['n_users']:,} users × {manifest['n_items']:,} items, {manifest['n_train']:,} train positives,
-{len(manifest.get('partitions', []))} lake partitions up to {html.escape(str(manifest.get('end_date', '?')))}.</p>
-<pre>{html.escape(data)}</pre>
-</body></html>
-"""
+    notes = {name: (f"run {m['run_id']}" if name == "production" else
+                    f"best epoch {m['best_epoch']}" if "best_epoch" in m else "train counts")
+             for name, m in metrics["models"].items()}
+    training = training_summary(histories, k)
+    loss = {n: [(e["epoch"], e["loss"]) for e in h["epochs"]] for n, h in histories.items() if h}
+    hr = {n: [(e["epoch"], e[f"val_hr@{k}"]) for e in h["epochs"]] for n, h in histories.items() if h}
+    marks = {n: (0, t["start_val_hr"], f"{n} start{' (fused)' if t['fused'] else ''}")
+             for n, t in training.items() if t["start_val_hr"] is not None and n == "neumf"}
+    up = "../" * layout.run_prefix(metrics["run_id"]).count("/")  # from runs/<id>/ to the bucket's root
+    links = {"dashboard": up + layout.dashboard(), "data_docs": up + layout.dashboard()}
+    try:
+        links["data_docs"] = up + layout.validation_report(manifest["end_date"]) + "index.html"
+    except (KeyError, ConfigError):  # a set built without an end date links the dashboard only
+        pass
+    return render("report.html.j2", m=metrics, k=k, verdict=verdict, verdict_color=color, notes=notes,
+                  fc=metrics["full_catalog"], training=training, manifest=manifest, links=links,
+                  data_rows=_data_rows(manifest, metrics.get("data", {})),
+                  plots={"loss": line_chart(loss, "training loss per epoch", "log loss", "epoch"),
+                         "hr": line_chart(hr, f"validation HR@{k} per epoch", f"HR@{k}", "epoch", marks=marks)})

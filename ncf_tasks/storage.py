@@ -12,7 +12,6 @@ import json
 import logging
 from contextlib import contextmanager
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ncf_tasks import layout
@@ -257,20 +256,6 @@ class Storage:
         buf.seek(0)
         self.put_stream(rel, buf)
         return size
-
-    # -- folders -------------------------------------------------------------------------------------
-    def upload_dir(self, local: str | Path, rel_prefix: str) -> int:
-        """Upload a local folder (e.g. a Data Docs site) below ``rel_prefix``; returns file count."""
-        import mimetypes
-
-        local = Path(local)
-        n = 0
-        for path in sorted(p for p in local.rglob("*") if p.is_file()):
-            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            with path.open("rb") as fh:
-                self.put_stream(rel_prefix + path.relative_to(local).as_posix(), fh, ctype)
-            n += 1
-        return n
 
     # -- helpers ---------------------------------------------------------------------------------
     @contextmanager

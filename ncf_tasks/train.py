@@ -164,20 +164,26 @@ def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
         run.save_checkpoint(model, {"model": net.state_dict(), "optimizer": opt.state_dict(), "state": state})
 
     if state["bad_epochs"] >= settings.patience:
-        log.info("%s: early stop after epoch %d (no better validation HR@%d for %d epochs)", model,
-                 state["epoch"], k, settings.patience)
+        stop_reason = f"early stop: no better validation HR@{k} for {settings.patience} epochs"
+    else:
+        stop_reason = f"reached epochs={settings.epochs}"
+    log.info("%s: %s after epoch %d", model, stop_reason, state["epoch"])
     best = state["best_state"]
     hist = [h for h in state["history"] if h["epoch"] == state["best_epoch"]]
     best_ndcg = hist[0][f"val_ndcg@{k}"] if hist else state.get("init_ndcg")
     uri = run.save_model(model, best, settings, epoch=state["best_epoch"],
                          validation={f"hr@{k}": state["best_hr"], f"ndcg@{k}": best_ndcg})
-    run.save_history(model, {"model": model, "batch_size": batch, "epochs": state["history"],
-                             "best_epoch": state["best_epoch"], "init": {f"val_hr@{k}": state.get("init_hr")}})
     secs = time.perf_counter() - t_start
+    fused = model == "neumf" and settings.pretrain
+    run.save_history(model, {"model": model, "batch_size": batch, "epochs": state["history"],
+                             "best_epoch": state["best_epoch"], "stop_reason": stop_reason, "seconds": round(secs, 1),
+                             "init": {f"val_hr@{k}": state.get("init_hr"), f"val_ndcg@{k}": state.get("init_ndcg"),
+                                      "fused": fused}})
     log.info("%s: best validation HR@%d %.4f at epoch %d; saved %s (%.0fs)", model, k, state["best_hr"],
              state["best_epoch"], uri, secs)
     mean_sps = sum(h["samples_per_s"] for h in state["history"]) / max(len(state["history"]), 1)
     return {"run_id": run_id, "model": model, "device": str(device), "epochs": state["epoch"],
-            "best_epoch": state["best_epoch"], "batch_size": batch, f"val_hr@{k}": round(state["best_hr"], 5),
+            "best_epoch": state["best_epoch"], "stop_reason": stop_reason,
+            "start_val_hr": round(state.get("init_hr") or 0.0, 5), "batch_size": batch, f"val_hr@{k}": round(state["best_hr"], 5),
             f"val_ndcg@{k}": round(best_ndcg or 0.0, 5), "samples_per_s": round(mean_sps),
             "seconds": round(secs, 1), "uri": uri}

@@ -19,7 +19,9 @@ import datetime as dt
 import json
 import logging
 import math
+import mimetypes
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -96,7 +98,11 @@ def suite_parameters(settings: Settings, day: str, *, now: dt.datetime, manifest
         params["dedup_min_rows"] = math.ceil(manifest["rows_read"] * (1 - settings.max_duplicate_rate) - 1e-9)
     else:
         notes.append("duplicate_rate skipped: no ingest manifest with raw row counts")
-    if history:
+    age = (now.date() - dt.date.fromisoformat(day)).days
+    if age > settings.volume_recent_days:
+        notes.append(f"volume_band skipped: {day} is {age} days before now, a backfill or historical load "
+                     f"(the band guards the nightly feed: volume_recent_days={settings.volume_recent_days})")
+    elif history:
         median = statistics.median(history)
         params["volume_min"] = math.floor(median / settings.volume_band)
         params["volume_max"] = math.ceil(median * settings.volume_band)
@@ -114,6 +120,8 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path) -
     Data Docs site (GX 1.x has no S3 store: the site is built locally, then uploaded).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from a worker
+    # GX logs ~200 INFO lines per validation ("Skipping registering function ..."): noise for an operator
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -215,6 +223,34 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+_STATIC_REF = re.compile(r'((?:href|src)=")((?:\.\.?/)*)static/([^"]+)"')
+
+
+def upload_data_docs(storage: Storage, site: Path, prefix: str) -> int:
+    """Upload a GX Data Docs site: its pages under ``prefix``, the static assets they reference once,
+    shared by every day (``layout.validation_static``), the rest of GX's ``static/`` (4 MB of fonts and
+    animated GIFs per day, referenced by no page: styles and scripts come from CDNs) not at all.
+    Returns the number of objects written."""
+    shared = layout.validation_static()
+    present = set(storage.list_keys(shared))
+    written = 0
+    for page in sorted(site.rglob("*.html")):
+        rel = page.relative_to(site).as_posix()
+        up = "../" * (rel.count("/") + 1)  # from the page to reports/validation/
+        text = page.read_text()
+        for asset in {m.group(3) for m in _STATIC_REF.finditer(text)}:
+            key = shared + asset
+            if key not in present and (site / "static" / asset).is_file():
+                storage.put_bytes(key, (site / "static" / asset).read_bytes(),
+                                  mimetypes.guess_type(asset)[0] or "application/octet-stream")
+                present.add(key)
+                written += 1
+        text = _STATIC_REF.sub(lambda m: f'{m.group(1)}{up}{shared.rsplit("/", 2)[-2]}/{m.group(3)}"', text)
+        storage.put_bytes(prefix + rel, text.encode(), "text/html")
+        written += 1
+    return written
+
+
 def history_counts(storage: Storage, day: str, days: int) -> list[int]:
     """Row counts of validated partitions among the ``days`` days before ``day`` (from their markers)."""
     d = dt.date.fromisoformat(day)
@@ -243,7 +279,7 @@ def run_validate(settings: Settings, *, date: str, now: dt.datetime | None = Non
         site = Path(tmp) / "gx" / "uncommitted" / "data_docs" / "local_site"
         report_prefix = layout.validation_report(day)
         storage.delete_prefix(report_prefix)
-        storage.upload_dir(site, report_prefix)
+        upload_data_docs(storage, site, report_prefix)
     docs_uri = storage.uri(report_prefix + "index.html")
     log.info("validation Data Docs for %s: %s", day, docs_uri)
 

@@ -1,5 +1,7 @@
 """The first hour, in a real browser: `make up`, log in, trigger ncf_retrain with a changed param,
-wait for success, read the published table through the reader, keep a screenshot of the run.
+wait for success, read the published table through the reader, keep a screenshot of the run; then open
+the runs dashboard from the persisted local copy of the bucket, follow the run's report link, check its
+links to the dashboard and to the day's Data Docs, and keep screenshots of both pages.
 
 Needs Debian's chromium (/usr/bin/chromium); `.ci/run` installs it. Playwright drives it directly
 (no browser download). Uses port 8080 as `make up` does, a private AIRFLOW_HOME, the demo's data and 8 epochs (enough for
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -34,6 +37,7 @@ def stack(tmp_path_factory):
         pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
     home = tmp_path_factory.mktemp("airflow-home")
     env = {**os.environ, "AIRFLOW_HOME": str(home), "PYTHONPATH": str(ROOT), "NCF_EPOCHS": "8",
+           "S3_DATA_DIR": str(tmp_path_factory.mktemp("s3-data")),  # never the checkout's .data/s3/
            "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     up = subprocess.run(["bash", "include/up.sh", "start"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -115,3 +119,31 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
     assert pointer["run_id"] == run["dag_run_id"] and pointer["k"] == K
     assert table["rank"].max() == K and table.height == pointer["rows"] > 0
     assert (artifacts / "e2e-finished-run.png").stat().st_size > 10_000
+
+    # what the run left to look at, opened from the persisted local copy (.data/s3/ for a user)
+    saved = subprocess.run([sys.executable, "-m", "ncf_tasks.local_s3", "save", "--state", str(ROOT / ".up" / "s3.json")],
+                           cwd=ROOT, env=stack["env"], capture_output=True, text=True, timeout=120)
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    bucket_dir = Path(stack["env"]["S3_DATA_DIR"]) / stack["s3"]["bucket"]
+    dashboard = bucket_dir / "reports" / "index.html"
+    assert dashboard.is_file()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+                                                                     "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(dashboard.as_uri())
+            row = page.locator("#runs tr", has_text=run["dag_run_id"])
+            assert row.count() == 1 and "yes" in row.inner_text()  # published
+            assert page.locator("#plots svg").count() == 4
+            page.screenshot(path=str(artifacts / "e2e-dashboard.png"), full_page=True)
+            row.get_by_role("link", name="report").click()
+            page.wait_for_load_state()
+            assert run["dag_run_id"] in page.title() and page.locator("#gate").inner_text() in ("PUBLISH", "FORCED PUBLISH")
+            assert page.locator("#training tr").count() == 4  # header + gmf, mlp, neumf
+            page.screenshot(path=str(artifacts / "e2e-run-report.png"), full_page=True)
+            for name in ("all runs (dashboard)", f"validation Data Docs of {pointer['partition']}"):
+                href = page.get_by_role("link", name=name).get_attribute("href")
+                assert (Path(page.url.removeprefix("file://")).parent / href).resolve().is_file(), href
+        finally:
+            browser.close()

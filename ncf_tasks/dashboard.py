@@ -1,0 +1,78 @@
+"""The runs dashboard, ``reports/index.html``: one row per run and plots over time, rebuilt by every run.
+
+Rebuilt at the end of ``evaluate`` and of ``publish`` from what the runs left in the bucket (manifest,
+metrics, histories, publication record) and the pointer, so it is never out of step and needs no
+state of its own. Per run: data day and volume, users and items, HR/NDCG of every model and of the
+production model it was compared with, catalogue coverage, the gate's decision, whether it was
+published, seconds per stage, and links to its report and its day's Data Docs. Plots: HR@K and
+NDCG@K per model per data day, data volume, catalogue coverage. One self-contained page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from ncf_tasks import layout
+from ncf_tasks.artifacts import MODELS, RunArtifacts, list_runs
+from ncf_tasks.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def run_row(run: RunArtifacts, up: str) -> dict:
+    """One run as the dashboard shows it (``up``: relative path from the page to the bucket's root)."""
+    m = run.manifest()
+    metrics = run.metrics(required=False) or {}
+    k = metrics.get("k", 10)
+    models = metrics.get("models", {})
+    gate = metrics.get("gate")
+    histories = run.histories()
+    published = run.publication()
+    seconds = [m.build_seconds, *((histories[x] or {}).get("seconds") for x in MODELS),
+               metrics.get("seconds"), (published or {}).get("seconds")]
+    return {
+        "run_id": run.run_id, "date": m.end_date or "?", "interactions": m.report.get("interactions", 0),
+        "n_users": m.n_users, "n_items": m.n_items,
+        "hr": {name: v[f"hr@{k}"] for name, v in models.items()},
+        "ndcg": {name: v[f"ndcg@{k}"] for name, v in models.items()},
+        "coverage": metrics.get("full_catalog", {}).get("coverage"),
+        "gate": "–" if gate is None else "forced" if gate["forced"] else "publish" if gate["publish"] else "reject",
+        "published": published is not None,
+        "durations": ["–" if s is None else f"{s:.0f}" for s in seconds],
+        "report": up + run.key(run.REPORT) if metrics else None,
+        "data_docs": up + layout.validation_report(m.end_date) + "index.html" if m.end_date else "",
+    }
+
+
+def rebuild(storage: Storage) -> str:
+    """Write ``reports/index.html`` from every run in the bucket; returns its URI."""
+    from ncf_tasks.plots import line_chart
+    from ncf_tasks.report import render
+
+    up = "../" * layout.dashboard().count("/")
+    runs = list_runs(storage)
+    rows = [run_row(r, up) for r in runs]
+    k = next(((r.metrics(required=False) or {}).get("k") for r in reversed(runs) if r.metrics(required=False)), 10)
+    dated = sorted((r for r in rows if r["date"] != "?"), key=lambda r: (r["date"], r["run_id"]))
+    day = {r["run_id"]: dt.date.fromisoformat(r["date"]) for r in dated}
+    models = [m for m in (*MODELS, "popularity", "production") if any(m in r["hr"] for r in rows)]
+
+    def series(field: str) -> dict[str, list]:
+        return {m: [(day[r["run_id"]], r[field][m]) for r in dated if m in r[field]] for m in models}
+
+    plots = {
+        "hr": line_chart(series("hr"), f"test HR@{k} per data day", f"HR@{k}"),
+        "ndcg": line_chart(series("ndcg"), f"test NDCG@{k} per data day", f"NDCG@{k}"),
+        "volume": line_chart({"interactions": [(day[r["run_id"]], r["interactions"]) for r in dated]},
+                             "training interactions per run", "interactions"),
+        "coverage": line_chart({"neumf": [(day[r["run_id"]], r["coverage"]) for r in dated if r["coverage"] is not None]},
+                               f"catalogue coverage of top-{k} lists", "share of items"),
+    }
+    latest = storage.get_json(layout.latest_pointer(), default=None)
+    page = render("dashboard.html.j2", runs=list(reversed(rows)), models=[m for m in models if m != "production"],
+                  k=k, plots=plots, latest=latest, bucket_uri=storage.uri(""),
+                  built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    storage.put_bytes(layout.dashboard(), page.encode(), "text/html")
+    log.info("runs dashboard (%d runs): %s", len(rows), storage.uri(layout.dashboard()))
+    return storage.uri(layout.dashboard())
