@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 DEMO=.demo
 mkdir -p "$DEMO"
 STATE="$DEMO/s3.json"
-export NCF_BUCKET="${NCF_BUCKET:-ncf-demo}"
 DATA="${DATA:-synthetic}"
+if [ "$DATA" = movielens-100k ]; then DEFAULT_BUCKET=ncf-movielens; else DEFAULT_BUCKET=ncf-demo; fi
+export NCF_BUCKET="${NCF_BUCKET:-$DEFAULT_BUCKET}"   # one bucket per data set: their runs do not mix
 ML100K="${ML100K:-../shared/data/ml-100k/u.data}"
 S3_DATA_DIR="${S3_DATA_DIR:-.data/s3}"   # where the embedded endpoint persists its buckets
 
