@@ -53,21 +53,39 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-def failure_summary(context: dict) -> None:
-    """One line a person can act on: which task, which date, why. Point NCF_NOTIFIER at a notifier
-    class path (e.g. airflow.providers.slack.notifications.slack.SlackNotifier) to forward it."""
+def failure_line(context: dict, lag_days: int | None = None) -> str:
+    """One line a person can act on: which DAG and task, which run, the data day it processed (the
+    ``data_date`` rule, not the run's own date), and why — the exception when the task body raised,
+    else the reason Airflow gives (a timeout, a task killed outside its body)."""
     ti = context.get("task_instance")
-    when = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    try:
+        day = data_date(context, BASE, lag_days)
+    except Exception:  # noqa: BLE001 - a bad param must not hide the failure being reported
+        when = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
+        day = f"{when:%Y-%m-%d}?" if when else "?"
     exc = context.get("exception")
-    line = (f"NCF FAILED dag={getattr(ti, 'dag_id', '?')} task={getattr(ti, 'task_id', '?')} "
-            f"run={context.get('run_id')} date={when:%Y-%m-%d} why={type(exc).__name__}: {str(exc).splitlines()[0] if exc else '?'}"
-            if when else f"NCF FAILED task={getattr(ti, 'task_id', '?')} why={exc}")
-    log.error(line)
-    notifier_path = BASE.notifier
-    if notifier_path:
-        from airflow.sdk.module_loading import import_string
+    if exc is not None:
+        first = (str(exc).splitlines() or [""])[0]
+        why = f"{type(exc).__name__}: {first[:300]}"
+    else:
+        why = str(context.get("reason") or "no exception reached the callback: see the task's log")[:300]
+    return f"NCF FAILED dag={dag_id} task={getattr(ti, 'task_id', '?')} run={context.get('run_id')} date={day} why={why}"
 
-        import_string(notifier_path)(text=line)(context)
+
+def failure_summary(lag_days: int | None = None):
+    """The DAGs' on_failure_callback: log ``failure_line`` and, with NCF_NOTIFIER set to a notifier
+    class path (e.g. airflow.providers.slack.notifications.slack.SlackNotifier), forward it."""
+
+    def callback(context: dict) -> None:
+        line = failure_line(context, lag_days)
+        log.error(line)
+        if BASE.notifier:
+            from airflow.sdk.module_loading import import_string
+
+            import_string(BASE.notifier)(text=line)(context)
+
+    return callback
 
 
 # -- trigger-form params, generated from the settings so that names, bounds and docs agree ------------

@@ -29,7 +29,7 @@ from ncf_common import DEFAULT_ARGS, START_DATE, failure_summary, ingest_and_val
     tags=["ncf", "ingest", "backfill"],
     description="Ingest and validate one day of raw logs (for backfills)",
     doc_md=__doc__,
-    on_failure_callback=failure_summary,
+    on_failure_callback=failure_summary(lag_days=0),
 )
 def ncf_ingest():
     ingest_and_validate(lag_days=0)

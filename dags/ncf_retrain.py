@@ -9,7 +9,7 @@ Turns the day's raw interaction logs into a fresh NeuMF model and a published to
 * Nightly at 02:00 UTC (`NCF_SCHEDULE`), processing the logs of the previous day (`NCF_DATE_LAG_DAYS`).
 * Trigger it by hand with the form to retrain now with other hyper-parameters, waive a soft validation
   rule, or force-publish after a person read the report. Every field is a setting of `ncf_tasks.config`.
-* A day without raw logs skips the run; a bad day is quarantined and fails `validate`; a model the gate
+* A day without raw logs skips every task (the run itself shows success, all its tasks skipped); a bad day is quarantined and fails `validate`; a model the gate
   rejects skips `publish`. In every case the previous table and `_latest.json` stay as they were.
 * What the runs did: the **runs dashboard** `reports/index.html` in the bucket (one row per run, quality over
   time; with `make up`: `.data/s3/ncf-demo/reports/index.html`), each run's `runs/<run_id>/report.html`, and
@@ -37,7 +37,7 @@ from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, TOPK_A
     tags=["ncf", "recommendations", "ml"],
     description="Nightly NCF (GMF, MLP, NeuMF) retraining and top-K publication",
     doc_md=__doc__,
-    on_failure_callback=failure_summary,
+    on_failure_callback=failure_summary(),
 )
 def ncf_retrain():
     @task(execution_timeout=dt.timedelta(hours=1))

@@ -26,7 +26,7 @@ from ncf_common import DEFAULT_ARGS, START_DATE, TOPK_ASSET, failure_summary, ru
     tags=["ncf", "recommendations", "example"],
     description="Example consumer of the published top-K table",
     doc_md=__doc__,
-    on_failure_callback=failure_summary,
+    on_failure_callback=failure_summary(),
 )
 def ncf_topk_consumer():
     @task(execution_timeout=dt.timedelta(minutes=30))

@@ -120,3 +120,19 @@ def test_identities_do_not_depend_on_deployment_settings():
     assert (a["schedule"], b["schedule"]) == ("0 2 * * *", "30 3 * * *")
     # both DAGs start with the one shared ingest -> validate group, with unprefixed task ids
     assert a["ingest_tasks"] == ["ingest", "validate"] and a["groups"] == ["ingest_validate"]
+
+
+def test_failure_line_names_the_data_day_and_a_reason_without_an_exception():
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from ncf_common import failure_line  # dags/ is on sys.path (conftest)
+
+    ti = SimpleNamespace(dag_id="ncf_retrain", task_id="publish")
+    ctx = {"task_instance": ti, "run_id": "scheduled__2026-11-27T02:00:00+00:00", "params": {},
+           "logical_date": dt.datetime(2026, 11, 27, 2, tzinfo=dt.timezone.utc)}
+    assert failure_line(ctx).endswith("date=2026-11-26 why=no exception reached the callback: see the task's log")
+    assert "date=2026-11-27 why=task_failure" in failure_line({**ctx, "reason": "task_failure"}, lag_days=0)
+    line = failure_line({**ctx, "exception": ValueError("bad\nsecond line"), "params": {"data_date": "2026-11-20"}})
+    assert line == ("NCF FAILED dag=ncf_retrain task=publish run=scheduled__2026-11-27T02:00:00+00:00 "
+                    "date=2026-11-20 why=ValueError: bad")

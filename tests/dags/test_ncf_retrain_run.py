@@ -42,6 +42,7 @@ def test_ingest_and_validate_run_for_the_previous_day(dag_env, storage):
 def test_day_without_logs_skips_the_run(dag_env, storage):
     dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
     assert states(dr)["ingest"] == "skipped" and storage.list_keys("lake/") == []
+    assert dr.state == "success" and set(states(dr).values()) == {"skipped"}  # what the README says the UI shows
 
 
 def test_bad_day_fails_validate_and_stops_the_run(dag_env, storage):

@@ -57,3 +57,21 @@ def test_no_secrets_in_the_file():
         for m in re.finditer(rf"{key}\w*:\s*(\S+)", text):
             assert m.group(1).startswith(("${", '"${', "'${")), m.group(0)
     assert (ROOT / ".env.example").is_file()
+
+
+
+def test_production_details_of_the_official_file():
+    """Issue 14: folders owned by AIRFLOW_UID, warm shutdown of workers, no env_file with every secret,
+    code mounted beside the DAGs, two GPU slots so GMF and MLP pretrain in parallel."""
+    init = SERVICES["airflow-init"]
+    assert init["user"] == "0:0" and "chown -R" in init["command"][1] and "/opt/airflow/logs" in init["command"][1]
+    for name in ("airflow-worker-cpu", "airflow-worker-gpu"):
+        assert env(name)["DUMB_INIT_SETSID"] == "0", name
+    assert all("env_file" not in svc for svc in SERVICES.values())
+    volumes = SERVICES["airflow-scheduler"]["volumes"]
+    assert "./ncf_tasks:/opt/airflow/project/ncf_tasks:ro" in volumes and "./dags:/opt/airflow/dags" in volumes
+    assert "--concurrency 2" in SERVICES["airflow-worker-gpu"]["command"]
+    assert env("airflow-scheduler")["NCF_SCHEDULE"].startswith("${NCF_SCHEDULE")
+    # password variables only where they are needed; Airflow services get them inside the connection strings
+    with_password_vars = sorted(n for n in SERVICES if any("PASSWORD" in k for k in env(n)))
+    assert with_password_vars == ["minio", "minio-init", "postgres"], with_password_vars

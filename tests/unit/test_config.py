@@ -68,3 +68,4 @@ def test_env_names_come_from_one_place_and_dag_settings_are_accepted():
         ("30 3 * * *", "a.b.C", 0.5, 0.1, 14)
     with pytest.raises(ConfigError, match=r"sgd_momentum \(NCF_SGD_MOMENTUM\) = 1.5: must lie in"):
         Settings.from_env(env={"NCF_SGD_MOMENTUM": "1.5"})
+
