@@ -28,6 +28,15 @@ stop() {
 start() {
   mkdir -p "$UP"
   stop >/dev/null
+  # another Airflow (an earlier `make up` of another checkout, a test run) on these ports would answer our
+  # health check and our browser in its place: refuse clearly instead
+  for p in "$PORT" 8793 8794; do
+    if ! python -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', int(sys.argv[1])))" "$p" 2>/dev/null; then
+      echo "port $p is in use by another process (another Airflow? \`make down\` in its checkout, or AIRFLOW_PORT=...);" \
+           "not starting" >&2
+      return 1
+    fi
+  done
   python -m ncf_tasks.local_s3 start --state "$STATE" --bucket "$NCF_BUCKET" --log "$UP/s3.log" --data-dir "$S3_DATA_DIR" >/dev/null
   NCF_S3_ENDPOINT_URL="$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['url'])" "$STATE")"
   export NCF_S3_ENDPOINT_URL NCF_S3_ACCESS_KEY_ID=testing NCF_S3_SECRET_ACCESS_KEY=testing
