@@ -18,6 +18,7 @@ from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryActi
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings, env_name
+from ncf_tasks.errors import clip
 
 log = logging.getLogger("ncf")
 
@@ -67,9 +68,9 @@ def failure_line(context: dict, lag_days: int | None = None) -> str:
     exc = context.get("exception")
     if exc is not None:
         first = (str(exc).splitlines() or [""])[0]
-        why = f"{type(exc).__name__}: {first[:300]}"
+        why = f"{type(exc).__name__}: {clip(first, 300)}"
     else:
-        why = str(context.get("reason") or "no exception reached the callback: see the task's log")[:300]
+        why = clip(str(context.get("reason") or "no exception reached the callback: see the task's log"), 300)
     return f"NCF FAILED dag={dag_id} task={getattr(ti, 'task_id', '?')} run={context.get('run_id')} date={day} why={why}"
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import DataError, NoDataError
+from ncf_tasks.errors import DataError, NoDataError, clip
 from ncf_tasks.storage import Storage
 
 if TYPE_CHECKING:  # torch and polars load inside the functions: readers of a run need neither at import
@@ -149,11 +149,11 @@ def from_frames(manifest: Manifest | None, n_users: int, n_items: int, train, va
 class RunArtifacts:
     """Names and I/O of one run's objects (see the module docstring for the list)."""
 
-    def __init__(self, storage: Storage, run_id: str):
+    def __init__(self, storage: Storage, run_id: str, manifest: Manifest | None = None):
         self.storage = storage
         self.run_id = run_id
         self.prefix = layout.run_prefix(run_id)
-        self._manifest: Manifest | None = None
+        self._manifest = manifest  # read on first use when not given
 
     # -- names -----------------------------------------------------------------------------------
     def key(self, name: str) -> str:
@@ -312,9 +312,7 @@ def list_runs(storage: Storage) -> list[RunArtifacts]:
     for o in storage.list("runs/"):
         if o["key"].endswith("/" + RunArtifacts.MANIFEST) and o["key"].count("/") == 2:
             m = storage.get_json(o["key"])
-            run = RunArtifacts(storage, m["run_id"])
-            run._manifest = Manifest.from_dict(m, storage.uri(o["key"]))
-            runs.append(run)
+            runs.append(RunArtifacts(storage, m["run_id"], Manifest.from_dict(m, storage.uri(o["key"]))))
     return sorted(runs, key=lambda r: (r.manifest().built_at, r.run_id))
 
 
@@ -332,5 +330,5 @@ def _load_torch(storage: Storage, key: str) -> dict:
     try:
         return torch.load(io.BytesIO(storage.get_bytes(key)), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated or foreign bytes
-        first = (str(exc).splitlines() or [""])[0][:200]
+        first = clip((str(exc).splitlines() or [""])[0], 200)
         raise DataError(f"{storage.uri(key)}: not a readable torch artifact ({type(exc).__name__}: {first})") from exc

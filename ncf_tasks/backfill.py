@@ -16,7 +16,7 @@ import time
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import ValidationFailed
+from ncf_tasks.errors import ValidationFailed, clip
 from ncf_tasks.ingest import run_ingest
 from ncf_tasks.validate import run_validate
 
@@ -39,7 +39,7 @@ def run_backfill(settings: Settings, *, start: str, end: str, now: dt.datetime |
             passed.append(day)
         except ValidationFailed as exc:
             lines = str(exc).splitlines()  # the headline, then one line per broken rule
-            quarantined.append({"date": day, "why": "; ".join(x.strip(" -") for x in lines[1:] or lines)[:500]})
+            quarantined.append({"date": day, "why": clip("; ".join(x.strip(" -") for x in lines[1:] or lines), 500)})
         if n % 20 == 0 or n == len(days):
             elapsed = time.perf_counter() - t0
             log.info("backfill: %d/%d days (%d passed, %d quarantined, %d without logs), %.0fs, ETA %.0fs", n, len(days),

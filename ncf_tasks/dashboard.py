@@ -24,7 +24,7 @@ def run_row(run: RunArtifacts, up: str) -> dict:
     """One run as the dashboard shows it (``up``: relative path from the page to the bucket's root)."""
     m = run.manifest()
     metrics = run.metrics(required=False) or {}
-    k = metrics.get("k", 10)
+    k = metrics.get("k", 10)  # the cut-off this run was evaluated at
     models = metrics.get("models", {})
     gate = metrics.get("gate")
     histories = run.histories()
@@ -32,7 +32,7 @@ def run_row(run: RunArtifacts, up: str) -> dict:
     seconds = [m.build_seconds, *((histories[x] or {}).get("seconds") for x in MODELS),
                metrics.get("seconds"), (published or {}).get("seconds")]
     return {
-        "run_id": run.run_id, "date": m.end_date or "?", "interactions": m.report.get("interactions", 0),
+        "run_id": run.run_id, "k": metrics.get("k"), "date": m.end_date or "?", "interactions": m.report.get("interactions", 0),
         "n_users": m.n_users, "n_items": m.n_items,
         "hr": {name: v[f"hr@{k}"] for name, v in models.items()},
         "ndcg": {name: v[f"ndcg@{k}"] for name, v in models.items()},
@@ -53,7 +53,7 @@ def rebuild(storage: Storage) -> str:
     up = "../" * layout.dashboard().count("/")
     runs = list_runs(storage)
     rows = [run_row(r, up) for r in runs]
-    k = next(((r.metrics(required=False) or {}).get("k") for r in reversed(runs) if r.metrics(required=False)), 10)
+    k = next((r["k"] for r in reversed(rows) if r["k"]), 10)  # the newest evaluated run's cut-off
     dated = sorted((r for r in rows if r["date"] != "?"), key=lambda r: (r["date"], r["run_id"]))
     day = {r["run_id"]: dt.date.fromisoformat(r["date"]) for r in dated}
     models = [m for m in (*MODELS, "popularity", "production") if any(m in r["hr"] for r in rows)]

@@ -59,6 +59,11 @@ class ConflictError(NcfError):
 QUOTE_LIMIT = 80
 
 
+def clip(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """Text for a message or a report, bounded: its first ``limit`` characters plus its length."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} chars)"
+
+
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     """A value for a message, bounded: its repr cut to ``limit`` characters plus its length.
 
@@ -66,5 +71,4 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     reports; a prefix and the length are what a person needs to find it."""
     if isinstance(value, (str, bytes)) and len(value) > limit:
         return f"{value[:limit]!r}… ({len(value):,} {'chars' if isinstance(value, str) else 'bytes'})"
-    text = repr(value)
-    return text if len(text) <= limit + 2 else f"{text[:limit]}… ({len(text):,} chars)"
+    return clip(repr(value), limit + 2)

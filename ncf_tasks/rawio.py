@@ -22,7 +22,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ncf_tasks.config import Settings, env_name
-from ncf_tasks.errors import DataError, quote
+from ncf_tasks.errors import DataError, clip, quote
 
 if TYPE_CHECKING:
     import polars as pl
@@ -391,9 +391,7 @@ def _fail_if_json_structures(df: "pl.DataFrame", data: bytes, name: str, setting
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
-    if not text:
-        return type(exc).__name__
-    return text[0] if len(text[0]) <= 200 else f"{text[0][:200]}… ({len(text[0]):,} chars)"
+    return clip(text[0], 200) if text else type(exc).__name__
 
 
 # -- writing raw files (generator, MovieLens loader, tests) -----------------------------------------

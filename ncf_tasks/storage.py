@@ -30,6 +30,7 @@ class Storage:
         self.settings = settings
         self.bucket = settings.bucket
         self.prefix = layout.normalized_prefix(settings.prefix)
+        self._bucket_ok = False  # checked once, on the first 404 (_require_bucket)
 
     # -- clients ---------------------------------------------------------------------------------
     @cached_property
@@ -110,7 +111,7 @@ class Storage:
 
     def _require_bucket(self) -> None:
         """StorageError unless the bucket exists (checked once per Storage)."""
-        if getattr(self, "_bucket_ok", False):
+        if self._bucket_ok:
             return
         from botocore.exceptions import ClientError
 
@@ -139,9 +140,13 @@ class Storage:
             self.client.upload_fileobj(stream, self.bucket, self.key(rel), ExtraArgs={"ContentType": content_type})
 
     def get_json(self, rel: str, default: Any = _MISSING) -> Any:
-        if default is not _MISSING and not self.exists(rel):
-            return default
-        data = self.get_bytes(rel)
+        """A JSON object; when missing: ``default`` if given (one GET, no HEAD first), else StorageError."""
+        if default is _MISSING:
+            return self._json(rel, self.get_bytes(rel))
+        obj, etag = self.get_json_versioned(rel)
+        return default if etag is None else obj
+
+    def _json(self, rel: str, data: bytes) -> Any:
         try:
             return json.loads(data)
         except json.JSONDecodeError as exc:
@@ -164,10 +169,7 @@ class Storage:
             if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                 return None, None
             raise
-        try:
-            return json.loads(data), resp["ETag"]
-        except json.JSONDecodeError as exc:
-            raise StorageError(f"{self.uri(rel)} is not valid JSON: {exc}") from exc
+        return self._json(rel, data), resp["ETag"]
 
     def put_json_if(self, rel: str, obj: Any, etag: str | None) -> str:
         """Replace ``rel`` only if it is still the version ``etag`` (None: only if it does not exist);

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import QUOTE_LIMIT, NoDataError, ValidationFailed
+from ncf_tasks.errors import NoDataError, ValidationFailed, clip
 from ncf_tasks.storage import Storage
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ def _expected(kwargs: dict, params: dict[str, Any]) -> str:
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, str):
-        return v if len(v) <= QUOTE_LIMIT else f"{v[:QUOTE_LIMIT]}… ({len(v):,} chars)"
+        return clip(v)
     if v is None or isinstance(v, (bool, int)):
         return v
     if isinstance(v, float):
