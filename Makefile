@@ -1,7 +1,7 @@
 # make demo   — the whole pipeline once, on embedded defaults (S3 on 127.0.0.1, SQLite Airflow, CPU);
 #               DATA=movielens-100k runs it on ../shared/data/ml-100k/u.data instead of synthetic logs
 # make test   — the whole test suite
-# Both create .venv from requirements.txt on first use.
+# Both create .venv from requirements-dev.txt (production's requirements.txt plus test tools) on first use.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -12,14 +12,14 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test venv up down bench clean s3-reset
+.PHONY: demo test venv up down stack stack-down bench clean s3-reset
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $@
 
 test: venv
@@ -33,6 +33,12 @@ up: venv
 
 down:
 	bash include/up.sh stop
+
+stack: venv  ## docker-compose's production topology natively: Postgres, Redis, Celery workers default + gpu
+	PYTHON=$(BIN)/python bash include/stack.sh start
+
+stack-down:
+	PYTHON=$(BIN)/python bash include/stack.sh stop
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py

@@ -25,7 +25,8 @@ log = logging.getLogger("ncf")
 # Parse time reads the environment only (no connections, no variables): a bad NCF_* value shows up as
 # an import error naming the setting.
 BASE = Settings.from_env()
-SCHEDULE = BASE.schedule
+# 'none' (or empty): no nightly runs, manual and API triggers only (a staging stack, tests/stack/)
+SCHEDULE = None if BASE.schedule.strip().lower() in ("", "none") else BASE.schedule
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 # The Asset's identity is logical: Airflow stores name and URI, and an Asset whose URI changed with the
@@ -69,6 +70,10 @@ def failure_line(context: dict, lag_days: int | None = None) -> str:
     if exc is not None:
         first = (str(exc).splitlines() or [""])[0]
         why = f"{type(exc).__name__}: {clip(first, 300)}"
+    elif getattr(ti, "queue", None) and not getattr(ti, "hostname", None):
+        # failed without ever reaching a worker: the scheduler's task_queued_timeout (the GPU-outage policy)
+        why = (f"never started: no worker of queue '{ti.queue}' took it within the scheduler's "
+               f"task_queued_timeout (is the '{ti.queue}' worker up?)")
     else:
         why = clip(str(context.get("reason") or "no exception reached the callback: see the task's log"), 300)
     return f"NCF FAILED dag={dag_id} task={getattr(ti, 'task_id', '?')} run={context.get('run_id')} date={day} why={why}"

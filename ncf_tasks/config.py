@@ -107,7 +107,7 @@ class Settings:
     train_queue: str = _f("gpu", "Celery queue of the training tasks (LocalExecutor ignores it)")
 
     # --- scheduling and alerting (read by the DAG files at parse time) ----------------------------
-    schedule: str = _f("0 2 * * *", "cron schedule of ncf_retrain (UTC)")
+    schedule: str = _f("0 2 * * *", "cron schedule of ncf_retrain (UTC); 'none' = manual and API triggers only")
     notifier: str = _f("", "class path of an Airflow notifier that receives the one-line failure summary "
                            "(e.g. airflow.providers.slack.notifications.slack.SlackNotifier); '' = log only")
 

@@ -92,7 +92,7 @@ bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=sys.argv[1])
 retrain, ingest = bag.dags["ncf_retrain"], bag.dags["ncf_ingest"]  # no DB: get_dag would query it
 print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
                   "assets": [[a.name, a.uri] for a in retrain.get_task("publish").outlets],
-                  "schedule": retrain.timetable.expression,
+                  "schedule": getattr(retrain.timetable, "expression", None),
                   "ingest_tasks": sorted(t.task_id for t in ingest.tasks),
                   "groups": sorted({t.task_group.group_id for d in (retrain, ingest) for t in d.tasks
                                     if t.task_id in ("ingest", "validate")})}))
@@ -118,6 +118,7 @@ def test_identities_do_not_depend_on_deployment_settings():
                   NCF_NOTIFIER="airflow.providers.standard.notifications.smtp.SmtpNotifier")
     assert a["assets"] == b["assets"] == [["ncf_topk", "ncf://recs/topk"]]
     assert (a["schedule"], b["schedule"]) == ("0 2 * * *", "30 3 * * *")
+    assert _identity(NCF_SCHEDULE="none")["schedule"] is None  # manual and API triggers only
     # both DAGs start with the one shared ingest -> validate group, with unprefixed task ids
     assert a["ingest_tasks"] == ["ingest", "validate"] and a["groups"] == ["ingest_validate"]
 
@@ -133,6 +134,11 @@ def test_failure_line_names_the_data_day_and_a_reason_without_an_exception():
            "logical_date": dt.datetime(2026, 11, 27, 2, tzinfo=dt.timezone.utc)}
     assert failure_line(ctx).endswith("date=2026-11-26 why=no exception reached the callback: see the task's log")
     assert "date=2026-11-27 why=task_failure" in failure_line({**ctx, "reason": "task_failure"}, lag_days=0)
+    # a task the scheduler failed because no worker of its queue took it (a GPU worker away too long)
+    queued = SimpleNamespace(dag_id="ncf_retrain", task_id="pretrain_gmf", queue="gpu", hostname=None)
+    assert failure_line({**ctx, "task_instance": queued, "reason": "task_failure"}).endswith(
+        "why=never started: no worker of queue 'gpu' took it within the scheduler's task_queued_timeout "
+        "(is the 'gpu' worker up?)")
     line = failure_line({**ctx, "exception": ValueError("bad\nsecond line"), "params": {"data_date": "2026-11-20"}})
     assert line == ("NCF FAILED dag=ncf_retrain task=publish run=scheduled__2026-11-27T02:00:00+00:00 "
                     "date=2026-11-20 why=ValueError: bad")

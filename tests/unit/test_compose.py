@@ -74,4 +74,44 @@ def test_production_details_of_the_official_file():
     assert env("airflow-scheduler")["NCF_SCHEDULE"].startswith("${NCF_SCHEDULE")
     # password variables only where they are needed; Airflow services get them inside the connection strings
     with_password_vars = sorted(n for n in SERVICES if any("PASSWORD" in k for k in env(n)))
-    assert with_password_vars == ["minio", "minio-init", "postgres"], with_password_vars
+    assert with_password_vars == ["airflow-init", "minio", "minio-init", "postgres"], with_password_vars
+    assert [k for k in env("airflow-init") if "PASSWORD" in k] == ["_AIRFLOW_WWW_USER_PASSWORD"]
+
+
+def test_login_from_the_metadata_db_and_the_gpu_outage_policy():
+    """A production login (FAB: users in Postgres, created once by airflow-init, kept across restarts) and
+    the GPU-outage policy: a queued task waits GPU_WAIT_SECONDS for its worker, then fails once."""
+    for name in SERVICES:
+        if name.startswith("airflow-"):
+            e = env(name)
+            assert e["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager"), name
+            assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS" not in e, name
+            assert e["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] == "${GPU_WAIT_SECONDS:-21600}", name
+            assert e["AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES"] == "0", name
+    assert env("airflow-init")["_AIRFLOW_WWW_USER_CREATE"] == "true"
+    assert "GPU_WAIT_SECONDS=" in (ROOT / ".env.example").read_text()
+
+
+def _pins(name: str) -> dict[str, str]:
+    out = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            pkg, version = line.split("==")
+            out[pkg.split("[")[0].lower()] = version
+    return out
+
+
+def test_production_requirements_carry_the_executor_and_no_test_tools():
+    """Issue 14, item 1: the image installs requirements.txt only; CeleryExecutor, Postgres, Redis and the
+    FAB login are in it, with celery held below 5.7 (5.7.0 kills scheduler and workers at start)."""
+    prod, dev = _pins("requirements.txt"), _pins("requirements-dev.txt")
+    text = (ROOT / "requirements.txt").read_text()
+    assert "apache-airflow[celery,postgres,redis]==3.3.2" in text
+    assert {"apache-airflow-providers-celery", "apache-airflow-providers-fab", "celery"} <= prod.keys()
+    assert tuple(int(x) for x in prod["celery"].split(".")[:2]) < (5, 7)
+    assert not {"moto", "pytest", "hypothesis", "playwright"} & prod.keys()
+    assert {"moto", "pytest", "hypothesis", "playwright"} <= dev.keys()
+    assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text()
+    dockerfile = (ROOT / "include" / "docker" / "Dockerfile").read_text()
+    assert "requirements-dev" not in dockerfile and "moto" not in dockerfile

@@ -1,0 +1,199 @@
+"""The production topology, run for real (issue 14): `include/stack.sh` (what `make stack` runs) starts
+PostgreSQL, Redis, the embedded S3 endpoint, CeleryExecutor with api-server, scheduler, dag-processor,
+triggerer, a Celery worker on queue `default` and one on queue `gpu`, and a FAB login. The tests talk to
+it as an operator's scripts would: the REST API with a token from that login.
+
+One stack for the module, with a short GPU-outage deadline (``GPU_WAIT_SECONDS``) so the policy can be
+exercised: a queued task waits that long for a worker of its queue, then fails with a notice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT, PG_PORT, REDIS_PORT = 18080, 15433, 16390
+GPU_WAIT = 100  # seconds a training task may wait for the gpu worker (production: 6 h)
+TRAINING = ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "publish")
+SMALL = {"epochs": 2}
+
+
+class Stack:
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home, self.env, self.url = home, env, f"http://127.0.0.1:{PORT}"
+        self.password = self._secret("STACK_ADMIN_PASSWORD")
+        self.token = self.login("admin", self.password)
+
+    def _secret(self, key: str) -> str:
+        for line in (self.home / "secrets.env").read_text().splitlines():
+            if line.startswith(key + "="):
+                return line.split("=", 1)[1]
+        raise KeyError(key)
+
+    def script(self, *args: str) -> str:
+        r = subprocess.run(["bash", str(ROOT / "include" / "stack.sh"), *args], env=self.env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+        return r.stdout
+
+    def login(self, user: str, password: str) -> str:
+        body = json.dumps({"username": user, "password": password}).encode()
+        req = urllib.request.Request(f"{self.url}/auth/token", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.load(r)["access_token"]
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        req = urllib.request.Request(f"{self.url}/api/v2{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.load(r)
+
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        return self.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def tis(self, dag_id: str, run_id: str) -> dict[str, dict]:
+        rows = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+        return {t["task_id"]: t for t in rows}
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 600) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            time.sleep(3)
+        raise AssertionError(f"{dag_id} {run_id} still {state} after {timeout} s: "
+                             f"{ {k: v['state'] for k, v in self.tis(dag_id, run_id).items()} }")
+
+    def wait_task_state(self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.tis(dag_id, run_id).get(task_id, {}).get("state") == state:
+                return
+            time.sleep(2)
+        raise AssertionError(f"{task_id} never reached {state}: {self.tis(dag_id, run_id).get(task_id)}")
+
+
+@pytest.fixture(scope="module")
+def stack() -> Stack:
+    have = (any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) and shutil.which("redis-server") is not None)
+    if not have and os.geteuid() != 0:  # root (CI) installs them through include/stack.sh
+        pytest.skip("needs Debian's postgresql and redis-server (apt-get install postgresql redis-server)")
+    # not under pytest's tmp_path: that is private to root, and PostgreSQL runs as the postgres account
+    home = Path(tempfile.mkdtemp(prefix="ncf-stack-"))
+    home.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NCF_", "AIRFLOW"))}
+    env.update(STACK_DIR=str(home), STACK_PORT=str(PORT), STACK_PG_PORT=str(PG_PORT),
+               STACK_REDIS_PORT=str(REDIS_PORT), GPU_WAIT_SECONDS=str(GPU_WAIT), STACK_QUEUED_CHECK_SECONDS="5",
+               PYTHON=sys.executable, PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+               NCF_BUCKET="ncf-stack", NCF_SCHEDULE="none", DEMO_USERS="500", DEMO_ITEMS="300",
+               DEMO_EVENTS_PER_DAY="3000")
+    r = subprocess.run(["bash", str(ROOT / "include" / "stack.sh"), "start"], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)
+    try:
+        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+        s = Stack(home, env)
+        for dag_id in ("ncf_retrain", "ncf_topk_consumer"):
+            for _ in range(60):  # the dag-processor parses the files shortly after start
+                try:
+                    s.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+                    break
+                except urllib.error.HTTPError as e:
+                    assert e.code == 404, e.read()[:500]
+                    time.sleep(2)
+            else:
+                raise AssertionError(f"{dag_id} was never parsed; see {home}/logs/dag-processor.log")
+        yield s
+    finally:
+        subprocess.run(["bash", str(ROOT / "include" / "stack.sh"), "stop"], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+        # the components' logs outlive the stack, for a failed CI run (test-artifacts/ is kept there)
+        keep = ROOT / "test-artifacts" / "stack"
+        shutil.rmtree(keep, ignore_errors=True)
+        for sub in ("logs", "airflow/logs"):
+            if (home / sub).is_dir():
+                shutil.copytree(home / sub, keep / sub, dirs_exist_ok=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_login_is_checked_against_the_metadata_db(stack):
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        stack.login("admin", "not-the-password")
+    assert bad.value.code == 401
+    assert stack.api("GET", "/monitor/health")["scheduler"]["status"] == "healthy"
+
+
+def test_triggered_run_trains_on_the_gpu_worker_and_feeds_the_consumer(stack):
+    run_id = stack.trigger("ncf_retrain", SMALL)
+    assert stack.wait_run("ncf_retrain", run_id) == "success", stack.tis("ncf_retrain", run_id)
+    tis = stack.tis("ncf_retrain", run_id)
+    for task_id in TRAINING:
+        if tis[task_id]["state"] == "skipped":  # publish, when the gate rejected
+            continue
+        assert tis[task_id]["queue"] == "gpu" and tis[task_id]["hostname"].startswith("gpu@"), tis[task_id]
+    for task_id in ("ingest", "validate", "build", "gate"):
+        assert tis[task_id]["queue"] == "default" and tis[task_id]["hostname"].startswith("default@"), tis[task_id]
+    # the gpu worker's two slots: GMF and MLP pretrain at the same time
+    g, m = tis["pretrain_gmf"], tis["pretrain_mlp"]
+    assert max(g["start_date"], m["start_date"]) < min(g["end_date"], m["end_date"]), (g, m)
+    assert tis["publish"]["state"] == "success"
+    # the Asset event started the consumer, which read the table just published
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = stack.api("GET", "/dags/ncf_topk_consumer/dagRuns")["dag_runs"]
+        if any(r["state"] == "success" for r in runs):
+            break
+        time.sleep(3)
+    else:
+        raise AssertionError(f"the consumer did not succeed: {runs}")
+
+
+def test_training_waits_for_the_gpu_worker_and_completes_when_it_returns(stack):
+    stack.script("worker-stop", "gpu")
+    run_id = stack.trigger("ncf_retrain", SMALL)
+    stack.wait_task_state("ncf_retrain", run_id, "pretrain_gmf", "queued")
+    time.sleep(20)  # no worker consumes the gpu queue: training stays queued, nothing fails
+    tis = stack.tis("ncf_retrain", run_id)
+    assert tis["pretrain_gmf"]["state"] == tis["pretrain_mlp"]["state"] == "queued", tis
+    assert stack.run_state("ncf_retrain", run_id) == "running"
+    stack.script("worker-start", "gpu")
+    assert stack.wait_run("ncf_retrain", run_id) == "success", stack.tis("ncf_retrain", run_id)
+    tis = stack.tis("ncf_retrain", run_id)
+    assert tis["pretrain_gmf"]["try_number"] == 1 and tis["pretrain_gmf"]["hostname"].startswith("gpu@")
+
+
+def test_gpu_worker_away_past_the_deadline_fails_the_run_with_a_notice(stack):
+    stack.script("worker-stop", "gpu")
+    before = stack.api("GET", "/dags/ncf_topk_consumer/dagRuns")["total_entries"]
+    run_id = stack.trigger("ncf_retrain", SMALL)
+    assert stack.wait_run("ncf_retrain", run_id, timeout=GPU_WAIT + 400) == "failed"
+    tis = stack.tis("ncf_retrain", run_id)
+    gmf = tis["pretrain_gmf"]
+    assert gmf["state"] == "failed" and gmf["hostname"] in (None, ""), gmf  # never reached a worker
+    assert tis["publish"]["state"] in ("upstream_failed", None), tis["publish"]
+    assert stack.api("GET", "/dags/ncf_topk_consumer/dagRuns")["total_entries"] == before  # nothing published
+    # the DAG's failure callback (run by the dag-processor) wrote the one-line notice naming the cause
+    deadline, lines = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not lines:
+        lines = [ln for p in (stack.home / "airflow" / "logs").rglob("*") if p.is_file()
+                 for ln in p.read_text(errors="replace").splitlines() if "NCF FAILED" in ln and run_id in ln]
+        time.sleep(3)
+    assert lines and any("no worker of queue 'gpu'" in ln for ln in lines), lines
+    stack.script("worker-start", "gpu")
