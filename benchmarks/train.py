@@ -20,6 +20,7 @@ import torch
 from common import machine, table, today
 from torch.utils.data import DataLoader, Dataset
 
+from ncf_tasks.__main__ import parse_sets
 from ncf_tasks.config import Settings
 from ncf_tasks.build import build_training_set
 from ncf_tasks.generate import SyntheticSpec, synthesize
@@ -27,7 +28,7 @@ from ncf_tasks.metrics import evaluate_model
 from ncf_tasks.models import NeuMF
 from ncf_tasks.artifacts import from_frames
 from ncf_tasks.sampling import PositiveSet, train_negatives
-from ncf_tasks.train import batch_size_for, make_optimizer, train_epoch
+from ncf_tasks.fitting import batch_size_for, make_optimizer, train_epoch
 
 
 class PairDataset(Dataset):
@@ -49,9 +50,11 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=6040)
     ap.add_argument("--items", type=int, default=3706)
     ap.add_argument("--events-per-day", type=int, default=60_000, help="x 30 days: 700000 gives ~21M events before de-duplication and k-core")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a setting for our loop (e.g. l2=0.001)")
+    ap.add_argument("--no-port", action="store_true", help="time our loop only")
     args = ap.parse_args()
     device = torch.device(args.device)
-    settings = Settings.from_env(env={})
+    settings = Settings.from_env(env={}, **parse_sets(args.set))
     torch.set_num_threads(2)
     ev = synthesize(SyntheticSpec(users=args.users, items=args.items, days=30, events_per_day=args.events_per_day,
                                   seed=3, duplicate_rate=0))
@@ -80,6 +83,10 @@ def main() -> None:
                  "samples/epoch": f"{samples:,}", "s/epoch": f"{secs:.2f} (min {min(epoch_secs):.2f}, max {max(epoch_secs):.2f})",
                  "samples/s": f"{ours:,.0f}", "val HR@10 after 1 epoch": f"{hr1:.4f}"})
 
+    if args.no_port:
+        print(f"\nbenchmarks/train.py — {today()} — {machine()}, torch {torch.__version__} — {' '.join(args.set)}\n")
+        print(table(rows))
+        return
     if device.type != "cpu":
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
         print(f"\nbenchmarks/train.py — {today()} — {name}, torch {torch.__version__}; port skipped\n")

@@ -97,7 +97,8 @@ def failure_summary(lag_days: int | None = None):
 # -- trigger-form params, generated from the settings so that names, bounds and docs agree ------------
 FORM_SETTINGS = (
     "window_days", "factors", "mlp_layers", "train_negatives", "epochs", "batch_size", "lr", "neumf_lr",
-    "neumf_optimizer", "pretrain", "alpha", "publish_k", "gate_min_lift", "gate_tolerance",
+    "neumf_optimizer", "pretrain", "alpha", "l2", "dropout", "tuned_profile", "publish_k", "gate_min_lift",
+    "gate_tolerance",
     "waive_rules", "force_publish",
 )
 
@@ -160,6 +161,16 @@ def run_settings(context: dict) -> Settings:
             s3_region=extra.get("region_name") or settings.s3_region,
         )
     return settings
+
+
+def explicit_params(context: dict) -> list[str]:
+    """Settings the trigger form set to something other than the deployment's value: these win over the
+    tuned profile (a form always sends every field, so a value equal to the deployment's counts as unset;
+    switch ``tuned_profile`` off to run on the deployment's values)."""
+    params = context.get("params") or {}
+    same = lambda name, v: (list(v) if isinstance(v, (list, tuple)) else v) == (  # noqa: E731
+        list(getattr(BASE, name)) if isinstance(getattr(BASE, name), tuple) else getattr(BASE, name))
+    return sorted(k for k, v in params.items() if k in FORM_SETTINGS and not same(k, v))
 
 
 def data_date(context: dict, settings: Settings, lag_days: int | None = None) -> str:

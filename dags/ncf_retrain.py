@@ -22,7 +22,7 @@ import datetime as dt
 
 from airflow.sdk import dag, get_current_context, task
 
-from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, TOPK_ASSET, data_date,
+from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, TOPK_ASSET, data_date, explicit_params,
                         failure_summary, ingest_and_validate, run_settings)
 
 
@@ -43,11 +43,13 @@ def ncf_retrain():
     @task(execution_timeout=dt.timedelta(hours=1))
     def build(validated: dict) -> dict:
         """Training set of this run from every validated day in the window: id maps, leave-one-out
-        split, 99 sampled candidates per held-out item, `runs/<run_id>/manifest.json`."""
+        split, 99 sampled candidates per held-out item, `runs/<run_id>/manifest.json`. Resolves the tuned
+        profile (`tuning/profile.json`, from `ncf_tune`) once for the run and records it in the manifest."""
         from ncf_tasks.build import run_build
 
         ctx = get_current_context()
-        return run_build(run_settings(ctx), run_id=ctx["run_id"], end_date=validated["date"])
+        return run_build(run_settings(ctx), run_id=ctx["run_id"], end_date=validated["date"],
+                         explicit=explicit_params(ctx))
 
     def train_task(model: str, doc: str):
         @task(task_id=f"pretrain_{model}" if model != "neumf" else "train_neumf", queue=BASE.train_queue,

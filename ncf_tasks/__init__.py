@@ -6,10 +6,11 @@ Module map (one direction of dependency; the stages are siblings and never impor
   bucket key), ``storage`` (object I/O), ``artifacts`` (everything under ``runs/<run_id>/``: typed
   manifest, tensors, models and checkpoints bound to the training set, metrics, report, device set-up).
 * ML building blocks: ``models`` (GMF, MLP, NeuMF), ``sampling`` (negatives), ``metrics`` (HR/NDCG),
-  ``scoring`` (the one full-catalogue scorer, with excluded pairs masked).
+  ``fitting`` (the epoch loop: optimisers, lazy L2, early stopping), ``scoring`` (the one full-catalogue
+  scorer, with excluded pairs masked), ``profile`` (the tuned profile runs pick up).
 * stages, one module each, ``run_<stage>(settings, ...) -> dict``: ``ingest`` (with ``rawio`` and
   ``parquet_stream``), ``validate``, ``build``, ``train``, ``evaluate`` (with ``gate`` and ``report``),
-  ``publish``.
+  ``publish``, ``tune`` (an Optuna study on the validation split).
 * around them: ``reader`` (downstream jobs), ``generate`` and ``movielens`` (inputs), ``local_s3`` (the
   embedded endpoint), ``inventory``, and ``__main__`` (the CLI).
 """

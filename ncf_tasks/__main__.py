@@ -53,13 +53,20 @@ def _backfill(s: Settings, a: argparse.Namespace) -> dict:
 def _build(s: Settings, a: argparse.Namespace) -> dict:
     from ncf_tasks.build import run_build
 
-    return run_build(s, run_id=a.run_id, end_date=a.end_date)
+    # --set names are explicit: a tuned profile does not replace them
+    return run_build(s, run_id=a.run_id, end_date=a.end_date, explicit=parse_sets(a.set).keys())
 
 
 def _train(s: Settings, a: argparse.Namespace) -> dict:
     from ncf_tasks.train import run_train
 
     return run_train(s, run_id=a.run_id, model=a.model)
+
+
+def _tune(s: Settings, a: argparse.Namespace) -> dict:
+    from ncf_tasks.tune import run_tune
+
+    return run_tune(s, run_id=a.run_id, study=a.study or a.run_id, trials=a.trials, timeout_s=a.minutes * 60)
 
 
 def _evaluate(s: Settings, a: argparse.Namespace) -> dict:
@@ -131,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = cmd("train", _train, "train GMF, MLP or NeuMF for a run (resumes from its checkpoint)")
     t.add_argument("--run-id", required=True)
     t.add_argument("--model", choices=("gmf", "mlp", "neumf"), required=True)
+    tu = cmd("tune", _tune, "Optuna study on a built run's validation split; writes tuning/profile.json if it "
+                           "beats the current settings (build the run with --set tuned_profile=false)")
+    tu.add_argument("--run-id", required=True)
+    tu.add_argument("--study", default=None, help="study name (default: the run id); rerun it to resume")
+    tu.add_argument("--trials", type=int, default=40)
+    tu.add_argument("--minutes", type=float, default=20.0, help="time budget")
     e = cmd("evaluate", _evaluate, "HR/NDCG against baselines and production, report.html, gate decision")
     e.add_argument("--run-id", required=True)
     pb = cmd("publish", _publish, "top-K table to recs/topk/dt=D/, then the _latest.json pointer")

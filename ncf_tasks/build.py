@@ -18,9 +18,9 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
-from ncf_tasks import layout
+from ncf_tasks import layout, profile
 from ncf_tasks.artifacts import TRAINING_FILES, Manifest, RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError, NoDataError
@@ -150,12 +150,16 @@ def validated_partitions(storage: Storage, end_date: str, window_days: int) -> t
     return chosen, unvalidated
 
 
-def run_build(settings: Settings, *, run_id: str, end_date: str) -> dict:
-    """Stage: read validated partitions, build, write ``runs/<run_id>/``; returns counts and URIs."""
+def run_build(settings: Settings, *, run_id: str, end_date: str, explicit: Iterable[str] = ()) -> dict:
+    """Stage: read validated partitions, build, write ``runs/<run_id>/``; returns counts and URIs.
+
+    The tuned profile (``profile.py``) is resolved here, once per run, except for the ``explicit`` settings
+    (trigger params, ``--set``), and recorded in the manifest for the later stages."""
     t0 = time.perf_counter()
     end_date = layout.day(end_date)
     layout.safe_run_id(run_id)  # a bad run id is the operator's (exit 2), found before any reading
     storage = Storage(settings)
+    settings, profile_record = profile.resolve(settings, storage, explicit)
     parts, unvalidated = validated_partitions(storage, end_date, settings.window_days)
     if unvalidated:
         log.warning("skipping %d lake partition(s) without a passed validation: %s", len(unvalidated), unvalidated)
@@ -166,20 +170,22 @@ def run_build(settings: Settings, *, run_id: str, end_date: str) -> dict:
     log.info("read %d events from %d partitions (%s..%s)", events.height, len(parts), parts[0]["date"], parts[-1]["date"])
     ts = build_training_set(events, settings)
     manifest = write_training_set(storage, run_id, ts, settings, end_date=end_date, partitions=parts,
-                                  skipped_unvalidated=unvalidated, build_seconds=round(time.perf_counter() - t0, 3))
+                                  skipped_unvalidated=unvalidated, build_seconds=round(time.perf_counter() - t0, 3),
+                                  profile=profile_record)
     secs = round(time.perf_counter() - t0, 3)
     log.info("built training set %s: %d users, %d items, %d train positives, sparsity %.4f (%.1fs)",
              run_id, ts.report["users"], ts.report["items"], ts.report["train_positives"], ts.report["sparsity"], secs)
     return {"run_id": run_id, "manifest_uri": RunArtifacts(storage, run_id).uri(RunArtifacts.MANIFEST),
             "digest": manifest.digest, "uris": {n: storage.uri(k) for n, k in manifest.files.items()},
-            "partitions": len(parts), "seconds": secs, **ts.report}
+            "partitions": len(parts), "seconds": secs, "profile": profile_record and profile_record["version"],
+            **ts.report}
 
 
 def write_training_set(storage: Storage, run_id: str, ts: TrainingSet, settings: Settings, *, end_date: str = "",
                        partitions: list[dict] | None = None, skipped_unvalidated: list[str] | None = None,
-                       build_seconds: float | None = None) -> Manifest:
+                       build_seconds: float | None = None, profile: dict | None = None) -> Manifest:
     """Write the set under ``runs/<run_id>/`` through ``RunArtifacts`` (files, settings, manifest last)."""
     frames = {role: getattr(ts, role) for role in TRAINING_FILES}
     return RunArtifacts(storage, run_id).write_training_set(
         frames, ts.report, settings, end_date=end_date, partitions=partitions, skipped_unvalidated=skipped_unvalidated,
-        build_seconds=build_seconds)
+        build_seconds=build_seconds, profile=profile)

@@ -95,11 +95,19 @@ class Settings:
     batch_size: int = _f(0, "samples per optimiser step; 0 = auto: about 256 steps per epoch, a power of two in "
                             "[1024, 16384] (2048 for ML-100K, 16384 for ML-1M)", min=0, max=1 << 22)
     lr: float = _f(0.01, "Adam learning rate of GMF and MLP (tuned on ML-100K)", min=0.0, max=10.0)
-    l2: float = _f(0.0, "L2 weight decay on embeddings and weights", min=0.0, max=1.0)
+    l2: float = _f(0.001, "L2 penalty on the embedding rows each batch reads (lazy: rows a batch does not read are "
+                          "left alone), per sample; 1e-3 chosen on ML-100K validation (BENCHMARKS.md)", min=0.0, max=1.0)
+    dense_decay: float = _f(0.0, "decoupled weight decay (AdamW; SGD's weight_decay) of the dense layers, not the "
+                                 "embeddings", min=0.0, max=1.0)
+    dropout: float = _f(0.0, "dropout after each MLP tower layer while training (MLP and NeuMF)", min=0.0, max=0.9)
+    tuned_profile: bool = _f(True, "use the tuned profile tuning/profile.json (written by ncf_tune) when present; "
+                                   "explicit params and --set still win")
     pretrain: bool = _f(True, "initialise NeuMF from pretrained GMF and MLP (the paper's best setting)")
     alpha: float = _f(0.5, "weight of GMF in the fused NeuMF output layer", min=0.0, max=1.0)
-    neumf_optimizer: str = _f("sgd", "optimiser of NeuMF fine-tuning", choices=("sgd", "adam"))
-    neumf_lr: float = _f(0.001, "learning rate of NeuMF fine-tuning (SGD with sgd_momentum, or Adam)", min=0.0, max=10.0)
+    neumf_optimizer: str = _f("adam", "optimiser of NeuMF fine-tuning: a fresh Adam at a small rate improved on the "
+                                      "fused start on validation where SGD (the paper's) did not (BENCHMARKS.md)",
+                              choices=("sgd", "adam"))
+    neumf_lr: float = _f(0.0003, "learning rate of NeuMF fine-tuning (Adam, or SGD with sgd_momentum)", min=0.0, max=10.0)
     sgd_momentum: float = _f(0.9, "momentum of SGD when neumf_optimizer=sgd", min=0.0, max=0.999)
     embedding_std: float = _f(0.01, "standard deviation of the normal initialisation of embeddings", min=1e-6, max=1.0)
     device: str = _f("auto", "torch device: auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"))

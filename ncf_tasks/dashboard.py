@@ -40,6 +40,7 @@ def run_row(run: RunArtifacts, up: str) -> dict:
         "gate": "–" if gate is None else "forced" if gate["forced"] else "publish" if gate["publish"] else "reject",
         "published": published is not None,
         "durations": ["–" if s is None else f"{s:.0f}" for s in seconds],
+        "profile": (m.profile or {}).get("version"),  # the tuned profile the run trained with, if any
         "report": up + run.key(run.REPORT) if metrics else None,
         "data_docs": up + layout.validation_report(m.end_date) + "index.html" if m.end_date else "",
     }
@@ -70,8 +71,11 @@ def rebuild(storage: Storage) -> str:
                                f"catalogue coverage of top-{k} lists", "share of items"),
     }
     latest = storage.get_json(layout.latest_pointer(), default=None)
+    tuning = storage.get_json(layout.tuned_profile(), default=None)
+    if tuning:
+        tuning = {**tuning, "report": up + layout.tuning_study(tuning["version"]) + "report.html"}
     page = render("dashboard.html.j2", runs=list(reversed(rows)), models=[m for m in models if m != "production"],
-                  k=k, plots=plots, latest=latest, bucket_uri=storage.uri(""),
+                  k=k, plots=plots, latest=latest, bucket_uri=storage.uri(""), tuning=tuning,
                   built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     storage.put_bytes(layout.dashboard(), page.encode(), "text/html")
     log.info("runs dashboard (%d runs): %s", len(rows), storage.uri(layout.dashboard()))

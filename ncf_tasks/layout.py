@@ -117,6 +117,17 @@ def latest_pointer() -> str:
     return f"{topk_root()}_latest.json"
 
 
+def tuned_profile() -> str:
+    """The settings nightly runs pick up (``ncf_tune`` writes it; ``profile.py`` reads it)."""
+    return "tuning/profile.json"
+
+
+def tuning_study(study: str) -> str:
+    """One study's folder: ``trials.json`` (its state, for a killed task's retry), ``trials.parquet``,
+    ``profile.json`` (this version of the profile) and ``report.html``."""
+    return f"tuning/studies/{safe_run_id(study)}/"
+
+
 def safe_run_id(run_id: str) -> str:
     """A run id as one key segment, one-to-one: an id of letters, digits, '.', '_' and '-' is kept; in
     any other, those characters become '_' ('+' reads as a space in some S3 URL encodings, '/' would

@@ -33,6 +33,14 @@ def _embedding(n: int, dim: int, std: float) -> nn.Embedding:
     return e
 
 
+def _collect(penalty: list | None, u: torch.Tensor, i: torch.Tensor) -> None:
+    """Lazy L2: with a ``penalty`` list (training with ``l2`` > 0), add the squared norms of the rows this
+    forward read. They are the lookups' own outputs, so the penalty costs no second lookup, and its
+    gradient joins theirs before the one ``scatter_add_`` into the table: rows not read get nothing."""
+    if penalty is not None:
+        penalty.append(u.float().square().sum() + i.float().square().sum())
+
+
 def _rows(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
     """Embedding rows for ``idx`` of any shape → (*idx.shape, dim), through ``index_select``: its backward
     (one ``scatter_add_``) is about 3x faster on CPU than ``embedding_dense_backward``, which was the
@@ -48,11 +56,13 @@ class GMF(nn.Module):
         nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
         nn.init.zeros_(self.out.bias)
 
-    def hidden(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return _rows(self.user, users) * _rows(self.item, items)
+    def hidden(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
+        u, i = _rows(self.user, users), _rows(self.item, items)
+        _collect(penalty, u, i)
+        return u * i
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(users, items)).squeeze(-1)
+    def forward(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
+        return self.out(self.hidden(users, items, penalty)).squeeze(-1)
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         # (u ⊙ i)·w = (u ⊙ w)·i: one matrix product, no (B, I, factors) tensor
@@ -61,8 +71,9 @@ class GMF(nn.Module):
 
 class MLP(nn.Module):
     def __init__(self, n_users: int, n_items: int, layers: tuple[int, ...] = (64, 32, 16, 8),
-                 init_std: float = EMBEDDING_STD):
+                 init_std: float = EMBEDDING_STD, dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout  # after each tower layer, in training only (saved weights do not depend on it)
         if layers[0] % 2:
             raise ValueError(f"layers[0]={layers[0]} must be even (split between user and item)")
         half = layers[0] // 2
@@ -75,21 +86,25 @@ class MLP(nn.Module):
         nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
         nn.init.zeros_(self.out.bias)
 
-    def hidden(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def hidden(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
         u, i = _rows(self.user, users), _rows(self.item, items)
+        _collect(penalty, u, i)
         if not self.tower:
             return torch.cat(torch.broadcast_tensors(u, i), dim=-1)
         # W·[u; i] + b as W_u·u + W_i·i + b: the same numbers without materialising the concatenation
         first, half = self.tower[0], u.shape[-1]
-        x = (F.linear(u, first.weight[:, :half]) + F.linear(i, first.weight[:, half:], first.bias)).relu_()
+        x = self._drop((F.linear(u, first.weight[:, :half]) + F.linear(i, first.weight[:, half:], first.bias)).relu_())
         for lin in self.tower[1:]:
             # ReLU in place (autograd allows it: nothing saved the pre-activation); for full-catalogue
             # scoring these (B, I, width) activations are what bounds memory
-            x = lin(x).relu_()
+            x = self._drop(lin(x).relu_())
         return x
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(users, items)).squeeze(-1)
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.dropout, training=True) if self.dropout and self.training else x
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
+        return self.out(self.hidden(users, items, penalty)).squeeze(-1)
 
     def hidden_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(B, I, layers[-1]) for every user × item: ``hidden`` with users broadcast against all items."""
@@ -101,17 +116,19 @@ class MLP(nn.Module):
 
 class NeuMF(nn.Module):
     def __init__(self, n_users: int, n_items: int, factors: int = 8, layers: tuple[int, ...] = (64, 32, 16, 8),
-                 init_std: float = EMBEDDING_STD):
+                 init_std: float = EMBEDDING_STD, dropout: float = 0.0):
         super().__init__()
-        self.gmf, self.mlp = GMF(n_users, n_items, factors, init_std), MLP(n_users, n_items, layers, init_std)
+        self.gmf = GMF(n_users, n_items, factors, init_std)
+        self.mlp = MLP(n_users, n_items, layers, init_std, dropout)
         del self.gmf.out, self.mlp.out  # NeuMF has one output layer over both hidden layers
         self.out = nn.Linear(factors + layers[-1], 1)
         nn.init.kaiming_uniform_(self.out.weight, a=1, nonlinearity="sigmoid")
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def forward(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
         f, w = self.gmf.user.weight.shape[1], self.out.weight  # out·[h_gmf; h_mlp] without the concatenation
-        h = F.linear(self.gmf.hidden(users, items), w[:, :f]) + F.linear(self.mlp.hidden(users, items), w[:, f:], self.out.bias)
+        h = (F.linear(self.gmf.hidden(users, items, penalty), w[:, :f])
+             + F.linear(self.mlp.hidden(users, items, penalty), w[:, f:], self.out.bias))
         return h.squeeze(-1)
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -122,11 +139,11 @@ class NeuMF(nn.Module):
         return gmf + mlp + self.out.bias
 
     @classmethod
-    def from_pretrained(cls, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> "NeuMF":
+    def from_pretrained(cls, gmf: GMF, mlp: MLP, alpha: float = 0.5, dropout: float = 0.0) -> "NeuMF":
         n_users, factors = gmf.user.weight.shape
         n_items = gmf.item.weight.shape[0]
         layers = (2 * mlp.user.weight.shape[1], *(lin.out_features for lin in mlp.tower))
-        model = cls(n_users, n_items, factors, layers)
+        model = cls(n_users, n_items, factors, layers, dropout=dropout)
         with torch.no_grad():
             for name in ("user", "item"):
                 getattr(model.gmf, name).weight.copy_(getattr(gmf, name).weight)
@@ -153,11 +170,25 @@ def pair_width(model: nn.Module) -> int:
 
 
 def build_model(kind: str, n_users: int, n_items: int, factors: int, layers: tuple[int, ...],
-                init_std: float = EMBEDDING_STD) -> nn.Module:
+                init_std: float = EMBEDDING_STD, dropout: float = 0.0) -> nn.Module:
     if kind == "gmf":
         return GMF(n_users, n_items, factors, init_std)
     if kind == "mlp":
-        return MLP(n_users, n_items, layers, init_std)
+        return MLP(n_users, n_items, layers, init_std, dropout)
     if kind == "neumf":
-        return NeuMF(n_users, n_items, factors, layers, init_std)
+        return NeuMF(n_users, n_items, factors, layers, init_std, dropout)
     raise ValueError(f"model {kind!r}: allowed values are ['gmf', 'mlp', 'neumf']")
+
+
+def embedding_tables(model: nn.Module) -> tuple[list[nn.Embedding], list[nn.Embedding]]:
+    """(user tables, item tables) of a model: what the lazy L2 penalty (``train``) reads rows of."""
+    parts = [model.gmf, model.mlp] if isinstance(model, NeuMF) else [model]
+    return [p.user for p in parts], [p.item for p in parts]
+
+
+def embedding_penalty(model: nn.Module, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Sum of squares of the embedding rows a batch reads (``users`` once per positive, ``items`` once per
+    sample), as training adds it through ``forward(..., penalty)``: what the tests check."""
+    penalty: list = []
+    model(users, items, penalty)
+    return sum(penalty)

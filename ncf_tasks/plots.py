@@ -13,20 +13,41 @@ from typing import Sequence
 COLORS = {"gmf": "#1f77b4", "mlp": "#ff7f0e", "neumf": "#2ca02c", "popularity": "#7f7f7f", "production": "#9467bd"}
 
 
+def _figure(width: float, height: float):
+    """A matplotlib Figure with the pages' deterministic SVG settings (Agg backend, no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+RC = {"svg.hashsalt": "ncf", "svg.fonttype": "none", "font.size": 9}
+
+
+def _svg(fig) -> str:
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        fig.tight_layout()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]
+
+
 def line_chart(series: dict[str, Sequence[tuple[object, float]]], title: str, ylabel: str, xlabel: str = "",
                marks: dict[str, tuple[object, float, str]] | None = None, width: float = 5.2,
                height: float = 2.9) -> str:
     """An SVG line chart: one line per series of (x, y) points, with ticks, grid and a legend.
     ``marks``: a labelled point per series (e.g. NeuMF's fused start at epoch 0)."""
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.dates import DateFormatter, DayLocator
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    with matplotlib.rc_context({"svg.hashsalt": "ncf", "svg.fonttype": "none", "font.size": 9}):
-        fig = Figure(figsize=(width, height), dpi=100)
+    with matplotlib.rc_context(RC):
+        fig = _figure(width, height)
         ax = fig.subplots()
         drawn = False
         for name, pts in series.items():
@@ -55,8 +76,48 @@ def line_chart(series: dict[str, Sequence[tuple[object, float]]], title: str, yl
             fig.autofmt_xdate()
         else:  # epochs
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        fig.tight_layout()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+        return _svg(fig)
+
+
+STATE_COLORS = {"complete": "#2ca02c", "pruned": "#ff7f0e", "fail": "#d62728"}
+
+
+def trials_chart(points: Sequence[tuple[int, float, str]], ylabel: str) -> str:
+    """A study's objective per trial: (trial number, value, state); pruned trials at their last report."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        fig = _figure(5.2, 2.9)
+        ax = fig.subplots()
+        for state, color in STATE_COLORS.items():
+            pts = [(n, v) for n, v, st in points if st == state]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.scatter(xs, ys, s=14, color=color, label=state)
+        best, running = [], float("-inf")
+        for n, v, st in sorted(points):
+            if st == "complete" and v > running:
+                running = v
+            best.append((n, running if running > float("-inf") else float("nan")))
+        if best:
+            ax.step(*zip(*best), where="post", color="#1f77b4", linewidth=1.2, label="best so far")
+        ax.set_title("objective per trial")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+        return _svg(fig)
+
+
+def bar_chart(values: dict[str, float], title: str) -> str:
+    """Horizontal bars, largest on top (a study's parameter importances)."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        fig = _figure(5.2, 0.6 + 0.3 * max(len(values), 1))
+        ax = fig.subplots()
+        names = list(values)[::-1]
+        ax.barh(names, [values[n] for n in names], color="#1f77b4")
+        ax.set_title(title)
+        ax.grid(True, axis="x", alpha=0.3)
+        return _svg(fig)

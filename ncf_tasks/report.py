@@ -32,11 +32,12 @@ def training_summary(histories: dict[str, dict | None], k: int) -> dict[str, dic
             continue
         epochs = h.get("epochs", [])
         init = h.get("init") or {}
-        start = init.get(f"val_hr@{k}")
-        best = max([e[f"val_hr@{k}"] for e in epochs] + ([start] if start is not None else []), default=None)
+        start, start_ndcg = init.get(f"val_hr@{k}"), init.get(f"val_ndcg@{k}")
+        best_row = next((e for e in epochs if e["epoch"] == h.get("best_epoch")), None)
+        best, best_ndcg = ((best_row[f"val_hr@{k}"], best_row[f"val_ndcg@{k}"]) if best_row else (start, start_ndcg))
         out[name] = {"epochs_run": len(epochs), "best_epoch": h.get("best_epoch"), "stop_reason": h.get("stop_reason", "–"),
-                     "start_val_hr": start, "best_val_hr": best, "fused": bool(init.get("fused")),
-                     "seconds": h.get("seconds")}
+                     "start_val_hr": start, "start_val_ndcg": start_ndcg, "best_val_hr": best,
+                     "best_val_ndcg": best_ndcg, "fused": bool(init.get("fused")), "seconds": h.get("seconds")}
     return out
 
 

@@ -89,3 +89,14 @@ def require_ml100k() -> Path:
     if not ML100K.is_file():
         pytest.skip(f"MovieLens 100K not found at {ML100K}")
     return ML100K
+
+
+def planted_set(storage: Storage, run_id: str, settings: Settings, **spec) -> Settings:
+    """A training set of synthetic events with planted taste groups, written under ``runs/<run_id>/``;
+    returns ``settings`` (what the training and tuning tests train with)."""
+    from ncf_tasks.build import build_training_set, write_training_set
+    from ncf_tasks.generate import SyntheticSpec, synthesize
+
+    ev = synthesize(SyntheticSpec(**{"taste_strength": 0.9, **spec}))
+    write_training_set(storage, run_id, build_training_set(ev, settings), settings)
+    return settings

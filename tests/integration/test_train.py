@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from ncf_tasks.build import build_training_set, write_training_set
+from conftest import planted_set
+
 from ncf_tasks.errors import NoDataError
-from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.metrics import held_out_rank, hit_ndcg
 from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.train import run_train
@@ -16,10 +16,8 @@ FAST = dict(epochs=4, batch_size=512, factors=8, mlp_layers=(32, 16, 8), threads
 
 @pytest.fixture
 def run(storage):
-    s = storage.settings.replace(**FAST)
-    ev = synthesize(SyntheticSpec(users=400, items=300, days=5, events_per_day=3000, groups=6, taste_strength=0.9, seed=2))
-    write_training_set(storage, "r", build_training_set(ev, s), s)
-    return s
+    return planted_set(storage, "r", storage.settings.replace(**FAST), users=400, items=300, days=5,
+                       events_per_day=3000, groups=6, seed=2)
 
 
 def popularity_hr(storage, k=10):
@@ -63,3 +61,15 @@ def test_neumf_pretraining_needs_gmf_and_mlp(storage, run):
     with pytest.raises(NoDataError, match=r"NeuMF with pretraining needs s3://.*/runs/r/gmf\.pt: train gmf"):
         run_train(run, run_id="r", model="neumf")
     assert run_train(run.replace(pretrain=False, epochs=1), run_id="r", model="neumf")["epochs"] == 1
+
+
+def test_fine_tuning_raises_validation_hr_above_the_fused_start(storage, run):
+    """Issue 15: with the default fine-tuning (a fresh Adam at neumf_lr, lazy L2), NeuMF's training improves on
+    its fused α·GMF + (1−α)·MLP start, and the history records that start next to the best epoch."""
+    run_train(run, run_id="r", model="gmf")
+    run_train(run, run_id="r", model="mlp")
+    neumf = run_train(run.replace(epochs=8), run_id="r", model="neumf")
+    assert neumf["best_epoch"] > 0 and neumf["val_hr@10"] > neumf["start_val_hr"], neumf
+    hist = storage.get_json("runs/r/neumf_history.json")
+    assert hist["init"]["fused"] and hist["init"]["val_hr@10"] == pytest.approx(neumf["start_val_hr"], abs=1e-5)
+    assert hist["init"]["val_ndcg@10"] is not None and hist["best_epoch"] == neumf["best_epoch"]

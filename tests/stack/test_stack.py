@@ -24,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT, PG_PORT, REDIS_PORT = 18080, 15433, 16390
-GPU_WAIT = 100  # seconds a training task may wait for the gpu worker (production: 6 h)
+GPU_WAIT = 80  # seconds a training task may wait for the gpu worker (production: 6 h)
 TRAINING = ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "publish")
 SMALL = {"epochs": 2}
 

@@ -52,7 +52,7 @@ def test_users_broadcast_against_items_match_the_flat_forward_and_its_gradients(
 
 def test_auto_batch_size_keeps_about_256_steps_per_epoch():
     from ncf_tasks.config import Settings
-    from ncf_tasks.train import batch_size_for
+    from ncf_tasks.fitting import batch_size_for
 
     auto = Settings.from_env(env={})
     assert auto.batch_size == 0
@@ -75,3 +75,36 @@ def test_metrics_hand_computed():
     expected = (1.0 + 1 / torch.log2(torch.tensor(11.0)).item() + 0 + 1 / torch.log2(torch.tensor(3.0)).item()) / 4
     assert abs(ndcg - expected) < 1e-9
     assert hit_ndcg(held_out_rank(torch.zeros(5, 100)), 10) == (0.0, 0.0)  # a constant model never hits
+
+
+def test_lazy_l2_reaches_only_the_rows_a_batch_reads():
+    """The embedding penalty's gradient is zero on every row the batch did not read, so an optimiser step on
+    it leaves those rows exactly as they were (dense weight decay would shrink all of them every step)."""
+    from ncf_tasks.models import embedding_penalty, embedding_tables
+
+    torch.manual_seed(0)
+    m = NeuMF(50, 60, 8, (16, 8))
+    users, items = torch.tensor([[3], [7]]), torch.tensor([[1, 2, 5], [5, 9, 11]])
+    before = {id(t): t.weight.detach().clone() for ts in embedding_tables(m) for t in ts}
+    penalty = embedding_penalty(m, users, items)
+    expected = sum(float(t.weight[[3, 7]].square().sum()) for t in embedding_tables(m)[0]) + sum(
+        float(t.weight[items.flatten()].square().sum()) for t in embedding_tables(m)[1])
+    assert abs(float(penalty) - expected) < 1e-5
+    torch.optim.SGD(m.parameters(), lr=0.1).zero_grad()
+    penalty.backward()
+    torch.optim.SGD(m.parameters(), lr=0.1).step()
+    for tables, touched in ((embedding_tables(m)[0], {3, 7}), (embedding_tables(m)[1], {1, 2, 5, 9, 11})):
+        for t in tables:
+            changed = set((t.weight.detach() != before[id(t)]).any(dim=1).nonzero().flatten().tolist())
+            assert changed == touched
+            assert (t.weight.detach()[sorted(touched)].norm(dim=1) < before[id(t)][sorted(touched)].norm(dim=1)).all()
+
+
+def test_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    m = MLP(10, 12, (16, 8, 4), dropout=0.5)
+    u, i = torch.arange(10), torch.arange(10)
+    m.eval()
+    assert torch.equal(m(u, i), m(u, i))  # scoring is deterministic
+    m.train()
+    assert not torch.equal(m(u, i), m(u, i))

@@ -1,0 +1,150 @@
+"""The epoch loop every model is trained with: optimiser, batches, validation, early stopping.
+
+Pointwise log loss; every epoch draws ``train_negatives`` fresh negatives per positive in one call
+(``sampling.train_negatives``), builds the epoch as device tensors, permutes the positives once and feeds
+index slices — no Dataset/DataLoader, no Python per sample. After each epoch the validation candidates
+are scored (HR@K decides the best epoch and early stopping); test candidates are never touched here.
+Regularisation: lazy L2 on the embedding rows each batch reads (``l2``, ``models._collect``), decoupled
+weight decay on dense layers (``dense_decay``), dropout in the MLP tower (``dropout``).
+
+Shared by the ``train`` stage (one model of a run, checkpointed every epoch) and by ``tune`` (three models
+per trial, in memory, reporting each epoch to the pruner), so a trial scores exactly what a nightly run
+would train.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from typing import Callable
+
+import torch
+
+from ncf_tasks.artifacts import RunData
+from ncf_tasks.config import Settings
+from ncf_tasks.metrics import evaluate_model
+from ncf_tasks.models import embedding_tables
+from ncf_tasks.sampling import PositiveSet, train_negatives
+
+log = logging.getLogger(__name__)
+
+
+def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings) -> torch.optim.Optimizer:
+    """Adam (decoupled weight decay ``dense_decay`` on the dense layers: AdamW) for pretraining; for NeuMF
+    fused from pretrained models, ``neumf_optimizer`` at ``neumf_lr``. Embeddings get no weight decay
+    here: their L2 is the lazy penalty of ``train_epoch`` (``l2``)."""
+    user_tables, item_tables = embedding_tables(model)
+    emb_ids = {id(t.weight) for t in (*user_tables, *item_tables)}
+    groups = [{"params": [p for p in model.parameters() if id(p) in emb_ids], "weight_decay": 0.0},
+              {"params": [p for p in model.parameters() if id(p) not in emb_ids], "weight_decay": settings.dense_decay}]
+    fine_tune = kind == "neumf" and settings.pretrain
+    if fine_tune and settings.neumf_optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=settings.neumf_lr, momentum=settings.sgd_momentum)
+    return torch.optim.AdamW(groups, lr=settings.neumf_lr if fine_tune else settings.lr, fused=True)
+
+
+AUTO_STEPS_PER_EPOCH = 256
+AUTO_BATCH_RANGE = (1024, 16384)
+
+
+def batch_size_for(settings: Settings, positives: int) -> int:
+    """The configured batch, or (``batch_size=0``) the power of two nearest ``samples / 256``, clamped.
+
+    Why: convergence per epoch follows the number of optimiser steps (ML-100K was tuned at batch 2048,
+    ~240 steps), while throughput on CPU needs large batches (16,384 runs an ML-1M epoch about 3x
+    faster than 2048). Keeping ~256 steps per epoch gives small data the steps it needs and large
+    data the batch size that keeps the cores busy (measurements in BENCHMARKS.md).
+    """
+    if settings.batch_size:
+        return settings.batch_size
+    samples = max(positives * (1 + settings.train_negatives), 1)
+    lo, hi = AUTO_BATCH_RANGE
+    return int(min(max(2 ** round(math.log2(max(samples / AUTO_STEPS_PER_EPOCH, 1))), lo), hi))
+
+
+def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings, gen: torch.Generator,
+                device: torch.device) -> tuple[float, int]:
+    """One epoch: a permutation of the positives, fresh negatives, index-slice batches.
+
+    Returns (mean loss, samples). A batch is ``batch_size // (1 + K)`` shuffled positives, each with
+    its K fresh negatives: the epoch's samples are exactly those of shuffling all (positive + negative)
+    pairs, at a fixed 1:K ratio in every batch, without permuting and gathering the K+1 times larger
+    sample arrays (~1 s of a 5M-sample epoch on 2 cores), and the model computes each positive's user
+    side once for its 1 + K items (``models``: users broadcast against items).
+    """
+    k = settings.train_negatives
+    n = data.train_users.numel()
+    perm = torch.randperm(n, generator=gen, device=device)
+    pu, pi = data.train_users[perm], data.train_items[perm]
+    neg = train_negatives(pos, pu, k, gen)
+    step = max(1, batch_size_for(settings, n) // (1 + k))  # positives per batch
+    labels = torch.zeros((step, 1 + k), device=device)
+    labels[:, 0] = 1.0
+    loss_sum = torch.zeros((), device=device)  # accumulated on device: no host sync per step
+    amp = device.type == "cuda"
+    model.train()
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        # (m, 1) users against (m, 1 + K) items: the user side is computed once per positive
+        items = torch.cat([pi[s:s + m, None], neg[s:s + m]], dim=1)
+        penalty = [] if settings.l2 else None  # lazy L2 on the rows this batch reads (models._collect)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(pu[s:s + m, None], items, penalty)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels[:m])
+        loss = bce + settings.l2 * sum(penalty) / items.numel() if penalty else bce
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += bce.detach() * items.numel()  # the log loss alone, comparable across l2 values
+    total = n * (1 + k)
+    return float(loss_sum) / total, total
+
+
+def initial_state(net: torch.nn.Module, data: RunData, k: int, model: str) -> dict:
+    """The loop's state before epoch 1: the starting model's validation HR/NDCG is the score to beat (for
+    NeuMF with pretraining, the fused α·GMF + (1−α)·MLP; fine-tuning must improve on it to count)."""
+    hr0, nd0 = evaluate_model(net, data.valid_users, data.valid_candidates, k)
+    log.info("%s: initial validation HR@%d %.4f NDCG@%d %.4f", model, k, hr0, k, nd0)
+    return {"epoch": 0, "history": [], "best_hr": hr0, "best_epoch": 0, "bad_epochs": 0,
+            "best_state": copy.deepcopy(net.state_dict()), "init_hr": hr0, "init_ndcg": nd0}
+
+
+def fit(model: str, net: torch.nn.Module, opt: torch.optim.Optimizer, data: RunData, pos: PositiveSet,
+        settings: Settings, device: torch.device, state: dict,
+        on_epoch: Callable[[dict, dict], None] | None = None) -> dict:
+    """Epochs until ``settings.epochs`` or ``patience`` epochs without a better validation HR; keeps the
+    best epoch's weights in ``state``. ``on_epoch(row, state)`` runs after each epoch: run_train's
+    checkpoint, the tuner's pruning report (which may raise to stop the trial)."""
+    k = settings.eval_k
+    t_start = time.perf_counter()
+    first = state["epoch"]
+    while state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
+        epoch = state["epoch"] + 1
+        gen = torch.Generator(device=device).manual_seed(settings.seed * 100_003 + epoch)
+        t = time.perf_counter()
+        loss, samples = train_epoch(net, opt, data, pos, settings, gen, device)
+        train_s = time.perf_counter() - t
+        hr, ndcg = evaluate_model(net, data.valid_users, data.valid_candidates, k)
+        elapsed = time.perf_counter() - t_start
+        row = {"epoch": epoch, "loss": round(loss, 6), f"val_hr@{k}": round(hr, 5), f"val_ndcg@{k}": round(ndcg, 5),
+               "samples_per_s": round(samples / train_s), "epoch_s": round(train_s, 3)}
+        state["history"].append(row)
+        if hr > state["best_hr"]:
+            state.update(best_hr=hr, best_epoch=epoch, bad_epochs=0, best_state=copy.deepcopy(net.state_dict()))
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        eta = elapsed / (epoch - first) * (settings.epochs - epoch)
+        log.info("epoch %d/%d %s: loss %.4f, val HR@%d %.4f NDCG@%d %.4f, %.0f samples/s, elapsed %.0fs, ETA <= %.0fs%s",
+                 epoch, settings.epochs, model, loss, k, hr, k, ndcg, samples / train_s, elapsed, eta,
+                 " (best)" if state["best_epoch"] == epoch else "")
+        if on_epoch is not None:
+            on_epoch(row, state)
+    return state
+
+
+def best_ndcg(state: dict, k: int) -> float:
+    hist = [h for h in state["history"] if h["epoch"] == state["best_epoch"]]
+    return hist[0][f"val_ndcg@{k}"] if hist else state["init_ndcg"]

@@ -1,0 +1,48 @@
+"""The tuned profile: settings an ``ncf_tune`` study chose on validation, picked up by nightly runs.
+
+``tuning/profile.json`` is the current version (each study also keeps its own copy under
+``tuning/studies/<study>/profile.json``, so earlier versions stay readable). A run uses it when the setting
+``tuned_profile`` is on (default) and it exists. Precedence: defaults < ``NCF_*`` environment < profile <
+explicit overrides (trigger params that differ from the deployment's value, ``--set``). ``build`` resolves it
+once and records it in the run's manifest (``Manifest.profile``); every later stage applies the recorded
+values, so a profile written during a run does not change that run half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+from ncf_tasks import layout
+from ncf_tasks.config import Settings
+from ncf_tasks.errors import DataError
+from ncf_tasks.storage import Storage
+
+log = logging.getLogger(__name__)
+
+# What a study searches and a profile may set (ncf_tasks/tune.py's space); anything else in a profile is refused
+TUNABLE = ("factors", "lr", "neumf_lr", "l2", "train_negatives", "alpha", "dropout")
+
+
+def current(storage: Storage) -> dict | None:
+    return storage.get_json(layout.tuned_profile(), default=None)
+
+
+def resolve(settings: Settings, storage: Storage, explicit: Iterable[str] = ()) -> tuple[Settings, dict | None]:
+    """(settings with the profile applied, the record for the manifest) — or (settings, None) without one."""
+    if not settings.tuned_profile:
+        return settings, None
+    prof = current(storage)
+    if prof is None:
+        return settings, None
+    values = prof.get("settings") or {}
+    unknown = sorted(set(values) - set(TUNABLE))
+    if unknown:
+        raise DataError(f"{storage.uri(layout.tuned_profile())}: settings {unknown} cannot be tuned; allowed: "
+                        f"{list(TUNABLE)}")
+    explicit = set(explicit)
+    applied = {k: v for k, v in values.items() if k not in explicit}
+    settings = settings.replace(**applied)  # typed and bounds-checked like any override
+    log.info("tuned profile %s applied: %s%s", prof.get("version"), applied,
+             f" (explicit, kept: {sorted(explicit & values.keys())})" if explicit & values.keys() else "")
+    return settings, {"version": prof.get("version"), "uri": storage.uri(layout.tuned_profile()), "applied": applied}
