@@ -25,7 +25,7 @@ import torch
 from ncf_tasks.artifacts import RunData
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import evaluate_model
-from ncf_tasks.models import embedding_tables
+from ncf_tasks.models import NeuMF, build_model, embedding_tables
 from ncf_tasks.sampling import PositiveSet, train_negatives
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,16 @@ def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings) -> tor
     if fine_tune and settings.neumf_optimizer == "sgd":
         return torch.optim.SGD(groups, lr=settings.neumf_lr, momentum=settings.sgd_momentum)
     return torch.optim.AdamW(groups, lr=settings.neumf_lr if fine_tune else settings.lr, fused=True)
+
+
+def new_model(kind: str, n_users: int, n_items: int, settings: Settings,
+              parts: tuple[torch.nn.Module, torch.nn.Module] | None = None) -> torch.nn.Module:
+    """The model a training starts from: NeuMF with pretraining fused from ``parts`` (trained GMF, MLP),
+    anything else freshly initialised. Used by ``train`` (parts loaded from the run) and ``tune`` (in memory)."""
+    if kind == "neumf" and settings.pretrain:
+        return NeuMF.from_pretrained(*parts, settings.alpha, settings.dropout)
+    return build_model(kind, n_users, n_items, settings.factors, settings.mlp_layers, settings.embedding_std,
+                       settings.dropout)
 
 
 AUTO_STEPS_PER_EPOCH = 256

@@ -20,8 +20,18 @@ from ncf_tasks.storage import Storage
 
 log = logging.getLogger(__name__)
 
-# What a study searches and a profile may set (ncf_tasks/tune.py's space); anything else in a profile is refused
-TUNABLE = ("factors", "lr", "neumf_lr", "l2", "train_negatives", "alpha", "dropout")
+# What a study searches (ncf_tasks/tune.py) and so what a profile may set; anything else is refused.
+# The search space: name -> (kind, low, high | choices). Bounds stay inside the settings' own bounds.
+SPACE: dict[str, tuple] = {
+    "factors": ("categorical", (16, 32, 64)),
+    "lr": ("log", 1e-3, 3e-2),
+    "neumf_lr": ("log", 1e-5, 1e-2),
+    "l2": ("log", 1e-6, 1e-1),
+    "train_negatives": ("int", 2, 8),
+    "alpha": ("float", 0.1, 0.9),
+    "dropout": ("float", 0.0, 0.5),
+}
+TUNABLE = tuple(SPACE)
 
 
 def current(storage: Storage) -> dict | None:

@@ -21,8 +21,7 @@ import torch
 from ncf_tasks.artifacts import MODELS, RunArtifacts, RunData, setup_torch
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import NoDataError
-from ncf_tasks.fitting import batch_size_for, best_ndcg, fit, initial_state, make_optimizer
-from ncf_tasks.models import NeuMF, build_model
+from ncf_tasks.fitting import batch_size_for, best_ndcg, fit, initial_state, make_optimizer, new_model
 from ncf_tasks.sampling import PositiveSet
 from ncf_tasks.storage import Storage
 
@@ -32,16 +31,14 @@ log = logging.getLogger(__name__)
 def init_model(kind: str, data: RunData, settings: Settings, run: RunArtifacts) -> torch.nn.Module:
     """A fresh model; NeuMF with pretraining is fused from this run's trained GMF and MLP (which must
     have been trained on the current training set: ``RunArtifacts.load_model`` refuses stale ones)."""
+    parts = None
     if kind == "neumf" and settings.pretrain:
         for sub in ("gmf", "mlp"):
             if not run.has_model(sub):
                 raise NoDataError(f"NeuMF with pretraining needs {run.uri(run.model(sub))}: train {sub} for run "
                                   f"{run.run_id} first, or set pretrain=false")
-        gmf, _ = run.load_model("gmf")
-        mlp, _ = run.load_model("mlp")
-        return NeuMF.from_pretrained(gmf, mlp, settings.alpha, settings.dropout)
-    return build_model(kind, data.n_users, data.n_items, settings.factors, settings.mlp_layers, settings.embedding_std,
-                       settings.dropout)
+        parts = (run.load_model("gmf")[0], run.load_model("mlp")[0])
+    return new_model(kind, data.n_users, data.n_items, settings, parts)
 
 
 def run_train(settings: Settings, *, run_id: str, model: str) -> dict:

@@ -31,6 +31,7 @@ from ncf_tasks import layout
 from ncf_tasks.artifacts import RunArtifacts, setup_torch
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError, NoDataError
+from ncf_tasks.profile import SPACE
 from ncf_tasks.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -38,16 +39,6 @@ log = logging.getLogger(__name__)
 STAGES = ("gmf", "mlp", "neumf")
 STEP = 1000  # reported step = stage index * STEP + epoch
 
-# The search space: name -> (kind, low, high | choices). Bounds stay inside the settings' own bounds.
-SPACE: dict[str, tuple] = {
-    "factors": ("categorical", (16, 32, 64)),
-    "lr": ("log", 1e-3, 3e-2),
-    "neumf_lr": ("log", 1e-5, 1e-2),
-    "l2": ("log", 1e-6, 1e-1),
-    "train_negatives": ("int", 2, 8),
-    "alpha": ("float", 0.1, 0.9),
-    "dropout": ("float", 0.0, 0.5),
-}
 
 
 def _suggest(trial, name: str) -> Any:
@@ -110,8 +101,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
-        from ncf_tasks.models import NeuMF, build_model
-        from ncf_tasks.fitting import fit, initial_state, make_optimizer
+        from ncf_tasks.fitting import fit, initial_state, make_optimizer, new_model
 
         params = {name: _suggest(trial, name) for name in SPACE}
         s = self.settings.replace(**params)
@@ -120,11 +110,8 @@ class Objective:
         epochs = 0
         for stage, kind in enumerate(STAGES):
             self.torch.manual_seed(s.seed)
-            if kind == "neumf" and s.pretrain:
-                net = NeuMF.from_pretrained(best["gmf"], best["mlp"], s.alpha, s.dropout).to(self.device)
-            else:
-                net = build_model(kind, self.data.n_users, self.data.n_items, s.factors, s.mlp_layers,
-                                  s.embedding_std, s.dropout).to(self.device)
+            parts = (best["gmf"], best["mlp"]) if kind == "neumf" else None
+            net = new_model(kind, self.data.n_users, self.data.n_items, s, parts).to(self.device)
             opt = make_optimizer(kind, net, s)
             state = initial_state(net, self.data, k, kind)
 
@@ -174,8 +161,8 @@ def run_tune(settings: Settings, *, run_id: str, study: str, trials: int, timeou
         st.enqueue_trial(_defaults(settings))  # trial 0: today's settings
 
     def save(study_, trial) -> None:
-        storage.put_json(folder + "trials.json", [_frozen_to_json(t) for t in study_.trials if t.state.is_finished()])
         done = [t for t in study_.trials if t.state.is_finished()]
+        storage.put_json(folder + "trials.json", [_frozen_to_json(t) for t in done])
         best = study_.best_value if any(t.state.name == "COMPLETE" for t in done) else float("nan")
         elapsed = time.perf_counter() - t0
         log.info("trial %d %s: value %s, %s epochs, %.0fs | %d/%d trials, best val HR %.4f, elapsed %.0fs of %.0fs",
