@@ -4,7 +4,8 @@
 Turns the day's raw interaction logs into a fresh NeuMF model and a published top-K table:
 
 `ingest` → `validate` → `build` → (`pretrain_gmf` ∥ `pretrain_mlp`) → `train_neumf` → `evaluate` →
-`gate` → `publish` (emits the `ncf_topk` Asset).
+`gate` → `shards` → `score_shard` (mapped over user ranges) → `publish` (commits the parts; emits the
+`ncf_topk` Asset).
 
 * Nightly at 02:00 UTC (`NCF_SCHEDULE`), processing the logs of the previous day (`NCF_DATE_LAG_DAYS`).
 * Trigger it by hand with the form to retrain now with other hyper-parameters, waive a soft validation
@@ -94,20 +95,45 @@ def ncf_retrain():
             "; ".join(decision["reasons"]), evaluated["report_uri"])
         return bool(decision["publish"])
 
-    @task(outlets=[TOPK_ASSET], queue=BASE.train_queue, execution_timeout=dt.timedelta(hours=1))
-    def publish(evaluated: dict) -> dict:
-        """Top-K table to `recs/topk/dt=D/`, then `models/production.json`, then `_latest.json` (last,
-        atomically). Emits the `ncf_topk` Asset with the pointer as event metadata."""
-        from ncf_tasks.publish import run_publish
+    @task(execution_timeout=dt.timedelta(minutes=5))
+    def shards(evaluated: dict) -> list[dict]:
+        """The user ranges `score_shard` maps over: `publish_shards` of them (one by default)."""
+        from ncf_tasks.publish import plan_shards
+
+        return plan_shards(run_settings(get_current_context()), run_id=evaluated["run_id"])
+
+    @task(queue=BASE.train_queue, execution_timeout=dt.timedelta(hours=1), map_index_template="{{ shard_label }}",
+          doc_md="Scores one user range against the whole catalogue and writes its part of the table "
+                 "(`recs/topk/dt=D/topk-<run>-part-i-of-n.parquet`). Nothing points to it yet; a re-run rewrites "
+                 "the same bytes. Mapped (a mapped task keeps no docstring): the shards run side by side on the "
+                 "train queue's workers.")
+    def score_shard(part: dict) -> dict:
+        from ncf_tasks.publish import score_shard as score
+
+        ctx = get_current_context()
+        ctx["shard_label"] = f"shard {part['shard'] + 1}/{part['shards']}: users {part['users'][0]}..{part['users'][1] - 1}"
+        settings = run_settings(ctx)
+        return score(settings, run_id=part["run_id"], date=data_date(ctx, settings), shard=part["shard"],
+                     shards=part["shards"])
+
+    @task(outlets=[TOPK_ASSET], execution_timeout=dt.timedelta(minutes=30))
+    def publish(evaluated: dict, parts: list[dict]) -> dict:
+        """Commits the shards' parts: `_latest.json` names every part (compare-and-swap, after all of them
+        exist), then `models/production.json`. Emits the `ncf_topk` Asset with the pointer as event
+        metadata. A failed shard never gets here: the previous table stays live. No scoring (no torch):
+        it runs on the default queue and leaves the GPU worker's slots to training."""
+        from ncf_tasks.publish import commit
 
         ctx = get_current_context()
         settings = run_settings(ctx)
-        pointer = run_publish(settings, run_id=evaluated["run_id"], date=data_date(ctx, settings))
+        pointer = commit(settings, run_id=evaluated["run_id"], date=data_date(ctx, settings), parts=list(parts))
         ctx["outlet_events"][TOPK_ASSET].extra = {k: v for k, v in pointer.items() if k != "removed"}
         return pointer
 
     evaluated = evaluate(neumf)
-    gate(evaluated) >> publish(evaluated)
+    plan = shards(evaluated)
+    gate(evaluated) >> plan
+    publish(evaluated, score_shard.expand(part=plan))
 
 
 ncf_retrain()

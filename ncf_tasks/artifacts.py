@@ -79,6 +79,8 @@ class Manifest:
     build_seconds: float | None = None
     # the tuned profile this run uses (profile.py): {"version", "uri", "applied": settings it set}; None = none
     profile: dict | None = None
+    # warm start (warm.py): {"from_run", "since"} when this run's models start from production's; None = cold
+    warm: dict | None = None
 
     def apply_profile(self, settings: Settings) -> Settings:
         """``settings`` with the profile values build recorded: every stage of a run uses the same ones, even
@@ -192,7 +194,7 @@ class RunArtifacts:
     def write_training_set(self, frames: dict[str, "pl.DataFrame"], report: dict, settings: Settings,
                            *, end_date: str = "", partitions: list[dict] | None = None,
                            skipped_unvalidated: list[str] | None = None, build_seconds: float | None = None,
-                           profile: dict | None = None) -> Manifest:
+                           profile: dict | None = None, warm: dict | None = None) -> Manifest:
         """The set's files, the resolved settings, then the manifest (last: a set without one does not exist)."""
         s = self.storage
         for role in TRAINING_FILES:
@@ -209,7 +211,7 @@ class RunArtifacts:
             train_negatives=settings.train_negatives, seed=settings.seed, end_date=end_date, files=files,
             partitions=list(partitions or []), skipped_unvalidated=list(skipped_unvalidated or []), report=report,
             built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), build_seconds=build_seconds,
-            profile=profile,
+            profile=profile, warm=warm,
         )
         s.put_json(self.key(self.MANIFEST), manifest.to_dict())
         self._manifest = manifest

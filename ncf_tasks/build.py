@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from ncf_tasks import layout, profile
+from ncf_tasks import layout, profile, warm
 from ncf_tasks.artifacts import TRAINING_FILES, Manifest, RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError, NoDataError
@@ -117,7 +117,8 @@ def build_training_set(events: "pl.DataFrame", settings: Settings) -> TrainingSe
                         f"the user never interacted with, and the catalogue has {n_items} items "
                         f"({excluded['test']} of {excluded['test'] + held['test'].height} users with a test item have "
                         "fewer); lower eval_negatives or widen window_days")
-    train = split.filter(pl.col("role") == "train").select("user_idx", "item_idx").sort("user_idx", "item_idx")
+    # event_ts: a warm-started training reads the recent window's rows (warm.py)
+    train = split.filter(pl.col("role") == "train").select("user_idx", "item_idx", "event_ts").sort("user_idx", "item_idx")
     counts = train.group_by("item_idx").len("train_count")
     items = items.join(counts, on="item_idx", how="left").with_columns(pl.col("train_count").fill_null(0)) \
         .sort("item_idx")
@@ -171,7 +172,7 @@ def run_build(settings: Settings, *, run_id: str, end_date: str, explicit: Itera
     ts = build_training_set(events, settings)
     manifest = write_training_set(storage, run_id, ts, settings, end_date=end_date, partitions=parts,
                                   skipped_unvalidated=unvalidated, build_seconds=round(time.perf_counter() - t0, 3),
-                                  profile=profile_record)
+                                  profile=profile_record, warm=warm.decide(storage, settings, end_date))
     secs = round(time.perf_counter() - t0, 3)
     log.info("built training set %s: %d users, %d items, %d train positives, sparsity %.4f (%.1fs)",
              run_id, ts.report["users"], ts.report["items"], ts.report["train_positives"], ts.report["sparsity"], secs)
@@ -183,9 +184,10 @@ def run_build(settings: Settings, *, run_id: str, end_date: str, explicit: Itera
 
 def write_training_set(storage: Storage, run_id: str, ts: TrainingSet, settings: Settings, *, end_date: str = "",
                        partitions: list[dict] | None = None, skipped_unvalidated: list[str] | None = None,
-                       build_seconds: float | None = None, profile: dict | None = None) -> Manifest:
+                       build_seconds: float | None = None, profile: dict | None = None,
+                       warm: dict | None = None) -> Manifest:
     """Write the set under ``runs/<run_id>/`` through ``RunArtifacts`` (files, settings, manifest last)."""
     frames = {role: getattr(ts, role) for role in TRAINING_FILES}
     return RunArtifacts(storage, run_id).write_training_set(
         frames, ts.report, settings, end_date=end_date, partitions=partitions, skipped_unvalidated=skipped_unvalidated,
-        build_seconds=build_seconds, profile=profile)
+        build_seconds=build_seconds, profile=profile, warm=warm)

@@ -102,6 +102,18 @@ class Settings:
     dropout: float = _f(0.0, "dropout after each MLP tower layer while training (MLP and NeuMF)", min=0.0, max=0.9)
     tuned_profile: bool = _f(True, "use the tuned profile tuning/profile.json (written by ncf_tune) when present; "
                                    "explicit params and --set still win")
+    warm_start: bool = _f(False, "initialise GMF, MLP and NeuMF from the model in production (embeddings carried over "
+                                 "through the id maps) and train warm_epochs on the last warm_window_days; cold (from "
+                                 "scratch, all history) when off, when nothing is published, and on cold_weekday")
+    warm_epochs: int = _f(4, "maximum epochs of a warm-started model (and never more than epochs; early stopping still "
+                             "applies)", min=1, max=1000)
+    warm_lr: float = _f(0.001, "Adam learning rate of GMF and MLP when warm-started (NeuMF uses neumf_lr)", min=0.0,
+                        max=10.0)
+    warm_window_days: int = _f(7, "a warm-started model trains on the train interactions of the last this many days "
+                                  "(every user keeps their recommendations: ids, splits and exclusions cover window_days)",
+                               min=1, max=3660)
+    cold_weekday: int = _f(6, "weekday of the data date (0 = Monday .. 6 = Sunday) on which a warm_start deployment "
+                              "retrains cold; -1 = never", min=-1, max=6)
     pretrain: bool = _f(True, "initialise NeuMF from pretrained GMF and MLP (the paper's best setting)")
     alpha: float = _f(0.5, "weight of GMF in the fused NeuMF output layer", min=0.0, max=1.0)
     neumf_optimizer: str = _f("adam", "optimiser of NeuMF fine-tuning: a fresh Adam at a small rate improved on the "
@@ -112,6 +124,8 @@ class Settings:
     embedding_std: float = _f(0.01, "standard deviation of the normal initialisation of embeddings", min=1e-6, max=1.0)
     device: str = _f("auto", "torch device: auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch; 0 = all cores", min=0, max=1024)
+    train_procs: int = _f(1, "data-parallel training processes per model (torch.distributed via torchrun: one per GPU "
+                             "with NCCL, CPU processes with gloo); 1 = one process", min=1, max=64)
     train_queue: str = _f("gpu", "Celery queue of the training tasks (LocalExecutor ignores it)")
 
     # --- scheduling and alerting (read by the DAG files at parse time) ----------------------------
@@ -125,6 +139,9 @@ class Settings:
     gate_tolerance: float = _f(0.01, "HR@K the new model may lose against production", min=0.0, max=1.0)
     force_publish: bool = _f(False, "publish even if the gate rejects the model (recorded)")
     publish_k: int = _f(100, "recommendations per user in the published table", min=1, max=10000)
+    publish_shards: int = _f(1, "score shards of publish: user ranges scored by parallel mapped tasks, each writing "
+                                "one part of the table (1 = one task; more for catalogues whose scoring outgrows a "
+                                "worker, see docs/SCALING.md)", min=1, max=1024)
     retention_days: int = _f(30, "published partitions older than this many days are deleted", min=1)
 
     def __post_init__(self) -> None:

@@ -130,7 +130,8 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     metrics["training"] = training
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     metrics_uri = run.write_metrics(metrics)
-    report_uri = run.write_report(render_report(metrics, histories, manifest.to_dict()))
+    warm_from = RunArtifacts(storage, manifest.warm["from_run"]).histories() if manifest.warm else None
+    report_uri = run.write_report(render_report(metrics, histories, manifest.to_dict(), warm_from))
     dashboard_uri = dashboard.rebuild(storage)
     table = " | ".join(f"{m} HR@{k} {v[f'hr@{k}']:.4f} NDCG@{k} {v[f'ndcg@{k}']:.4f}" for m, v in models.items())
     log.info("evaluation of %s: %s", run_id, table)

@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from ncf_tasks import distributed
 from ncf_tasks.artifacts import RunData
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import evaluate_model
@@ -31,9 +32,10 @@ from ncf_tasks.sampling import PositiveSet, train_negatives
 log = logging.getLogger(__name__)
 
 
-def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings) -> torch.optim.Optimizer:
+def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings, warm: bool = False) -> torch.optim.Optimizer:
     """Adam (decoupled weight decay ``dense_decay`` on the dense layers: AdamW) for pretraining; for NeuMF
-    fused from pretrained models, ``neumf_optimizer`` at ``neumf_lr``. Embeddings get no weight decay
+    fused from pretrained models (or carried from production's), ``neumf_optimizer`` at ``neumf_lr``; for GMF
+    and MLP carried from production's (``warm``), Adam at ``warm_lr``. Embeddings get no weight decay
     here: their L2 is the lazy penalty of ``train_epoch`` (``l2``)."""
     user_tables, item_tables = embedding_tables(model)
     emb_ids = {id(t.weight) for t in (*user_tables, *item_tables)}
@@ -42,7 +44,8 @@ def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings) -> tor
     fine_tune = kind == "neumf" and settings.pretrain
     if fine_tune and settings.neumf_optimizer == "sgd":
         return torch.optim.SGD(groups, lr=settings.neumf_lr, momentum=settings.sgd_momentum)
-    return torch.optim.AdamW(groups, lr=settings.neumf_lr if fine_tune else settings.lr, fused=True)
+    lr = settings.neumf_lr if fine_tune else settings.warm_lr if warm else settings.lr
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
 def new_model(kind: str, n_users: int, n_items: int, settings: Settings,
@@ -75,7 +78,7 @@ def batch_size_for(settings: Settings, positives: int) -> int:
 
 
 def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings, gen: torch.Generator,
-                device: torch.device) -> tuple[float, int]:
+                device: torch.device, rank: "distributed.Rank | None" = None) -> tuple[float, int]:
     """One epoch: a permutation of the positives, fresh negatives, index-slice batches.
 
     Returns (mean loss, samples). A batch is ``batch_size // (1 + K)`` shuffled positives, each with
@@ -83,13 +86,24 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
     pairs, at a fixed 1:K ratio in every batch, without permuting and gathering the K+1 times larger
     sample arrays (~1 s of a 5M-sample epoch on 2 cores), and the model computes each positive's user
     side once for its 1 + K items (``models``: users broadcast against items).
+
+    With ``rank`` (data-parallel training, ``distributed``): this rank's contiguous ``n // world`` of the
+    shared permutation, negatives from its own stream, ``1/world`` of the batch; ``model`` is the DDP
+    wrapper. Returns the global mean loss and sample count.
     """
     k = settings.train_negatives
     n = data.train_users.numel()
+    world = rank.world if rank else 1
     perm = torch.randperm(n, generator=gen, device=device)
+    if rank:
+        per = n // world
+        perm = perm[rank.rank * per:(rank.rank + 1) * per]
+        seed = int(torch.randint(1 << 62, (1,), generator=gen, device=device))
+        gen = torch.Generator(device=device).manual_seed(seed + rank.rank)  # this rank's negatives
     pu, pi = data.train_users[perm], data.train_items[perm]
     neg = train_negatives(pos, pu, k, gen)
-    step = max(1, batch_size_for(settings, n) // (1 + k))  # positives per batch
+    step = max(1, batch_size_for(settings, n) // (1 + k) // world)  # positives per batch (of this rank)
+    n = perm.numel()
     labels = torch.zeros((step, 1 + k), device=device)
     labels[:, 0] = 1.0
     loss_sum = torch.zeros((), device=device)  # accumulated on device: no host sync per step
@@ -108,7 +122,9 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
         loss.backward()
         opt.step()
         loss_sum += bce.detach() * items.numel()  # the log loss alone, comparable across l2 values
-    total = n * (1 + k)
+    total = n * (1 + k) * world
+    if rank:
+        distributed.all_sum(loss_sum)
     return float(loss_sum) / total, total
 
 
@@ -123,10 +139,12 @@ def initial_state(net: torch.nn.Module, data: RunData, k: int, model: str) -> di
 
 def fit(model: str, net: torch.nn.Module, opt: torch.optim.Optimizer, data: RunData, pos: PositiveSet,
         settings: Settings, device: torch.device, state: dict,
-        on_epoch: Callable[[dict, dict], None] | None = None) -> dict:
+        on_epoch: Callable[[dict, dict], None] | None = None, rank: "distributed.Rank | None" = None,
+        train_net: torch.nn.Module | None = None) -> dict:
     """Epochs until ``settings.epochs`` or ``patience`` epochs without a better validation HR; keeps the
     best epoch's weights in ``state``. ``on_epoch(row, state)`` runs after each epoch: run_train's
-    checkpoint, the tuner's pruning report (which may raise to stop the trial)."""
+    checkpoint, the tuner's pruning report (which may raise to stop the trial). Data-parallel: ``rank``,
+    and ``train_net`` the DDP wrapper of ``net`` that the training steps go through."""
     k = settings.eval_k
     t_start = time.perf_counter()
     first = state["epoch"]
@@ -134,7 +152,7 @@ def fit(model: str, net: torch.nn.Module, opt: torch.optim.Optimizer, data: RunD
         epoch = state["epoch"] + 1
         gen = torch.Generator(device=device).manual_seed(settings.seed * 100_003 + epoch)
         t = time.perf_counter()
-        loss, samples = train_epoch(net, opt, data, pos, settings, gen, device)
+        loss, samples = train_epoch(train_net or net, opt, data, pos, settings, gen, device, rank)
         train_s = time.perf_counter() - t
         hr, ndcg = evaluate_model(net, data.valid_users, data.valid_candidates, k)
         elapsed = time.perf_counter() - t_start

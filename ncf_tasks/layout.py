@@ -108,9 +108,13 @@ def topk_partition(date: dt.date | str) -> str:
     return f"{topk_root()}dt={day(date)}/"
 
 
-def topk_table(date: dt.date | str, run_id: str) -> str:
-    """One run's table for a day: a new key per run, so publishing never overwrites what a pointer names."""
-    return f"{topk_partition(date)}topk-{safe_run_id(run_id)}.parquet"
+def topk_table(date: dt.date | str, run_id: str, part: int = 0, parts: int = 1) -> str:
+    """One run's table for a day, or part ``part`` of ``parts`` of it (a sharded publish): a new key per run,
+    so publishing never overwrites what a pointer names; the part count is in the name, so re-publishing a
+    run with another shard count never mixes parts of the two."""
+    if parts == 1:
+        return f"{topk_partition(date)}topk-{safe_run_id(run_id)}.parquet"
+    return f"{topk_partition(date)}topk-{safe_run_id(run_id)}-part-{part:05d}-of-{parts:05d}.parquet"
 
 
 def latest_pointer() -> str:

@@ -1,24 +1,27 @@
 """Publish a run's top-K table, then — only then — the production record and the ``_latest.json`` pointer.
 
 Scoring: every user against every item (``scoring.top_k``), items the user interacted with (train,
-validation and test) excluded, indices mapped back to the string ids. The table is one Parquet
-object, ``layout.topk_table(D, run)`` (schema in DESIGN.md), written before anything points to it.
-Its ``generated_at`` is when the published model was trained (saved in the model artifact), so
-re-running evaluate or publish for a run writes byte-identical tables.
+validation and test) excluded, indices mapped back to the string ids. The table is written in
+``publish_shards`` parts, one per contiguous user range (``shard_bounds``): ``score_shard`` writes part
+``i`` of ``n`` to ``layout.topk_table(D, run, i, n)`` (one part: ``topk-<run>.parquet``; schema in
+DESIGN.md), and ``commit`` then makes them visible together. In the DAG the shards are mapped tasks
+(``.expand()``) that run side by side on the train queue's workers; ``run_publish`` (CLI, tests) runs
+them in turn in one process. Each part's ``generated_at`` is when the published model was trained (saved
+in the model artifact), so re-running evaluate, a shard or the whole publish writes byte-identical parts.
 
 Order of visibility (a crash anywhere leaves the previous pointer and its table valid):
-  1. the table object (a new key per run, never overwriting what a pointer names);
-  2. ``recs/topk/_latest.json``, by a conditional write (compare-and-swap on the version read before
-     the table was written): of two publishers racing for the pointer exactly one wins; the loser
-     gets ``ConflictError`` (exit code 8, not retried), deletes its own table and leaves nothing
-     named by the pointer;
+  1. the parts (new keys per run and shard count, never overwriting what a pointer names); ``commit``
+     refuses an incomplete or missing set, so a failed shard never gets a pointer;
+  2. ``recs/topk/_latest.json``, by a conditional write (compare-and-swap on the version ``commit`` read):
+     of two publishers racing for the pointer exactly one wins; the loser gets ``ConflictError`` (exit
+     code 8, not retried), deletes its own parts and leaves nothing named by the pointer;
   3. ``models/production.json``, the record of what is served (the pointer is the authority:
      ``evaluate`` takes production from the pointer, so a crash between 2 and 3 cannot make the gate
      compare with a model that is not served);
-  4. clean-up of what nothing points to: the table this pointer replaced (same date), tables of the
+  4. clean-up of what nothing points to: the parts this pointer replaced (same date), objects of the
      date that no pointer names and that are older than ``ORPHAN_GRACE`` (crashed publishers; the
-     grace keeps an in-flight publisher's table), and partitions older than ``retention_days``
-     before the published date or today, whichever is earlier. Never the table the pointer names.
+     grace keeps an in-flight publisher's parts), and partitions older than ``retention_days``
+     before the published date or today, whichever is earlier. Never a part the pointer names.
 Re-publishing the same run writes the same keys with the same content.
 """
 
@@ -28,15 +31,18 @@ import datetime as dt
 import logging
 import time
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ncf_tasks import dashboard, layout
 from ncf_tasks.artifacts import PUBLISHED_MODEL, RunArtifacts, RunData, setup_torch
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import ConfigError, ConflictError, GateRejected
-from ncf_tasks.scoring import top_k as score_top_k
+from ncf_tasks.errors import ConfigError, ConflictError, DataError, GateRejected
 from ncf_tasks.storage import Storage
+
+if TYPE_CHECKING:  # torch is imported where scoring needs it: ``commit`` (a task of its own) runs without it
+    import torch
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -45,12 +51,19 @@ MAX_DAYS_AHEAD = 1  # a partition date later than tomorrow (UTC) is an operator'
 TOPK_COLUMNS = ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"]
 
 
-def top_k(net: torch.nn.Module, data: RunData, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user_idx, item_idx, score) rows of every user's top-k unseen items, ranked, as numpy arrays."""
-    users = torch.arange(data.n_users, device=data.train_users.device)
-    out_i, out_s = score_top_k(net, users, data.n_items, k, exclude=data.all_positives())
+def top_k(net: torch.nn.Module, data: RunData, k: int,
+          users: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user_idx, item_idx, score) rows of the top-k unseen items of every user (or of the users
+    ``lo <= user_idx < hi`` for ``users=(lo, hi)``: one shard), ranked, as numpy arrays."""
+    import torch
+
+    from ncf_tasks.scoring import top_k as score_top_k
+
+    lo, hi = users or (0, data.n_users)
+    idx = torch.arange(lo, hi, device=data.train_users.device)
+    out_i, out_s = score_top_k(net, idx, data.n_items, k, exclude=data.all_positives())
     k = out_i.shape[1]
-    u = np.repeat(np.arange(data.n_users, dtype=np.int32), k)
+    u = np.repeat(np.arange(lo, hi, dtype=np.int32), k)
     i, s = out_i.numpy().reshape(-1), out_s.numpy().reshape(-1)
     keep = np.isfinite(s)  # users with fewer than k unseen items get shorter lists
     return u[keep], i[keep], s[keep]
@@ -72,61 +85,141 @@ def topk_table(data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, k: 
     ).select(TOPK_COLUMNS)
 
 
-def run_publish(settings: Settings, *, run_id: str, date: str, now: dt.datetime | None = None) -> dict:
-    """Stage: write the table, then swap the pointer, then the production record; returns the pointer."""
-    t0 = time.perf_counter()
+def shard_bounds(n_users: int, shards: int) -> list[tuple[int, int]]:
+    """``shards`` contiguous user-index ranges of near-equal size (fewer when there are fewer users)."""
+    edges = np.linspace(0, n_users, min(shards, max(n_users, 1)) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _publishable(settings: Settings, run: RunArtifacts, date: str, now: dt.datetime) -> tuple[str, dict, bool]:
+    """(day, metrics, forced) of a run that may be published for ``date``; raises ConfigError for a date
+    too far ahead and GateRejected for a run the gate rejected (unless ``force_publish``)."""
     day = layout.day(date)
-    now = now or dt.datetime.now(dt.timezone.utc)
     if dt.date.fromisoformat(day) > now.date() + dt.timedelta(days=MAX_DAYS_AHEAD):
         raise ConfigError(f"publish date {day} lies after {now.date() + dt.timedelta(days=MAX_DAYS_AHEAD)}: a table "
                           "is published for the day of logs it was trained on (retention counts back from it)")
-    storage = Storage(settings)
-    run = RunArtifacts(storage, run_id)
     metrics = run.metrics()
     decision = metrics["gate"]
     if not decision["publish"] and not settings.force_publish:
-        raise GateRejected(f"run {run_id} was rejected by the gate ({'; '.join(decision['reasons'])}); "
+        raise GateRejected(f"run {run.run_id} was rejected by the gate ({'; '.join(decision['reasons'])}); "
                            "set force_publish=true to publish it anyway")
-    forced = decision.get("forced", False) or (settings.force_publish and not decision["passed"])
-    previous, version = storage.get_json_versioned(layout.latest_pointer())  # what is served now
-    device = setup_torch(settings)
-    data = run.load_data(device)
-    net, art = run.load_model(PUBLISHED_MODEL, device)
-    u, i, s = top_k(net, data, settings.publish_k)
-    generated_at = dt.datetime.fromisoformat(art.get("trained_at") or metrics["evaluated_at"])
-    table = topk_table(run.id_maps(), u, i, s, settings.publish_k, run_id, generated_at)
+    return day, metrics, decision.get("forced", False) or (settings.force_publish and not decision["passed"])
 
-    table_key = layout.topk_table(day, run_id)
-    storage.write_parquet(table, table_key)                       # 1. the table
+
+def plan_shards(settings: Settings, *, run_id: str) -> list[dict]:
+    """The shard list a sharded publish maps over: ``publish_shards`` user ranges of the run's users."""
+    run = RunArtifacts(Storage(settings), run_id)
+    bounds = shard_bounds(run.manifest().n_users, settings.publish_shards)
+    return [{"run_id": run_id, "shard": n, "shards": len(bounds), "users": [a, b]} for n, (a, b) in enumerate(bounds)]
+
+
+class _Scorer:
+    """A run's published model, data and id maps, loaded once and shared by the shards one process scores."""
+
+    def __init__(self, settings: Settings, run: RunArtifacts):
+        self.device = setup_torch(settings)
+        self.data = run.load_data(self.device)
+        self.net, art = run.load_model(PUBLISHED_MODEL, self.device)
+        self.generated_at = dt.datetime.fromisoformat(art.get("trained_at") or run.metrics()["evaluated_at"])
+        self.maps = run.id_maps()
+
+
+def score_shard(settings: Settings, *, run_id: str, date: str, shard: int, shards: int,
+                now: dt.datetime | None = None, scorer: _Scorer | None = None) -> dict:
+    """Stage (one mapped task of a sharded publish): score one user range, write its part of the table.
+
+    The part's key and content depend only on the run, the date and (shard, shards), so a re-run shard
+    rewrites the same bytes: idempotent. Nothing points to a part until ``commit``."""
+    t0 = time.perf_counter()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    storage = Storage(settings)
+    run = RunArtifacts(storage, run_id)
+    day, _, _ = _publishable(settings, run, date, now)
+    scorer = scorer or _Scorer(settings, run)
+    bounds = shard_bounds(scorer.data.n_users, shards)
+    if not 0 <= shard < len(bounds):
+        raise ConfigError(f"shard {shard} of {shards}: run {run_id} has {scorer.data.n_users} users, so shards "
+                          f"0..{len(bounds) - 1}")
+    lo, hi = bounds[shard]
+    u, i, s = top_k(scorer.net, scorer.data, settings.publish_k, users=(lo, hi))
+    table = topk_table(scorer.maps, u, i, s, settings.publish_k, run_id, scorer.generated_at)
+    key = layout.topk_table(day, run_id, shard, len(bounds))
+    storage.write_parquet(table, key)
+    secs = time.perf_counter() - t0
+    log.info("shard %d/%d: users %d..%d, %d rows to %s (%.1fs, %.0f users/s)", shard + 1, len(bounds), lo, hi - 1,
+             table.height, storage.uri(key), secs, (hi - lo) / max(secs, 1e-9))
+    return {"run_id": run_id, "shard": shard, "shards": len(bounds), "key": key, "rows": table.height,
+            "users": table["user_id"].n_unique(), "generated_at": scorer.generated_at.isoformat(),
+            "seconds": round(secs, 1)}
+
+
+def run_publish(settings: Settings, *, run_id: str, date: str, now: dt.datetime | None = None) -> dict:
+    """Stage (one process: CLI, tests): every shard of ``plan_shards`` in turn, then ``commit``."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    run = RunArtifacts(Storage(settings), run_id)
+    _publishable(settings, run, date, now)  # refuse before loading anything
+    scorer = _Scorer(settings, run)
+    plan = plan_shards(settings, run_id=run_id)
+    parts = [score_shard(settings, run_id=run_id, date=date, shard=p["shard"], shards=p["shards"], now=now,
+                         scorer=scorer) for p in plan]
+    return commit(settings, run_id=run_id, date=date, parts=parts, now=now)
+
+
+def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now: dt.datetime | None = None) -> dict:
+    """Stage: after every shard wrote its part, swap the pointer to the parts, then the production record.
+
+    Refuses (DataError) parts that are missing, of another run, or not one complete set of shards: a
+    pointer never names an incomplete table."""
+    t0 = time.perf_counter()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    storage = Storage(settings)
+    run = RunArtifacts(storage, run_id)
+    day, metrics, forced = _publishable(settings, run, date, now)
+    parts = sorted(parts, key=lambda p: p["shard"])
+    shards = {p["shards"] for p in parts}
+    expected = [layout.topk_table(day, run_id, n, len(parts)) for n in range(len(parts))]
+    keys = [p["key"] for p in parts]
+    stamps = {p.get("generated_at") for p in parts}
+    if (not parts or shards != {len(parts)} or keys != expected or {p["run_id"] for p in parts} != {run_id}
+            or len(stamps) != 1):
+        raise DataError(f"publish of run {run_id} for {day}: the parts {[p.get('key') for p in parts][:8]} are not "
+                        f"one complete set of {len(parts)} shard(s) of this run and date")
+    missing = [k for k in keys if not storage.exists(k)]
+    if missing:
+        raise DataError(f"publish of run {run_id} for {day}: part(s) {missing[:4]} missing from the bucket; "
+                        "re-run their score shards")
+    previous, version = storage.get_json_versioned(layout.latest_pointer())  # what is served now
     k = metrics["k"]
     neumf = metrics["models"][PUBLISHED_MODEL]
     quality = {f"hr@{k}": neumf[f"hr@{k}"], f"ndcg@{k}": neumf[f"ndcg@{k}"]}
+    rows = sum(p["rows"] for p in parts)
     pointer = {
         "schema_version": SCHEMA_VERSION, "partition": day, "run_id": run_id,
-        "uri": storage.uri(table_key), "files": [table_key], "rows": table.height,
-        "users": int(table["user_id"].n_unique()), "k": settings.publish_k, "metrics": quality,
+        # one part: its URI; several: a glob of exactly this run's parts (what polars, DuckDB and Spark read)
+        "uri": storage.uri(keys[0]).replace("-part-00000-of-", "-part-*-of-"), "files": keys, "rows": rows,
+        "users": sum(p["users"] for p in parts), "k": settings.publish_k, "metrics": quality,
         "model": PUBLISHED_MODEL, "model_uri": run.uri(run.model(PUBLISHED_MODEL)),
-        "forced": forced, "created_at": generated_at.isoformat(), "columns": TOPK_COLUMNS,
+        "forced": forced, "created_at": stamps.pop(), "columns": TOPK_COLUMNS,
     }
     try:
         storage.put_json_if(layout.latest_pointer(), pointer, version)  # 2. the pointer: compare-and-swap
     except ConflictError:
         current, _ = storage.get_json_versioned(layout.latest_pointer())
-        if table_key not in (current or {}).get("files", []):
-            storage.delete([table_key])  # ours is named by nothing: leave nothing behind
+        storage.delete([key for key in keys if key not in (current or {}).get("files", [])])  # leave nothing behind
         winner = (current or {}).get("run_id")
         raise ConflictError(f"publish of run {run_id} for {day} lost the race for {storage.uri(layout.latest_pointer())}: "
                             f"run {winner} replaced it after this publish read it; {winner}'s table stays served and "
                             "nothing of this publish is visible") from None
     record_production(storage)                                    # 3. the record of what is served
-    superseded = [f for f in (previous or {}).get("files", []) if f != table_key]
-    removed = cleanup(storage, day, table_key, superseded, settings.retention_days, now)  # 4. unreferenced only
-    run.write_publication({"partition": day, "table": table_key, "rows": table.height, "forced": forced,
-                           "seconds": round(time.perf_counter() - t0, 1)})
+    superseded = [f for f in (previous or {}).get("files", []) if f not in keys]
+    removed = cleanup(storage, day, set(keys), superseded, settings.retention_days, now)  # 4. unreferenced only
+    run.write_publication({"partition": day, "table": pointer["uri"], "files": keys, "rows": rows, "forced": forced,
+                           # task time: the shards' scoring (summed, though mapped shards run side by side) and this
+                           "seconds": round(sum(p.get("seconds", 0) for p in parts) + time.perf_counter() - t0, 1)})
     dashboard.rebuild(storage)
-    log.info("published %d rows (%d users, top-%d) of run %s to %s%s; pointer %s; %d old object(s) removed (%.1fs)",
-             table.height, pointer["users"], settings.publish_k, run_id, pointer["uri"],
-             " (FORCED)" if forced else "", storage.uri(layout.latest_pointer()), removed, time.perf_counter() - t0)
+    log.info("published %d rows (%d users, top-%d, %d part(s)) of run %s to %s%s; pointer %s; %d old object(s) removed",
+             rows, pointer["users"], settings.publish_k, len(keys), run_id, pointer["uri"], " (FORCED)" if forced else "",
+             storage.uri(layout.latest_pointer()), removed)
     return {**pointer, "pointer_uri": storage.uri(layout.latest_pointer()), "removed": removed}
 
 
@@ -148,17 +241,17 @@ def record_production(storage: Storage, attempts: int = 20) -> dict:
     return record
 
 
-def cleanup(storage: Storage, day: str, live_key: str, superseded: list[str], retention_days: int,
+def cleanup(storage: Storage, day: str, live: set[str], superseded: list[str], retention_days: int,
             now: dt.datetime) -> int:
     """Delete tables nothing points to: those the new pointer replaced, same-day orphans older than
-    ``ORPHAN_GRACE``, and partitions past retention. Never ``live_key``."""
+    ``ORPHAN_GRACE`` (parts of a crashed publish), and partitions past retention. Never the ``live`` parts."""
     cutoff = min(dt.date.fromisoformat(day), now.date()) - dt.timedelta(days=retention_days)
     doomed = set(superseded)
     for o in storage.list(layout.topk_root()):
         d = layout.date_of_partition(o["key"])
-        if o["key"] == live_key or d is None:
+        if o["key"] in live or d is None:
             continue
         if dt.date.fromisoformat(d) < cutoff or (d == day and now - o["modified"] > ORPHAN_GRACE):
             doomed.add(o["key"])
-    doomed.discard(live_key)
+    doomed -= live
     return storage.delete(sorted(doomed))

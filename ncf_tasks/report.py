@@ -37,7 +37,7 @@ def training_summary(histories: dict[str, dict | None], k: int) -> dict[str, dic
         best, best_ndcg = ((best_row[f"val_hr@{k}"], best_row[f"val_ndcg@{k}"]) if best_row else (start, start_ndcg))
         out[name] = {"epochs_run": len(epochs), "best_epoch": h.get("best_epoch"), "stop_reason": h.get("stop_reason", "–"),
                      "start_val_hr": start, "start_val_ndcg": start_ndcg, "best_val_hr": best,
-                     "best_val_ndcg": best_ndcg, "fused": bool(init.get("fused")), "seconds": h.get("seconds")}
+                     "best_val_ndcg": best_ndcg, "fused": bool(init.get("fused")), "warm": init.get("warm"), "seconds": h.get("seconds")}
     return out
 
 
@@ -53,7 +53,25 @@ def _data_rows(manifest: dict, data: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def render_report(metrics: dict, histories: dict[str, dict | None], manifest: dict) -> str:
+def time_curve(histories: dict[str, dict | None], k: int) -> list[tuple[float, float]]:
+    """NeuMF's validation HR@k by cumulative training seconds of the run (GMF, MLP, then NeuMF's epochs;
+    the first point is NeuMF's start): how fast a run gets where it ends."""
+    t, curve = 0.0, []
+    for name in ("gmf", "mlp", "neumf"):
+        h = histories.get(name) or {}
+        if name == "neumf" and h:
+            curve.append((round(t, 2), (h.get("init") or {}).get(f"val_hr@{k}")))
+        for e in h.get("epochs", []):
+            t += e.get("epoch_s", 0.0)
+            if name == "neumf":
+                curve.append((round(t, 2), e[f"val_hr@{k}"]))
+    return [(x, y) for x, y in curve if y is not None]
+
+
+def render_report(metrics: dict, histories: dict[str, dict | None], manifest: dict,
+                  warm_from: dict[str, dict | None] | None = None) -> str:
+    """The run's page; ``warm_from``: the histories of the run a warm start began from, whose curve by
+    training time is drawn next to this run's."""
     from ncf_tasks import layout
     from ncf_tasks.errors import ConfigError
     from ncf_tasks.plots import line_chart
@@ -80,4 +98,9 @@ def render_report(metrics: dict, histories: dict[str, dict | None], manifest: di
                   fc=metrics["full_catalog"], training=training, manifest=manifest, links=links,
                   data_rows=_data_rows(manifest, metrics.get("data", {})),
                   plots={"loss": line_chart(loss, "training loss per epoch", "log loss", "epoch"),
-                         "hr": line_chart(hr, f"validation HR@{k} per epoch", f"HR@{k}", "epoch", marks=marks)})
+                         "hr": line_chart(hr, f"validation HR@{k} per epoch", f"HR@{k}", "epoch", marks=marks),
+                         "warm": line_chart({f"this run (warm from {manifest['warm']['from_run']})": time_curve(histories, k),
+                                             "the run it started from": time_curve(warm_from, k)},
+                                            f"NeuMF validation HR@{k} by training time", f"HR@{k}",
+                                            "seconds of training (GMF + MLP + NeuMF)")
+                                 if warm_from and manifest.get("warm") else ""})

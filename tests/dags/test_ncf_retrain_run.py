@@ -83,16 +83,19 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
 
     with create_session() as session:  # new DAGs start paused; an operator unpauses the consumer
         session.query(DagModel).filter(DagModel.dag_id == "ncf_topk_consumer").update({"is_paused": False})
-    conf = {"epochs": 2, "batch_size": 1024, "publish_k": 7, "gate_min_lift": -1.0}
+    conf = {"epochs": 2, "batch_size": 1024, "publish_k": 7, "gate_min_lift": -1.0, "publish_shards": 2}
     dr = bag.get_dag("ncf_retrain").test(logical_date=LOGICAL, run_conf=conf)
     st = states(dr)
     assert dr.state == "success" and set(st.values()) == {"success"}, st
-    assert len(st) == 9
+    assert len(st) == 11
+    shards = sorted(ti.map_index for ti in dr.get_task_instances() if ti.task_id == "score_shard")
+    assert shards == [0, 1]  # the mapped score shards, one task instance each
 
     from ncf_tasks.reader import latest_pointer, load_latest
 
     pointer = latest_pointer(storage.settings)
     assert pointer["k"] == 7 and pointer["partition"] == DAY and load_latest(storage.settings).collect()["rank"].max() == 7
+    assert len(pointer["files"]) == 2 and load_latest(storage.settings).collect().height == pointer["rows"]
     with create_session() as session:
         asset = session.query(AssetModel).filter(AssetModel.name == "ncf_topk").one()
         events = session.query(AssetEvent).filter(AssetEvent.asset_id == asset.id).all()
@@ -101,6 +104,17 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
         assert "ncf_topk_consumer" in {q.target_dag_id for q in queued}
     consumer = bag.get_dag("ncf_topk_consumer").test()
     assert consumer.state == "success"
+
+    # a second run with the form's "warm start" ticked starts from the model this run published
+    warm_conf = {**conf, "warm_start": True, "data_date": DAY, "publish_shards": 1, "gate_tolerance": 1.0}
+    dr2 = bag.get_dag("ncf_retrain").test(logical_date=LOGICAL + dt.timedelta(hours=1), run_conf=warm_conf)
+    assert dr2.state == "success", states(dr2)
+    from ncf_tasks.artifacts import RunArtifacts
+
+    run2 = RunArtifacts(storage, dr2.run_id)
+    assert run2.manifest().warm == {"from_run": pointer["run_id"], "since": "2026-11-20"}
+    assert storage.get_json(run2.key(run2.history("neumf")))["init"]["warm"]["from_run"] == pointer["run_id"]
+    assert latest_pointer(storage.settings)["files"] == [layout.topk_table(DAY, dr2.run_id)]
 
 
 def test_backfill_of_three_days_ingests_each_once_and_reruns_add_nothing(dag_env, storage):

@@ -13,11 +13,11 @@ from conftest import ROOT
 from faulty_s3 import FaultyS3
 from ncf_tasks import layout
 from ncf_tasks.build import build_training_set, write_training_set
-from ncf_tasks.errors import ConfigError, GateRejected, StorageError
+from ncf_tasks.errors import ConfigError, DataError, GateRejected, StorageError
 from ncf_tasks.evaluate import id_translation, run_evaluate
 from ncf_tasks.gate import decide
 from ncf_tasks.generate import SyntheticSpec, synthesize
-from ncf_tasks.publish import run_publish
+from ncf_tasks.publish import commit, plan_shards, run_publish, score_shard
 from ncf_tasks.reader import check_latest, latest_pointer, load_latest
 from ncf_tasks.train import run_train
 
@@ -60,6 +60,52 @@ def test_republish_is_idempotent(storage):
     b = run_publish(s, run_id="r1", date="2026-11-26")
     assert {k: v for k, v in a.items() if k != "removed"} == {k: v for k, v in b.items() if k != "removed"}
     assert {o["key"]: o["etag"] for o in storage.list("recs/")} == objs
+
+
+def test_sharded_publish_equals_the_single_table_and_a_rerun_shard_is_idempotent(storage):
+    """Three shards (as the DAG's mapped tasks run them: plan, each shard alone, commit) publish exactly
+    the rows of one task; re-running a shard rewrites the same bytes; going back to one shard removes
+    the parts the new pointer replaced."""
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    single = run_publish(s, run_id="r1", date="2026-11-25")
+    whole = load_latest(s).collect().sort("user_id", "rank")
+    s3 = s.replace(publish_shards=3)
+    plan = plan_shards(s3, run_id="r1")
+    assert [p["shard"] for p in plan] == [0, 1, 2] and plan[0]["users"][0] == 0
+    assert all(a["users"][1] == b["users"][0] for a, b in zip(plan, plan[1:]))  # contiguous user ranges
+    parts = [score_shard(s3, run_id="r1", date="2026-11-26", shard=p["shard"], shards=3) for p in plan]
+    etags = {o["key"]: o["etag"] for o in storage.list(layout.topk_partition("2026-11-26"))}
+    again = score_shard(s3, run_id="r1", date="2026-11-26", shard=1, shards=3)  # a cleared, re-run shard
+    assert again["key"] == parts[1]["key"] and storage.list(again["key"])[0]["etag"] == etags[again["key"]]
+    pointer = commit(s3, run_id="r1", date="2026-11-26", parts=[parts[2], parts[0], again])
+    assert pointer["files"] == [layout.topk_table("2026-11-26", "r1", n, 3) for n in range(3)]
+    assert pointer["uri"].endswith("topk-r1-part-*-of-00003.parquet")
+    assert pointer["rows"] == single["rows"] and pointer["users"] == single["users"]
+    assert load_latest(s).collect().sort("user_id", "rank").equals(whole)
+    assert check_latest(s)["rows"] == single["rows"]
+    run_publish(s, run_id="r1", date="2026-11-26")  # one shard again: the three parts are superseded
+    assert storage.list_keys(layout.topk_partition("2026-11-26")) == [layout.topk_table("2026-11-26", "r1")]
+
+
+def test_a_failed_shard_leaves_the_previous_table_live(storage):
+    """A shard that never wrote its part (failed, or its task never ran): commit refuses, naming what is
+    missing; the pointer, the table it names and the production record stay as they were."""
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    run_publish(s, run_id="r1", date="2026-11-25")
+    before = latest_pointer(s)
+    make_run(storage, "r2", seed=5)
+    run_evaluate(s, run_id="r2")
+    s3 = s.replace(publish_shards=3)
+    parts = [score_shard(s3, run_id="r2", date="2026-11-26", shard=n, shards=3) for n in range(3)]
+    with pytest.raises(DataError, match="not one complete set of 2 shard"):
+        commit(s3, run_id="r2", date="2026-11-26", parts=[parts[0], parts[2]])
+    storage.delete([parts[1]["key"]])  # the part vanished after its task reported it
+    with pytest.raises(DataError, match=r"part-00001-of-00003.parquet'\] missing from the bucket; re-run"):
+        commit(s3, run_id="r2", date="2026-11-26", parts=parts)
+    assert latest_pointer(s) == before and storage.get_json(layout.production_pointer())["run_id"] == "r1"
+    assert load_latest(s).select(pl.len()).collect().item() == before["rows"]
 
 
 def test_crash_between_table_and_pointer_leaves_the_old_one_readable(storage, s3_server):

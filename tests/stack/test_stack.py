@@ -25,8 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PORT, PG_PORT, REDIS_PORT = 18080, 15433, 16390
 GPU_WAIT = 80  # seconds a training task may wait for the gpu worker (production: 6 h)
-TRAINING = ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "publish")
-SMALL = {"epochs": 2}
+TRAINING = ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "score_shard")
+SMALL = {"epochs": 2, "publish_shards": 2}  # the mapped score shards run on the gpu worker too
 
 
 class Stack:
@@ -148,7 +148,7 @@ def test_triggered_run_trains_on_the_gpu_worker_and_feeds_the_consumer(stack):
         if tis[task_id]["state"] == "skipped":  # publish, when the gate rejected
             continue
         assert tis[task_id]["queue"] == "gpu" and tis[task_id]["hostname"].startswith("gpu@"), tis[task_id]
-    for task_id in ("ingest", "validate", "build", "gate"):
+    for task_id in ("ingest", "validate", "build", "gate", "shards", "publish"):
         assert tis[task_id]["queue"] == "default" and tis[task_id]["hostname"].startswith("default@"), tis[task_id]
     # the gpu worker's two slots: GMF and MLP pretrain at the same time
     g, m = tis["pretrain_gmf"], tis["pretrain_mlp"]

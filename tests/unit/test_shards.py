@@ -1,0 +1,22 @@
+"""The user ranges of a sharded publish and the names of its parts."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ncf_tasks import layout
+from ncf_tasks.publish import shard_bounds
+
+
+@given(st.integers(0, 100_000), st.integers(1, 1024))
+def test_shards_cover_every_user_once_in_near_equal_ranges(users, shards):
+    bounds = shard_bounds(users, shards)
+    assert bounds[0][0] == 0 and bounds[-1][1] == users
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))  # contiguous, no overlap
+    assert len(bounds) == min(shards, max(users, 1))
+    sizes = [b - a for a, b in bounds]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_part_names_carry_the_shard_count():
+    assert layout.topk_table("2026-11-26", "r1") == "recs/topk/dt=2026-11-26/topk-r1.parquet"
+    assert layout.topk_table("2026-11-26", "r1", 2, 4) == "recs/topk/dt=2026-11-26/topk-r1-part-00002-of-00004.parquet"
