@@ -191,8 +191,11 @@ def data_date(context: dict, settings: Settings, lag_days: int | None = None) ->
 def ingest_and_validate(lag_days: int | None = None):
     """The task group both DAGs start with: ``ingest`` → ``validate`` of one day (task ids unprefixed).
 
-    No raw files: ``ingest`` skips, and so does everything downstream. A broken rule quarantines the
-    batch and fails ``validate`` at once (ValidationFailed is not retried; storage errors are).
+    No raw files: ``ingest`` skips, and so does everything downstream. A day whose raw files exceed
+    ``ingest_split_mb`` is ingested by mapped tasks instead of ``ingest`` itself: ``ingest_files`` over
+    groups of files, ``ingest_range`` over hour ranges, then ``ingest_commit`` (``ncf_tasks.ingest_mapped``);
+    for a small day those three are skipped. A broken rule quarantines the batch and fails ``validate``
+    at once (ValidationFailed is not retried; storage errors are).
     Returns the ``validate`` result (its ``date`` is the day that was processed).
     """
 
@@ -200,29 +203,73 @@ def ingest_and_validate(lag_days: int | None = None):
                 tooltip="raw logs of one day → lake partition → Great Expectations")
     def group():
         @task(execution_timeout=dt.timedelta(minutes=30))
-        def ingest() -> dict:
+        def ingest() -> list[dict]:
             """Raw files of the processed day → `lake/interactions/dt=D/` (typed, de-duplicated, replaced
-            on rerun). No raw files: the task and the run are skipped (not failed, not 'successful')."""
+            on rerun), in this task (returns []); or, for a day above `ingest_split_mb`, the list the mapped
+            tasks run (item i: file group i and hour range i). No raw files: the task and the run are
+            skipped (not failed, not 'successful')."""
             from airflow.sdk.exceptions import AirflowSkipException
 
             from ncf_tasks.ingest import run_ingest
+            from ncf_tasks.ingest_mapped import plan_ingest
 
             ctx = get_current_context()
             settings = run_settings(ctx)
-            result = run_ingest(settings, date=data_date(ctx, settings, lag_days))
-            if result["status"] == "no_data":
-                raise AirflowSkipException(f"no raw logs under {result['raw_uri']}: nothing to process")
-            return result
+            day = data_date(ctx, settings, lag_days)
+            plan = plan_ingest(settings, date=day)
+            if plan["status"] == "no_data":
+                raise AirflowSkipException(f"no raw logs under {plan['raw_uri']}: nothing to process")
+            if plan["status"] == "single":
+                log.info("ingest: %s", run_ingest(settings, date=day))
+            return plan["tasks"]
 
-        @task(execution_timeout=dt.timedelta(minutes=30))
-        def validate(ingested: dict) -> dict:
+        @task(execution_timeout=dt.timedelta(hours=1), map_index_template="{{ label }}",
+              doc_md="A big day's group of raw files: read, split by hour range, staged under `lake/staging/`.")
+        def ingest_files(part: dict) -> dict:
+            from ncf_tasks.ingest_mapped import stage_files
+
+            ctx = get_current_context()
+            ctx["label"] = f"file group {part['index'] + 1}/{part['n']}: {len(part['keys'])} file(s)"
+            return stage_files(run_settings(ctx), date=part["date"], group=part["index"], ranges=part["n"],
+                               keys=part["keys"])
+
+        @task(execution_timeout=dt.timedelta(hours=1), map_index_template="{{ label }}",
+              doc_md="One hour range of a big day: its staged pieces de-duplicated into one part of the partition.")
+        def ingest_range(part: dict) -> dict:
+            from ncf_tasks.ingest_mapped import merge_range
+
+            ctx = get_current_context()
+            ctx["label"] = f"hour range {part['index'] + 1}/{part['n']}"
+            return merge_range(run_settings(ctx), date=part["date"], rng=part["index"], ranges=part["n"],
+                               groups=part["n"])
+
+        @task(execution_timeout=dt.timedelta(minutes=10))
+        def ingest_commit(parts: list[dict]) -> dict:
+            """A big day's parts checked complete, the partition's other files and the staging removed,
+            the ingest manifest written."""
+            from ncf_tasks.ingest_mapped import commit_ingest
+
+            parts = list(parts)
+            return commit_ingest(run_settings(get_current_context()), date=parts[0]["date"], parts=parts)
+
+        # runs after `ingest` alone (small day: the mapped tasks are skipped) or after `ingest_commit`
+        @task(execution_timeout=dt.timedelta(minutes=30), trigger_rule="none_failed_min_one_success")
+        def validate() -> dict:
             """Great Expectations on the curated day. A failed rule quarantines the batch under
             `lake/quarantine/dt=D/` and fails this task at once. Data Docs for every validation:
             `reports/validation/dt=D/index.html`."""
             from ncf_tasks.validate import run_validate
 
-            return run_validate(run_settings(get_current_context()), date=ingested["date"])
+            ctx = get_current_context()
+            settings = run_settings(ctx)
+            return run_validate(settings, date=data_date(ctx, settings, lag_days))
 
-        return validate(ingest())
+        planned = ingest()
+        staged = ingest_files.expand(part=planned)
+        merged = ingest_range.expand(part=planned)
+        staged >> merged
+        validated = validate()
+        [planned, ingest_commit(merged)] >> validated
+        return validated
 
     return group()

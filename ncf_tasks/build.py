@@ -139,13 +139,16 @@ def validated_partitions(storage: Storage, end_date: str, window_days: int) -> t
     start = end - dt.timedelta(days=window_days - 1) if window_days else dt.date.min
     objects = {o["key"]: o for o in storage.list(layout.lake_root())}
     dates = sorted({layout.date_of_partition(k) for k in objects} - {None})
+    files: dict[str, list[dict]] = {}
+    for key, o in objects.items():
+        if layout.is_lake_part(key):  # one file, or the parts of a mapped ingest
+            files.setdefault(layout.date_of_partition(key), []).append(o)
     chosen, unvalidated = [], []
     for d in dates:
-        if not (start <= dt.date.fromisoformat(d) <= end) or layout.lake_file(d) not in objects:
+        if not (start <= dt.date.fromisoformat(d) <= end) or d not in files:
             continue
         if layout.validated_marker(d) in objects:
-            o = objects[layout.lake_file(d)]
-            chosen.append({"date": d, "key": o["key"], "etag": o["etag"], "size": o["size"]})
+            chosen += [{"date": d, "key": o["key"], "etag": o["etag"], "size": o["size"]} for o in files[d]]
         else:
             unvalidated.append(d)
     return chosen, unvalidated
@@ -168,7 +171,8 @@ def run_build(settings: Settings, *, run_id: str, end_date: str, explicit: Itera
         raise NoDataError(f"no validated partitions under {storage.uri(layout.lake_root())} up to {end_date}"
                           + (f" within {settings.window_days} days" if settings.window_days else ""))
     events = storage.read_parquet([p["key"] for p in parts], columns=["user_id", "item_id", "event_ts"])
-    log.info("read %d events from %d partitions (%s..%s)", events.height, len(parts), parts[0]["date"], parts[-1]["date"])
+    days = len({p["date"] for p in parts})  # a day ingested by mapped tasks has several files
+    log.info("read %d events from %d partitions (%s..%s)", events.height, days, parts[0]["date"], parts[-1]["date"])
     ts = build_training_set(events, settings)
     manifest = write_training_set(storage, run_id, ts, settings, end_date=end_date, partitions=parts,
                                   skipped_unvalidated=unvalidated, build_seconds=round(time.perf_counter() - t0, 3),
@@ -178,7 +182,7 @@ def run_build(settings: Settings, *, run_id: str, end_date: str, explicit: Itera
              run_id, ts.report["users"], ts.report["items"], ts.report["train_positives"], ts.report["sparsity"], secs)
     return {"run_id": run_id, "manifest_uri": RunArtifacts(storage, run_id).uri(RunArtifacts.MANIFEST),
             "digest": manifest.digest, "uris": {n: storage.uri(k) for n, k in manifest.files.items()},
-            "partitions": len(parts), "seconds": secs, "profile": profile_record and profile_record["version"],
+            "partitions": days, "seconds": secs, "profile": profile_record and profile_record["version"],
             **ts.report}
 
 

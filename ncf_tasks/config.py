@@ -57,6 +57,10 @@ class Settings:
     raw_value_col: str = _f("value", "optional raw column holding a numeric value (rating, watch time)")
     raw_ts_unit: str = _f("s", "unit of numeric epoch timestamps", choices=("s", "ms", "us"))
 
+    ingest_split_mb: int = _f(1024, "a day whose raw files exceed this many MB is ingested by mapped tasks (groups of "
+                                    "files, then hour ranges, each writing one part of the partition); smaller days by "
+                                    "one task, which is faster at that size (BENCHMARKS.md)", min=1)
+
     # --- dates ----------------------------------------------------------------------------------
     date_lag_days: int = _f(1, "the run keyed on logical date L processes the logs of L minus this many days", min=0, max=30)
 

@@ -71,13 +71,19 @@ def deduplicated_time_ranges(frames: "list[pl.DataFrame]",
     sample = pl.concat([f.get_column("event_ts").gather_every(stride) for f in frames]).drop_nulls().sort()
     edges = sample.gather([len(sample) * i // ranges for i in range(1, ranges)]).unique(maintain_order=True)
     bounds = [None, *edges, None]
-    ts = pl.col("event_ts")
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        keep = pl.lit(True)
-        if lo is not None:
-            keep = keep & (ts >= lo)
-        keep = keep & (ts < hi) if hi is not None else keep | ts.is_null()  # the last range takes null times
+        keep = in_time_range(lo, hi)
         yield drop_exact_duplicates(pl.concat([f.filter(keep) for f in frames], how="vertical", rechunk=False))
+
+
+def in_time_range(lo, hi) -> "pl.Expr":
+    """Rows with ``lo <= event_ts < hi`` (None: unbounded); the last range (``hi`` None) also takes null
+    times, so consecutive ranges from None to None hold every row exactly once."""
+    import polars as pl
+
+    ts = pl.col("event_ts")
+    keep = pl.lit(True) if lo is None else ts >= lo
+    return keep & (ts < hi) if hi is not None else keep | ts.is_null()
 
 
 def read_sources(storage: Storage, sources: list[dict], settings: Settings) -> "list[pl.DataFrame]":
@@ -95,12 +101,8 @@ def read_sources(storage: Storage, sources: list[dict], settings: Settings) -> "
         return list(pool.map(read, enumerate(sources, 1)))
 
 
-def run_ingest(settings: Settings, *, date: str) -> dict:
-    """Returns counts; ``status`` is 'ok', or 'no_data' when the date has no raw files at all."""
-
-    t0 = time.perf_counter()
-    day = layout.day(date)
-    storage = Storage(settings)
+def raw_sources(storage: Storage, day: str) -> list[dict]:
+    """The day's raw files (markers skipped); DataError naming the first file of a type no reader takes."""
     raw_prefix = layout.raw_partition(day)
     sources = [o for o in storage.list(raw_prefix) if not rawio.is_marker(o["key"])]
     unsupported = [o["key"] for o in sources if rawio.format_of(o["key"]) is None]
@@ -108,6 +110,17 @@ def run_ingest(settings: Settings, *, date: str) -> dict:
         raise DataError(f"{storage.uri(unsupported[0])}: unsupported file type ({len(unsupported)} such file(s) in "
                         f"{storage.uri(raw_prefix)}); expected {sorted(rawio.EXTENSIONS)}, optionally .gz, any letter "
                         "case. Convert or move them: a day is ingested whole or not at all")
+    return sources
+
+
+def run_ingest(settings: Settings, *, date: str) -> dict:
+    """Returns counts; ``status`` is 'ok', or 'no_data' when the date has no raw files at all."""
+
+    t0 = time.perf_counter()
+    day = layout.day(date)
+    storage = Storage(settings)
+    raw_prefix = layout.raw_partition(day)
+    sources = raw_sources(storage, day)
     base = {"date": day, "raw_uri": storage.uri(raw_prefix), "files": len(sources)}
     if not sources:
         log.warning("no raw files under %s: nothing to ingest for %s", storage.uri(raw_prefix), day)
@@ -121,8 +134,9 @@ def run_ingest(settings: Settings, *, date: str) -> dict:
 
     storage.delete([layout.validated_marker(day)])
     storage.abort_uploads(layout.lake_file(day))  # a crashed earlier try may have left parts behind
-    stale = [k for k in storage.list_keys(layout.lake_partition(day))
+    stale = [k for k in storage.list_keys(layout.lake_partition(day))  # an earlier ingest's parts included
              if k not in (layout.lake_file(day), layout.ingest_manifest(day))]
+    stale += storage.list_keys(layout.lake_staging(day))  # pieces of a failed mapped ingest of the day
     # each time range is encoded while the next is sorted, and uploaded while later ones are encoded
     rows, nbytes = write_parquet_parts(storage, deduplicated_time_ranges(frames), layout.lake_file(day), **LAKE_PARQUET)
     phases["dedupe_write"] = round(time.perf_counter() - t, 3)

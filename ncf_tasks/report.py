@@ -44,7 +44,8 @@ def training_summary(histories: dict[str, dict | None], k: int) -> dict[str, dic
 def _data_rows(manifest: dict, data: dict) -> list[tuple[str, str]]:
     rows = [("users × items", f"{manifest['n_users']:,} × {manifest['n_items']:,}"),
             ("train positives", f"{manifest['n_train']:,}"),
-            ("lake partitions", f"{len(manifest.get('partitions', []))} up to {manifest.get('end_date', '?')}")]
+            ("lake partitions", f"{len({p['date'] for p in manifest.get('partitions', [])})} up to "
+                                f"{manifest.get('end_date', '?')}")]
     for key, value in data.items():
         if isinstance(value, dict):
             rows += [(f"{key}: {k}", str(v)) for k, v in value.items()]

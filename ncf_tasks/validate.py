@@ -268,10 +268,11 @@ def run_validate(settings: Settings, *, date: str, now: dt.datetime | None = Non
     day = layout.day(date)
     now = now or dt.datetime.now(dt.timezone.utc)
     storage = Storage(settings)
-    if not storage.exists(layout.lake_file(day)):
+    files = [k for k in storage.list_keys(layout.lake_partition(day)) if layout.is_lake_part(k)]
+    if not files:
         raise NoDataError(f"no curated partition {storage.uri(layout.lake_file(day))}: run ingest for {day} first")
     manifest = storage.get_json(layout.ingest_manifest(day), default=None)
-    df = storage.read_parquet(layout.lake_file(day))
+    df = storage.read_parquet(files)  # one file, or the parts of a mapped ingest
     params, notes = suite_parameters(settings, day, now=now, manifest=manifest,
                                      history=history_counts(storage, day, settings.volume_history_days))
     with tempfile.TemporaryDirectory(prefix="gx-") as tmp:
@@ -295,7 +296,7 @@ def run_validate(settings: Settings, *, date: str, now: dt.datetime | None = Non
     }
     if blocking:
         _quarantine(storage, day, {**summary, "gx_result": gx_result})
-        msg = (f"validation of {storage.uri(layout.lake_file(day))} failed {len(blocking)} of {len(outcomes)} "
+        msg = (f"validation of {storage.uri(files[0] if len(files) == 1 else layout.lake_partition(day))} failed {len(blocking)} of {len(outcomes)} "
                f"expectations; the batch is quarantined under {storage.uri(layout.quarantine(day))} and "
                f"removed from the lake (Data Docs: {docs_uri}):\n  - " + "\n  - ".join(summary["failed"]))
         log.error(msg)
@@ -305,7 +306,7 @@ def run_validate(settings: Settings, *, date: str, now: dt.datetime | None = Non
     _resolve_quarantine(storage, day)
     log.info("validation of %s passed: %d rows, %d expectations, %d waived (%.1fs)", day, df.height,
              len(outcomes), len(waived), summary["seconds"])
-    return {**summary, "status": "passed", "uri": storage.uri(layout.lake_file(day))}
+    return {**summary, "status": "passed", "uri": storage.uri(files[0] if len(files) == 1 else layout.lake_partition(day))}
 
 
 def _quarantine(storage: Storage, day: str, result: dict) -> None:

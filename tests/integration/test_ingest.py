@@ -91,3 +91,58 @@ def test_gzip_bad_bytes(storage):
     storage.put_bytes(layout.raw_partition(DAY) + "x.csv.gz", gzip.compress(b"user_id,item_id,event_ts\n")[:10])
     with pytest.raises(DataError, match=r"x\.csv\.gz: not a valid gzip file"):
         run_ingest(storage.settings, date=DAY)
+
+
+def parts(storage, day=DAY):
+    keys = sorted(k for k in storage.list_keys(layout.lake_partition(day)) if layout.is_lake_part(k))
+    return keys, storage.read_parquet(keys)
+
+
+def test_mapped_ingest_equals_the_single_task_and_replaces_it(storage):
+    """Hour ranges over file groups: duplicates across files (same timestamp, other files), rows before and
+    after the day and without a time, three formats; the parts concatenated are the single task's file row
+    for row, each path replaces the other's files, and validate and build read the parts."""
+    from ncf_tasks.build import validated_partitions
+    from ncf_tasks.ingest_mapped import run_ingest_mapped
+    from ncf_tasks.validate import run_validate
+
+    day = events(24 * 60 // 2, day=DAY).with_columns(pl.col("event_ts") + pl.duration(minutes=pl.int_range(pl.len())))
+    early = events(3, day="2026-11-25").with_columns(pl.col("event_ts") + dt.timedelta(hours=23, minutes=30))
+    put(storage, "a.csv", pl.concat([early, day.slice(0, 300)]), "csv")
+    put(storage, "b.jsonl.gz", day.slice(300, 300), "jsonl", gz=True)
+    put(storage, "c.parquet", pl.concat([day.slice(600), day.slice(100, 40)]), "parquet")  # 40 re-sends of a.csv
+    single = run_ingest(storage.settings, date=DAY)
+    whole = lake(storage)
+    out = run_ingest_mapped(storage.settings, date=DAY, ranges=4)  # capped by the 3 files
+    keys, mapped = parts(storage)
+    assert keys == [layout.lake_part(DAY, r, 3) for r in range(3)] and mapped.equals(whole)
+    assert (out["rows_read"], out["rows_written"], out["duplicates_dropped"]) == \
+        (single["rows_read"], single["rows_written"], single["duplicates_dropped"]) == (763, 723, 40)
+    assert storage.list_keys(layout.lake_staging(DAY)) == []  # the staging is gone
+    assert storage.get_json(layout.ingest_manifest(DAY))["parts"] == keys
+    assert run_validate(storage.settings.replace(ts_tolerance_minutes=60), date=DAY)["rows"] == 723
+    assert [p["key"] for p in validated_partitions(storage, DAY, 0)[0]] == keys
+    run_ingest(storage.settings, date=DAY)  # the single path replaces the parts again
+    assert parts(storage)[0] == [layout.lake_file(DAY)] and lake(storage).equals(whole)
+
+
+def test_mapped_ingest_refuses_an_incomplete_day_and_keeps_it_unvalidated(storage):
+    from ncf_tasks.ingest_mapped import commit_ingest, merge_range, plan_ingest, stage_files
+
+    put(storage, "a.csv", events(100), "csv")
+    put(storage, "b.csv", events(100, 100), "csv")
+    storage.put_json(layout.validated_marker(DAY), {"ok": True})
+    put(storage, "c.csv", events(100, 200), "csv")
+    plan = plan_ingest(storage.settings, date=DAY, ranges=3)
+    assert plan["status"] == "mapped" and [len(t["keys"]) for t in plan["tasks"]] == [1, 1, 1]
+    assert not storage.exists(layout.validated_marker(DAY))  # the builder ignores the day until it is validated again
+    t = plan["tasks"]
+    for i in (0, 2):  # group 1 never ran
+        stage_files(storage.settings, date=DAY, group=i, ranges=3, keys=t[i]["keys"])
+    with pytest.raises(DataError, match=r"hour range 0: staged piece\(s\) .*group-00001.parquet.* missing"):
+        merge_range(storage.settings, date=DAY, rng=0, ranges=3, groups=3)
+    stage_files(storage.settings, date=DAY, group=1, ranges=3, keys=t[1]["keys"])
+    done = [merge_range(storage.settings, date=DAY, rng=r, ranges=3, groups=3) for r in (0, 2)]
+    with pytest.raises(DataError, match="not one complete set of 2 hour range"):
+        commit_ingest(storage.settings, date=DAY, parts=done)
+    assert not storage.exists(layout.ingest_manifest(DAY))
