@@ -27,7 +27,9 @@ from ncf_tasks.build import run_build
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.generate import SyntheticSpec, run_generate
 from ncf_tasks.movielens import run_load_movielens
+from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.publish import run_publish
+from ncf_tasks.report import time_curve
 from ncf_tasks.storage import Storage
 from ncf_tasks.train import run_train
 
@@ -37,16 +39,8 @@ MODELS = ("gmf", "mlp", "neumf")
 def train_run(settings, storage, run_id: str, day: str) -> dict:
     built = run_build(settings, run_id=run_id, end_date=day)
     out = {m: run_train(settings, run_id=run_id, model=m) for m in MODELS}
-    curve, t = [], 0.0
-    for m in MODELS:
-        h = storage.get_json(f"runs/{run_id}/{m}_history.json")
-        start = t
-        for e in h["epochs"]:
-            t += e["epoch_s"]
-            if m == "neumf":
-                curve.append((round(t, 1), e["val_hr@10"]))
-        if m == "neumf":
-            curve.insert(0, (round(start, 1), h["init"]["val_hr@10"]))
+    # the curve the run report draws
+    curve = [(round(t, 1), hr) for t, hr in time_curve(RunArtifacts(storage, run_id).histories(), 10)]
     n = out["neumf"]
     return {"hr": n["val_hr@10"], "ndcg": n["val_ndcg@10"], "train_s": sum(o["seconds"] for o in out.values()),
             "epochs": [out[m]["epochs"] for m in MODELS], "warm": bool(built and n.get("warm_from")), "curve": curve}

@@ -105,8 +105,9 @@ def launch(settings: Settings, *, run_id: str, model: str) -> dict:
     credentials included, so nothing is re-derived differently). On CPU, each rank gets
     ``cores // train_procs`` threads unless ``threads`` is set."""
     n = settings.train_procs
-    if settings.torch_device == "cpu" and not settings.threads:
-        settings = settings.replace(threads=max(1, (os.cpu_count() or 1) // n))
+    threads = settings.threads or max(1, (os.cpu_count() or 1) // n)  # each rank's share of the cores
+    if settings.torch_device == "cpu":
+        settings = settings.replace(threads=threads)
     with tempfile.TemporaryDirectory(prefix="ncf-ddp-") as tmp:
         cfg, out = Path(tmp) / "settings.json", Path(tmp) / "result.json"
         cfg.write_text(json.dumps(settings.to_dict(redact=False)))
@@ -116,8 +117,7 @@ def launch(settings: Settings, *, run_id: str, model: str) -> dict:
         log.info("%s: data-parallel training on %d %s process(es): %s", model, n, settings.torch_device,
                  " ".join(cmd[1:]))
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("NCF_")}, RESULT_ENV: str(out),
-               # torchrun would set 1 (with a banner): each rank's share of the cores
-               "OMP_NUM_THREADS": str(settings.threads or max(1, (os.cpu_count() or 1) // n))}
+               "OMP_NUM_THREADS": str(threads)}  # torchrun would set 1, with a banner
         code = subprocess.run(cmd, env=env).returncode
         if code != 0 or not out.exists():
             raise DistributedTrainingFailed(f"distributed training of {model} for run {run_id} on {n} processes "
