@@ -9,7 +9,8 @@ touches a run only through it, never through each other. What lives under a run:
 | ``train.parquet``, ``valid.parquet``, ``test.parquet`` | build | positives; held-out items with their sampled negatives |
 | ``config.json`` | build | the resolved settings of the build |
 | ``manifest.json`` | build (last) | ``Manifest``: sizes, files, partitions read, and the ``digest`` binding everything else |
-| ``<model>.pt``, ``<model>_checkpoint.pt`` | train | best state dict / resumable state, each carrying the manifest digest |
+| ``<model>.pt``, ``<model>_checkpoint.pt`` | train | the model (refit, or best state) / resumable state, each carrying the manifest digest |
+| ``<model>_selected.pt`` | train (refit) | the best validation epoch's model, trained on train positives only |
 | ``<model>_history.json`` | train | per-epoch loss, validation HR/NDCG, samples/s |
 | ``metrics.json``, ``report.html`` | evaluate | test metrics, gate decision; the person's report |
 
@@ -123,6 +124,13 @@ class RunData:
         i = torch.cat([self.train_items, self.valid_candidates[:, 0], self.test_candidates[:, 0]])
         return u, i
 
+    def with_validation(self) -> "RunData":
+        """The same set with the validation positives added to train: what a refit trains on (``fitting.refit``)."""
+        import torch
+
+        return dataclasses.replace(self, train_users=torch.cat([self.train_users, self.valid_users]),
+                                   train_items=torch.cat([self.train_items, self.valid_candidates[:, 0]]))
+
     def seen_before_test(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Train and validation positives: what full-catalogue evaluation excludes from the ranking."""
         import torch
@@ -179,8 +187,10 @@ class RunArtifacts:
         return f"{role}.parquet"
 
     @staticmethod
-    def model(kind: str) -> str:
-        return f"{kind}.pt"
+    def model(kind: str, selected: bool = False) -> str:
+        """``<kind>.pt`` the model evaluated and published; ``<kind>_selected.pt`` (refit runs) the model of the
+        best validation epoch, trained on train positives only: what NeuMF's own selection fuses."""
+        return f"{kind}_selected.pt" if selected else f"{kind}.pt"
 
     @staticmethod
     def checkpoint(kind: str) -> str:
@@ -236,24 +246,26 @@ class RunArtifacts:
         return {f: self.storage.read_parquet(m.files[f]) for f in ("users", "items")}
 
     # -- models and checkpoints ------------------------------------------------------------------
-    def save_model(self, kind: str, state_dict: dict, settings: Settings, *, epoch: int, validation: dict) -> str:
-        """The best state of a model with what is needed to rebuild and trust it; returns its URI."""
+    def save_model(self, kind: str, state_dict: dict, settings: Settings, *, epoch: int, validation: dict,
+                   refit: dict | None = None, selected: bool = False) -> str:
+        """The best state of a model with what is needed to rebuild and trust it; returns its URI.
+        ``validation``: the selected epoch's figures (for a refit model, those of the model it repeats)."""
         m = self.manifest()
-        _save_torch(self.storage, self.key(self.model(kind)), {
+        _save_torch(self.storage, self.key(self.model(kind, selected)), {
             "model": kind, "state_dict": state_dict, "settings": settings.to_dict(), "epoch": epoch,
             "n_users": m.n_users, "n_items": m.n_items, "factors": settings.factors,
             "mlp_layers": list(settings.mlp_layers), "id_maps": {f: m.files[f] for f in ("users", "items")},
-            "validation": validation, "manifest_digest": m.digest,
+            "validation": validation, "refit": refit, "manifest_digest": m.digest,
             "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         })
-        return self.uri(self.model(kind))
+        return self.uri(self.model(kind, selected))
 
-    def has_model(self, kind: str) -> bool:
-        return self.storage.exists(self.key(self.model(kind)))
+    def has_model(self, kind: str, selected: bool = False) -> bool:
+        return self.storage.exists(self.key(self.model(kind, selected)))
 
-    def load_model_artifact(self, kind: str, *, current: bool = True) -> dict:
+    def load_model_artifact(self, kind: str, *, current: bool = True, selected: bool = False) -> dict:
         """The saved artifact dict; ``current`` refuses one trained on another build of this run id."""
-        key = self.key(self.model(kind))
+        key = self.key(self.model(kind, selected))
         if not self.storage.exists(key):
             raise NoDataError(f"{self.storage.uri(key)} is missing: train {kind} for run {self.run_id} first")
         art = _load_torch(self.storage, key)
@@ -262,11 +274,11 @@ class RunArtifacts:
                               f"{self.uri(self.MANIFEST)} (the run was rebuilt): train {kind} for run {self.run_id} again")
         return art
 
-    def load_model(self, kind: str, device: torch.device | str = "cpu", *,
-                   current: bool = True) -> tuple[torch.nn.Module, dict]:
+    def load_model(self, kind: str, device: torch.device | str = "cpu", *, current: bool = True,
+                   selected: bool = False) -> tuple[torch.nn.Module, dict]:
         from ncf_tasks.models import build_model
 
-        art = self.load_model_artifact(kind, current=current)
+        art = self.load_model_artifact(kind, current=current, selected=selected)
         net = build_model(kind, art["n_users"], art["n_items"], art["factors"], tuple(art["mlp_layers"]))
         net.load_state_dict(art["state_dict"])
         return net.to(device).eval(), art

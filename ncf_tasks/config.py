@@ -104,6 +104,9 @@ class Settings:
     dense_decay: float = _f(0.0, "decoupled weight decay (AdamW; SGD's weight_decay) of the dense layers, not the "
                                  "embeddings", min=0.0, max=1.0)
     dropout: float = _f(0.0, "dropout after each MLP tower layer while training (MLP and NeuMF)", min=0.0, max=0.9)
+    refit: bool = _f(True, "after each model's epoch count is chosen on validation, train it again from the start on "
+                           "train + validation positives for that many epochs; evaluate and publish use that model "
+                           "(its test item then follows what it saw, as the validation item did: BENCHMARKS.md)")
     tuned_profile: bool = _f(True, "use the tuned profile tuning/profile.json (written by ncf_tune) when present; "
                                    "explicit params and --set still win")
     warm_start: bool = _f(False, "initialise GMF, MLP and NeuMF from the model in production (embeddings carried over "

@@ -37,7 +37,8 @@ def training_summary(histories: dict[str, dict | None], k: int) -> dict[str, dic
         best, best_ndcg = ((best_row[f"val_hr@{k}"], best_row[f"val_ndcg@{k}"]) if best_row else (start, start_ndcg))
         out[name] = {"epochs_run": len(epochs), "best_epoch": h.get("best_epoch"), "stop_reason": h.get("stop_reason", "–"),
                      "start_val_hr": start, "start_val_ndcg": start_ndcg, "best_val_hr": best,
-                     "best_val_ndcg": best_ndcg, "fused": bool(init.get("fused")), "warm": init.get("warm"), "seconds": h.get("seconds")}
+                     "best_val_ndcg": best_ndcg, "fused": bool(init.get("fused")), "warm": init.get("warm"), "seconds": h.get("seconds"),
+                     "refit": h.get("refit")}
     return out
 
 

@@ -39,15 +39,78 @@ def test_planted_structure_is_learned_well_above_popularity(storage, run):
     assert art["id_maps"] == {"users": "runs/r/users.parquet", "items": "runs/r/items.parquet"} and art["state_dict"]
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(storage, run):
+class Killed(Exception):
+    """The task's process dying mid-training (a worker lost, a timeout)."""
+
+
+def kill_after(monkeypatch, epochs: int) -> None:
+    """The next training dies after ``epochs`` epochs of either phase (its checkpoint of the last one written)."""
+    from ncf_tasks import fitting
+
+    real, done = fitting.train_epoch, []
+
+    def epoch(*args, **kwargs):
+        if len(done) == epochs:
+            raise Killed(f"killed after {epochs} epochs")
+        done.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fitting, "train_epoch", epoch)
+
+
+@pytest.mark.parametrize("killed_after", [2, 5], ids=["in selection", "in refit"])
+def test_resume_after_interruption_equals_an_uninterrupted_run(storage, run, monkeypatch, killed_after):
     straight = run_train(run, run_id="r", model="gmf")
-    full = storage.get_json("runs/r/gmf_history.json")["epochs"]
+    assert straight["epochs"] == 4 and 1 <= straight["refit_epochs"] <= 4
+    full = storage.get_json("runs/r/gmf_history.json")
+    final = RunArtifacts(storage, "r").load_model_artifact("gmf")["state_dict"]
     storage.delete_prefix("runs/r/gmf")
-    run_train(run.replace(epochs=2), run_id="r", model="gmf")     # the task is killed after epoch 2 ...
-    resumed = run_train(run, run_id="r", model="gmf")              # ... and retried
-    again = storage.get_json("runs/r/gmf_history.json")["epochs"]
-    strip = lambda h: [(e["epoch"], e["loss"], e["val_hr@10"]) for e in h]  # noqa: E731
-    assert strip(again) == strip(full) and resumed["val_hr@10"] == straight["val_hr@10"]
+    with monkeypatch.context() as m:
+        kill_after(m, min(killed_after, 4 + straight["refit_epochs"] - 1))
+        with pytest.raises(Killed):
+            run_train(run, run_id="r", model="gmf")          # the task is killed ...
+    resumed = run_train(run, run_id="r", model="gmf")        # ... and retried
+    again = storage.get_json("runs/r/gmf_history.json")
+    strip = lambda h: [(e["epoch"], e["loss"], e.get("val_hr@10")) for e in h]  # noqa: E731
+    assert strip(again["epochs"]) == strip(full["epochs"]) and resumed["val_hr@10"] == straight["val_hr@10"]
+    assert strip(again["refit"]["history"]) == strip(full["refit"]["history"])
+    again_final = RunArtifacts(storage, "r").load_model_artifact("gmf")["state_dict"]
+    assert all(torch.equal(final[n], again_final[n]) for n in final)
+
+
+def test_refit_repeats_the_chosen_epochs_on_train_and_validation(storage, run):
+    """Issue 15: the model evaluated and published is trained again from the start for the chosen number of
+    epochs on train + validation positives; the selected one is kept, and NeuMF's selection fuses the selected
+    GMF and MLP (its validation figures never see validation items) while its refit fuses the refit ones."""
+    from ncf_tasks.metrics import evaluate_model
+    from ncf_tasks.models import NeuMF
+
+    results = {kind: run_train(run, run_id="r", model=kind) for kind in ("gmf", "mlp", "neumf")}
+    arts = RunArtifacts(storage, "r")
+    data, manifest = arts.load_data(), arts.manifest()
+    for kind, res in results.items():
+        hist = storage.get_json(f"runs/r/{kind}_history.json")
+        refit = hist["refit"]
+        assert res["refit_epochs"] == refit["epochs"] == res["best_epoch"] == len(refit["history"]), (kind, res)
+        assert refit["positives"] == manifest.n_train + manifest.n_valid
+        final, selected = arts.load_model_artifact(kind), arts.load_model_artifact(kind, selected=True)
+        assert final["refit"] == {"epochs": res["best_epoch"], "positives": refit["positives"]}
+        assert final["validation"] == selected["validation"] and selected["refit"] is None
+        if res["best_epoch"]:
+            assert any(not torch.equal(final["state_dict"][n], selected["state_dict"][n]) for n in final["state_dict"])
+    sel = {kind: arts.load_model(kind, selected=True)[0] for kind in ("gmf", "mlp")}
+    fused = NeuMF.from_pretrained(sel["gmf"], sel["mlp"], run.alpha).eval()
+    hr, _ = evaluate_model(fused, data.valid_users, data.valid_candidates, run.eval_k)
+    assert storage.get_json("runs/r/neumf_history.json")["init"]["val_hr@10"] == pytest.approx(hr, abs=1e-6)
+
+
+def test_refit_off_keeps_the_best_epoch_model(storage, run):
+    res = run_train(run.replace(refit=False), run_id="r", model="gmf")
+    assert res["refit_epochs"] is None and not storage.exists("runs/r/gmf_selected.pt")
+    art = RunArtifacts(storage, "r").load_model_artifact("gmf")
+    assert art["refit"] is None and art["epoch"] == res["best_epoch"]
+    with pytest.raises(NoDataError, match=r"runs/r/gmf_selected\.pt, which gmf writes when trained with refit on"):
+        run_train(run, run_id="r", model="neumf")
 
 
 def test_cpu_runs_are_repeatable_under_a_seed(storage, run):
