@@ -1,7 +1,7 @@
 """Model quality on MovieLens 100K through the real pipeline: load-movielens → backfill (ingest, validate) → build → train → evaluate.
 
     python benchmarks/quality.py [--seeds 0 1 2 3 4] [--path ../shared/data/ml-100k/u.data] [--set NAME=VALUE ...]
-                                 [--tune TRIALS [--tune-minutes 20] [--tune-seed 0]] [--no-plain]
+                                 [--tune TRIALS [--tune-minutes 20] [--tune-seed 0]] [--no-plain] [--data-dir DIR]
 
 Test HR@10 / NDCG@10 (99 sampled negatives, leave-one-out, ties counted against the model) of GMF,
 MLP, NeuMF with pretraining, NeuMF without pretraining (skipped by ``--no-plain``) and item popularity;
@@ -21,11 +21,12 @@ import statistics
 import time
 from pathlib import Path
 
-from common import ROOT, embedded_s3, machine, table, today
+from common import ROOT, embedded_s3_env, machine, table, today
 
 from ncf_tasks import layout
 from ncf_tasks.__main__ import parse_sets
 from ncf_tasks.backfill import run_backfill
+from ncf_tasks.config import Settings
 from ncf_tasks.build import run_build
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.movielens import run_load_movielens
@@ -33,6 +34,7 @@ from ncf_tasks.storage import Storage
 from ncf_tasks.train import run_train
 from ncf_tasks.tune import run_tune
 
+LOADED = "benchmarks/quality_loaded.json"  # what --data-dir's bucket holds already
 LABELS = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF (pretrained)", "popularity": "item popularity"}
 
 
@@ -98,16 +100,27 @@ def main() -> None:
     ap.add_argument("--tune-minutes", type=float, default=20.0)
     ap.add_argument("--tune-seed", type=int, default=0)
     ap.add_argument("--no-plain", action="store_true", help="skip NeuMF without pretraining")
+    ap.add_argument("--data-dir", help="keep the endpoint's bucket in this folder: a later run with the same folder "
+                                       "reuses the loaded and backfilled lake (runs and tuning are cleared each time)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("ncf_tasks.tune").setLevel(logging.INFO)
-    with embedded_s3() as settings:
-        settings = settings.replace(**parse_sets(args.set))
-        loaded = run_load_movielens(settings, path=args.path)
+    with embedded_s3_env(data_dir=args.data_dir) as env:
+        settings = Settings.from_env(env=env).replace(**parse_sets(args.set))
         storage = Storage(settings)
-        # the pipeline's own path, as a user's first data set takes it: ingest and validate every day
-        backfill = run_backfill(settings, start=loaded["first_day"], end=loaded["last_day"])
-        print("backfill:", {k: v for k, v in backfill.items() if k != "quarantined"}, flush=True)
+        loaded = storage.get_json(LOADED, default=None)
+        if loaded is None or loaded["path"] != str(Path(args.path).resolve()):
+            loaded = run_load_movielens(settings, path=args.path)
+            # the pipeline's own path, as a user's first data set takes it: ingest and validate every day
+            backfill = run_backfill(settings, start=loaded["first_day"], end=loaded["last_day"])
+            print("backfill:", {k: v for k, v in backfill.items() if k != "quarantined"}, flush=True)
+            loaded = {"path": str(Path(args.path).resolve()), "first_day": str(loaded["first_day"]),
+                      "last_day": str(loaded["last_day"])}
+            storage.put_json(LOADED, loaded)
+        else:
+            print(f"reusing the lake of {loaded['path']} in {args.data_dir}", flush=True)
+        for prefix in ("runs/", "tuning/", "models/"):  # a kept bucket's earlier runs would resume, not train
+            storage.delete_prefix(prefix)
         head = f"benchmarks/quality.py — {today()} — {machine()} — {Path(args.path).name}"
         sets = f" — {' '.join(args.set)}" if args.set else ""
         results, per_seed = evaluate_seeds(settings, storage, args.seeds, loaded["last_day"], "q", not args.no_plain)
