@@ -12,7 +12,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test venv up down stack stack-down bench clean s3-reset
+.PHONY: demo test venv up down stack stack-down bench peers clean s3-reset
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ stack-down:
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
+
+peers: venv  ## our trainer against cornac's NeuMF (its own venv, .peers/), same split and batch size
+	test -x .peers/bin/python || ($(PYTHON) -m venv .peers && .peers/bin/pip install -q torch==2.13.0 cornac==3.0.1)
+	$(BIN)/python benchmarks/peers.py
 
 s3-reset:  ## empty the embedded S3 endpoint's persisted buckets (.data/s3/); stop it first (make down)
 	bash include/up.sh stop >/dev/null

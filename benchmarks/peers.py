@@ -1,0 +1,128 @@
+"""Our trainer against cornac's NeuMF, the peer a user would pick instead, at equal split and batch size.
+
+    python -m venv .peers && .peers/bin/pip install torch==2.13.0 cornac==3.0.1   # once: the peer's own venv
+    python benchmarks/peers.py [--seeds 0 1 2] [--peer-python .peers/bin/python] [--path ../shared/data/ml-100k/u.data]
+
+Per seed: the pipeline's training set of MovieLens 100K (``build.build_training_set``: leave-one-out, 99
+sampled negatives), then GMF, MLP and NeuMF (pretrained) trained by our epoch loop (``fitting.fit``: selection
+with early stopping and the best epoch kept, no refit, as cornac's fit has none; defaults,
+early stopping on validation HR@10; factors 8 by default, the paper's configuration, because cornac's NeuMF
+requires GMF's factors to equal the last MLP layer), and by cornac 3.0.1 (PyTorch backend) in its own venv
+(``peer_cornac.py``) on the same train/validation pairs, at the same factors, MLP layers, negatives, learning
+rates and batch size (cornac's batch counts positives: ours // (1 + negatives)). Both are scored on the
+same test candidates, by the same metric code (``metrics``: ties against the model). Training seconds are
+the whole fit, per-epoch validation included (ours ranks 100 candidates per user, cornac ranks the whole
+catalogue for its NDCG@100), data loading excluded; samples/s counts positives and negatives of the epochs
+run over those seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import ROOT, machine, table, today
+
+from ncf_tasks.__main__ import parse_sets
+from ncf_tasks.artifacts import from_frames
+from ncf_tasks.build import build_training_set
+from ncf_tasks.config import Settings
+from ncf_tasks.fitting import batch_size_for, fit, initial_state, make_optimizer, new_model
+from ncf_tasks.metrics import evaluate_model, held_out_rank, hit_ndcg
+from ncf_tasks.movielens import read_ratings
+from ncf_tasks.sampling import PositiveSet
+
+KINDS = ("gmf", "mlp", "neumf")
+
+
+def ours(s: Settings, data, pos) -> dict:
+    parts, out = {}, {}
+    for kind in KINDS:
+        torch.manual_seed(s.seed)
+        net = new_model(kind, data.n_users, data.n_items, s, (parts["gmf"], parts["mlp"]) if kind == "neumf" else None)
+        state = initial_state(net, data, s.eval_k, kind)
+        t = time.perf_counter()
+        fit(kind, net, make_optimizer(kind, net, s), data, pos, s, torch.device("cpu"), state)
+        seconds = time.perf_counter() - t
+        net.load_state_dict(state["best_state"])
+        parts[kind] = net.eval()
+        hr, nd = evaluate_model(net, data.test_users, data.test_candidates, s.eval_k)
+        samples = state["epoch"] * data.train_users.numel() * (1 + s.train_negatives)
+        out[kind] = {"hr": hr, "ndcg": nd, "epochs": state["epoch"], "seconds": seconds, "samples_per_s": samples / seconds}
+    return out
+
+
+def cornac(s: Settings, data, peer_python: str, batch: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        split, result = Path(tmp, "split.npz"), Path(tmp, "out.npz")
+        np.savez(split, n_items=data.n_items, train_users=data.train_users.numpy(), train_items=data.train_items.numpy(),
+                 valid_users=data.valid_users.numpy(), valid_items=data.valid_candidates[:, 0].numpy(),
+                 test_users=data.test_users.numpy(), test_candidates=data.test_candidates.numpy())
+        cmd = [peer_python, str(ROOT / "benchmarks" / "peer_cornac.py"), str(split), str(result),
+               "--batch-positives", str(batch // (1 + s.train_negatives)), "--factors", str(s.factors),
+               "--layers", *map(str, s.mlp_layers), "--negatives", str(s.train_negatives), "--lr", str(s.lr),
+               "--neumf-lr", str(s.neumf_lr), "--epochs", str(s.epochs), "--patience", str(s.patience),
+               "--seed", str(s.seed), "--threads", str(s.threads or 2)]
+        subprocess.run(cmd, check=True)
+        z = np.load(result)
+        out = {}
+        for kind in KINDS:
+            hr, nd = hit_ndcg(held_out_rank(torch.from_numpy(z[f"{kind}_scores"])), s.eval_k)
+            seconds = float(z[f"{kind}_seconds"])
+            out[kind] = {"hr": hr, "ndcg": nd, "epochs": int(z[f"{kind}_epochs"]), "seconds": seconds,
+                         "samples_per_s": float(z[f"{kind}_samples"]) / seconds}
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--path", default=str(ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"))
+    ap.add_argument("--peer-python", default=str(ROOT / ".peers" / "bin" / "python"))
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="settings of both trainers (default factors=8: cornac's NeuMF ties GMF's factors to the last "
+                         "MLP layer, so the paper's configuration is the one both can run)")
+    args = ap.parse_args()
+    if not Path(args.peer_python).exists():
+        sys.exit(f"{args.peer_python}: no peer venv; create it with: python -m venv .peers && "
+                 ".peers/bin/pip install torch==2.13.0 cornac==3.0.1")
+    base = Settings.from_env(env={}, **parse_sets(args.set or ["factors=8"]))
+    if base.factors != base.mlp_layers[-1]:
+        sys.exit(f"cornac's NeuMF needs factors == the last MLP layer ({base.mlp_layers[-1]}); got factors {base.factors}")
+    torch.set_num_threads(base.threads or 2)
+    events = read_ratings(args.path)
+    rows = []
+    for seed in args.seeds:
+        s = base.replace(seed=seed)
+        ts = build_training_set(events, s)
+        data = from_frames(None, ts.users.height, ts.items.height, ts.train, ts.valid, ts.test)
+        pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items)
+        batch = batch_size_for(s, data.train_users.numel())
+        for name, res in (("ours", ours(s, data, pos)), ("cornac 3.0.1", cornac(s, data, args.peer_python, batch))):
+            for kind, r in res.items():
+                rows.append({"seed": seed, "trainer": name, "model": kind, **r})
+                print(rows[-1], flush=True)
+    print(f"\nbenchmarks/peers.py — {today()} — {machine()} — {Path(args.path).name}, seeds {args.seeds}, batch "
+          f"{batch} samples; {' '.join(args.set) or 'defaults'}\n")
+    summary = []
+    for name in dict.fromkeys(r["trainer"] for r in rows):
+        for kind in KINDS:
+            rs = [r for r in rows if r["trainer"] == name and r["model"] == kind]
+            summary.append({"trainer": name, "model": kind,
+                            "test HR@10": f"{statistics.mean(r['hr'] for r in rs):.4f} ± {statistics.pstdev(r['hr'] for r in rs):.4f}",
+                            "test NDCG@10": f"{statistics.mean(r['ndcg'] for r in rs):.4f}",
+                            "epochs": "/".join(str(r["epochs"]) for r in rs),
+                            "train s": f"{statistics.mean(r['seconds'] for r in rs):.1f}",
+                            "samples/s": f"{statistics.mean(r['samples_per_s'] for r in rs):,.0f}"})
+    print(table(summary))
+
+
+if __name__ == "__main__":
+    main()
