@@ -126,10 +126,8 @@ class RunData:
 
     def with_validation(self) -> "RunData":
         """The same set with the validation positives added to train: what a refit trains on (``fitting.refit``)."""
-        import torch
-
-        return dataclasses.replace(self, train_users=torch.cat([self.train_users, self.valid_users]),
-                                   train_items=torch.cat([self.train_items, self.valid_candidates[:, 0]]))
+        users, items = self.seen_before_test()
+        return dataclasses.replace(self, train_users=users, train_items=items)
 
     def seen_before_test(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Train and validation positives: what full-catalogue evaluation excludes from the ranking."""

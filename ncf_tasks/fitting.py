@@ -128,6 +128,12 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
     return float(loss_sum) / total, total
 
 
+def epoch_generator(settings: Settings, epoch: int, device: torch.device) -> torch.Generator:
+    """The random stream of one epoch (permutation, negatives): the same for an epoch of ``fit`` and of
+    ``refit``, and for a resumed epoch, so a killed task ends where an uninterrupted one would."""
+    return torch.Generator(device=device).manual_seed(settings.seed * 100_003 + epoch)
+
+
 def initial_state(net: torch.nn.Module, data: RunData, k: int, model: str) -> dict:
     """The loop's state before epoch 1: the starting model's validation HR/NDCG is the score to beat (for
     NeuMF with pretraining, the fused α·GMF + (1−α)·MLP; fine-tuning must improve on it to count)."""
@@ -150,7 +156,7 @@ def fit(model: str, net: torch.nn.Module, opt: torch.optim.Optimizer, data: RunD
     first = state["epoch"]
     while state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
         epoch = state["epoch"] + 1
-        gen = torch.Generator(device=device).manual_seed(settings.seed * 100_003 + epoch)
+        gen = epoch_generator(settings, epoch, device)
         t = time.perf_counter()
         loss, samples = train_epoch(train_net or net, opt, data, pos, settings, gen, device, rank)
         train_s = time.perf_counter() - t
@@ -190,7 +196,7 @@ def refit(model: str, net: torch.nn.Module, opt: torch.optim.Optimizer, data: Ru
     t_start, first = time.perf_counter(), r["epoch"]
     while r["epoch"] < r["epochs"]:
         epoch = r["epoch"] + 1
-        gen = torch.Generator(device=device).manual_seed(settings.seed * 100_003 + epoch)
+        gen = epoch_generator(settings, epoch, device)
         t = time.perf_counter()
         loss, samples = train_epoch(train_net or net, opt, train, pos, settings, gen, device, rank)
         train_s = time.perf_counter() - t
