@@ -72,21 +72,25 @@ def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
     record = run.manifest().warm  # build decided: start from production's model (warm.py), or None
     carried = warm.carry(model, data, settings, run, record) if record else None
     refit = settings.refit and not carried
+    ck = run.load_checkpoint(model)
+    in_refit = ck is not None and "refit" in ck["state"]  # killed during the refit: selection is done
+    net = opt = None  # the selection's model, built only when selection still has epochs to run
     if carried:
         net, warm_info = carried
         settings = settings.replace(epochs=min(settings.epochs, settings.warm_epochs))
         train_data = warm.recent(run, data, record["since"])
     else:
-        net, warm_info, train_data = init_model(model, data, settings, run, selected=refit), None, data
-    net = net.to(device)
-    opt = make_optimizer(model, net, settings, warm=carried is not None)
+        warm_info, train_data = None, data
+        if not in_refit:
+            net = init_model(model, data, settings, run, selected=refit)
+    if net is not None:
+        net = net.to(device)
+        opt = make_optimizer(model, net, settings, warm=carried is not None)
     leader = rank is None or rank.leader  # the one process that writes artifacts
     pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items, device)
     k = settings.eval_k
 
-    ck = run.load_checkpoint(model)
     state = ck["state"] if ck is not None else initial_state(net, data, k, model)
-    in_refit = "refit" in state  # killed during the refit: selection is done
     if ck is not None and not in_refit:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])

@@ -82,10 +82,11 @@ def test_resume_after_interruptions_equals_an_uninterrupted_run(storage, run, mo
     assert all(torch.equal(final[n], again_final[n]) for n in final)
 
 
-def test_refit_repeats_the_chosen_epochs_on_train_and_validation(storage, run):
+def test_refit_repeats_the_chosen_epochs_on_train_and_validation(storage, run, monkeypatch):
     """Issue 15: the model evaluated and published is trained again from the start for the chosen number of
     epochs on train + validation positives; the selected one is kept, and NeuMF's selection fuses the selected
-    GMF and MLP (its validation figures never see validation items) while its refit fuses the refit ones."""
+    GMF and MLP (its validation figures never see validation items) while its refit fuses the refit ones.
+    A task killed after its refit resumes without re-reading the selected parts."""
     from ncf_tasks.metrics import evaluate_model
     from ncf_tasks.models import NeuMF
 
@@ -106,6 +107,29 @@ def test_refit_repeats_the_chosen_epochs_on_train_and_validation(storage, run):
     fused = NeuMF.from_pretrained(sel["gmf"], sel["mlp"], run.alpha).eval()
     hr, _ = evaluate_model(fused, data.valid_users, data.valid_candidates, run.eval_k)
     assert storage.get_json("runs/r/neumf_history.json")["init"]["val_hr@10"] == pytest.approx(hr, abs=1e-6)
+
+    # killed after the refit's epochs, before its model was saved: selection is over, so the retry builds only
+    # the refit's model (it no longer needs the selected parts) and ends with the same weights
+    final = arts.load_model_artifact("neumf")["state_dict"]
+    storage.delete_prefix("runs/r/neumf")
+    real_save = RunArtifacts.save_model
+
+    def save_model(self, model, *args, selected=False, **kwargs):
+        if not selected:
+            raise Killed("killed before the refit model was saved")
+        return real_save(self, model, *args, selected=selected, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(RunArtifacts, "save_model", save_model)
+        with pytest.raises(Killed):
+            run_train(run, run_id="r", model="neumf")
+    assert arts.load_checkpoint("neumf")["state"]["refit"]["epoch"] == results["neumf"]["best_epoch"]
+    storage.delete(["runs/r/gmf_selected.pt", "runs/r/mlp_selected.pt"])
+    resumed = run_train(run, run_id="r", model="neumf")
+    assert {x: resumed[x] for x in ("val_hr@10", "best_epoch", "refit_epochs")} == \
+        {x: results["neumf"][x] for x in ("val_hr@10", "best_epoch", "refit_epochs")}
+    again = arts.load_model_artifact("neumf")["state_dict"]
+    assert all(torch.equal(final[n], again[n]) for n in final)
 
 
 def test_refit_off_keeps_the_best_epoch_model(storage, run):
