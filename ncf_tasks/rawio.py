@@ -19,6 +19,7 @@ import gzip
 import io
 import json
 import re
+import sys
 from typing import TYPE_CHECKING
 
 from ncf_tasks.config import Settings, env_name
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 CANONICAL = ("user_id", "item_id", "event_ts", "event_type", "value")
 REQUIRED = ("user_id", "item_id", "event_ts")
 FORMATS = ("csv", "jsonl", "parquet")
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 TS_MIN, TS_MAX = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)
 _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
@@ -79,6 +81,8 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise DataError(f"{name}: not a valid gzip file: {exc}") from None
+    if fmt != "parquet" and data[:2] in UTF16_BOMS:  # parsed as UTF-8 it is NUL-riddled text, columns unfound
+        raise DataError(f"{name}: not a valid {fmt.upper()} file{_not_utf8(data)}")
     if fmt != "parquet" and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a UTF-8 byte order mark (spreadsheet exports): polars' JSON reader chokes on it
     if fmt != "parquet" and b"\r" in data and b"\n" not in data:
@@ -97,7 +101,8 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
         else:
             df = pl.read_parquet(io.BytesIO(data))
     except Exception as exc:  # polars raises several error types for malformed input
-        where = _csv_bad_line(data) if fmt == "csv" else _json_bad_line(data) if fmt == "jsonl" else ""
+        where = "" if fmt == "parquet" else _not_utf8(data) or (_csv_bad_line(data) if fmt == "csv" else
+                                                              _json_bad_line(data))
         raise DataError(f"{name}: not a valid {fmt.upper()} file{where}: {_first_line(exc)}") from None
     dup = [c for c in df.columns if re.search(r"_duplicated_\d+$", c)]
     if dup:
@@ -335,6 +340,19 @@ def _fail_if_ragged(data: bytes, name: str) -> None:
         raise DataError(f"{name}: not a valid CSV file{where}")
 
 
+def _not_utf8(data: bytes) -> str:
+    """', line N: ...' where text is not UTF-8 (a UTF-16 or Latin-1 export); '' for valid UTF-8."""
+    if data[:2] in UTF16_BOMS:
+        return ", line 1: the file is UTF-16 (byte order mark); raw files must be UTF-8"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return f", line {line}: byte 0x{data[exc.start]:02X} at byte {col} of the line is not UTF-8; raw files must be UTF-8"
+    return ""
+
+
 def _csv_bad_line(data: bytes) -> str:
     """', line N: K fields, header has H' for the first ragged record (found in bulk).
 
@@ -368,7 +386,9 @@ def _json_bad_line(data: bytes) -> str:
             if not isinstance(json.loads(line), dict):
                 return f", line {n}: not a JSON object"
         except ValueError as exc:
-            return f", line {n}: {exc}"
+            return f", line {n}: {clip(str(exc), 200)}"
+        except RecursionError:  # json's decoder recurses per level of nesting
+            return f", line {n}: nested deeper than {sys.getrecursionlimit()} levels"
     return ""
 
 

@@ -60,6 +60,10 @@ INGEST_ERRORS = [
     ("duplicate_header.csv", r"duplicate_header\.csv: column 'user_id' appears more than once in the header"),
     ("object_id.jsonl", r"object_id\.jsonl: line 2, column 'user_id': a JSON object or array where text or a number"),
     ("bad_json_line.jsonl", r"bad_json_line\.jsonl: not a valid JSONL file, line 2: Expecting value"),
+    ("latin1.csv", r"latin1\.csv: not a valid CSV file, line 3: byte 0xE9 at byte 4 of the line is not UTF-8"),
+    ("utf16.csv", r"utf16\.csv: not a valid CSV file, line 1: the file is UTF-16 \(byte order mark\); raw files must "
+                  r"be UTF-8"),
+    ("deep_nesting.jsonl", r"deep_nesting\.jsonl: not a valid JSONL file, line 2: nested deeper than \d+ levels"),
 ]
 
 
