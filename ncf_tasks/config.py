@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ncf_tasks.errors import ConfigError
+from ncf_tasks.errors import ConfigError, clip, quote
 
 ENV_PREFIX = "NCF_"
 SECRET_FIELDS = frozenset({"s3_secret_access_key", "s3_session_token"})
@@ -265,7 +265,7 @@ def _parse(f: dataclasses.Field, raw: Any, *, source: str) -> Any:
             return tuple(elem(x.strip()) if isinstance(x, str) else elem(x) for x in items)
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"setting {f.name} ({source}) = {str(raw)[:80]!r}: {exc}; {f.metadata['doc']}"
+            f"setting {f.name} ({source}) = {quote(str(raw), 80)}: {clip(str(exc), 100)}; {f.metadata['doc']}"
         ) from None
     raise TypeError(f"unsupported setting type {hint} for {f.name}")
 
@@ -277,7 +277,7 @@ def _check(f: dataclasses.Field, value: Any) -> None:
     if choices is not None:
         bad = [v for v in (value if isinstance(value, tuple) else (value,)) if v not in choices]
         if bad:
-            raise ConfigError(f"setting {f.name} ({env}) = {value!r}: allowed values are {list(choices)}")
+            raise ConfigError(f"setting {f.name} ({env}) = {quote(value, 80)}: allowed values are {list(choices)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"setting {f.name} ({env}) = {value!r}: expected a finite number")
     lo, hi = meta.get("min"), meta.get("max")

@@ -36,6 +36,15 @@ def test_invalid_settings_fail_naming_the_setting(env, match):
         Settings.from_env(env=env)
 
 
+@pytest.mark.parametrize("env", [{"NCF_LR": "x" * 100_000}, {"NCF_MLP_LAYERS": "64," + "9" * 100_000 + "z"},
+                                 {"NCF_DEVICE": "y" * 100_000}])
+def test_a_huge_bad_value_is_quoted_bounded(env):
+    """The conversion's own message repeats the value (int(), float()): it is clipped as well."""
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env=env)
+    assert len(str(err.value)) < 700 and "(100,0" in str(err.value), str(err.value)[:300]
+
+
 def test_unknown_override_is_refused():
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['epoch'\]"):
         Settings.from_env(env={}).replace(epoch=3)
