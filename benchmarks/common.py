@@ -87,3 +87,51 @@ def table(rows: list[dict]) -> str:
 
 def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def _fork_tasks(jobs: list[tuple], slots: int) -> tuple[list, float]:
+    """In a worker process: each ``(fn, *args)`` job in a child forked from it, at most ``slots`` at once,
+    the child ending with ``os._exit``. Returns (results in job order, wall seconds from the first fork to
+    the last exit). A child's exception is raised here as a RuntimeError naming the job."""
+    import pickle
+    import tempfile
+
+    out_dir = tempfile.mkdtemp(prefix="bench-tasks-")
+    pending, running, results = list(enumerate(jobs)), {}, [None] * len(jobs)
+    t0 = time.perf_counter()
+    while pending or running:
+        while pending and len(running) < slots:
+            i, (fn, *args) = pending.pop(0)
+            path = os.path.join(out_dir, f"{i}.pickle")
+            pid = os.fork()
+            if pid == 0:  # the task process
+                try:
+                    result = ("ok", fn(*args))
+                except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                    result = ("error", f"{type(exc).__name__}: {exc}")
+                with open(path, "wb") as f:
+                    pickle.dump(result, f)
+                os._exit(0)
+            running[pid] = (i, path)
+        pid, _status = os.wait()
+        i, path = running.pop(pid)
+        with open(path, "rb") as f:
+            kind, value = pickle.load(f)
+        if kind == "error":
+            raise RuntimeError(f"task {i} ({jobs[i][0].__name__}) failed: {value}")
+        results[i] = value
+    return results, time.perf_counter() - t0
+
+
+def run_tasks(jobs: list[tuple], slots: int = 1) -> tuple[list, float]:
+    """Run ``(fn, *args)`` jobs as Airflow 3 runs task instances: a long-lived worker process (spawned once
+    here, holding only what the benchmark module imports, never torch or polars) forks a task process per
+    task instance and the task process ends with ``os._exit`` (``airflow.sdk.execution_time.supervisor``'s
+    ``_fork_main``), ``slots`` at a time (a LocalExecutor's parallelism, a Celery worker's concurrency).
+    So each task pays its own imports of torch/polars and its loads, but not an interpreter's start or
+    teardown. Returns (results in job order, wall seconds from the first task's start to the last one's end)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as worker:
+        return worker.submit(_fork_tasks, jobs, slots).result()

@@ -13,11 +13,8 @@ imported (as in ``benchmarks/ingest.py``).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import time
-from concurrent.futures import ProcessPoolExecutor
 
-from common import PeakRSS, embedded_s3_env, machine, table, today
+from common import PeakRSS, embedded_s3_env, machine, run_tasks, table, today
 from ingest import DAY, _generate
 
 from ncf_tasks.config import Settings
@@ -41,13 +38,8 @@ def _task(env: dict, what: str, kw: dict) -> dict:
     return {"out": out, "peak_mb": mem.peak - base}
 
 
-def _fresh(slots: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(slots, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
-
-
-def run(env: dict, what: str, kws: list[dict], slots: int) -> list[dict]:
-    with _fresh(min(slots, len(kws))) as pool:
-        return list(pool.map(_task, [env] * len(kws), [what] * len(kws), kws))
+def run(env: dict, what: str, kws: list[dict], slots: int) -> tuple[list[dict], float]:
+    return run_tasks([(_task, env, what, kw) for kw in kws], min(slots, len(kws)))
 
 
 def main() -> None:
@@ -57,19 +49,19 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=4, help="mapped tasks at once")
     args = ap.parse_args()
     with embedded_s3_env() as env:
-        with _fresh(1) as pool:
-            pool.submit(_generate, env, args.rows, "time").result()
-        t = time.perf_counter()
-        (single,) = run(env, "single", [{}], 1)
-        single_wall = time.perf_counter() - t
+        run_tasks([(_generate, env, args.rows, "time")])
+        (single,), single_wall = run(env, "single", [{}], 1)
         print("single:", single_wall, single["peak_mb"], flush=True)
-        t = time.perf_counter()
-        (plan,) = run(env, "plan", [{"ranges": args.tasks}], 1)
+        (plan,), t_plan = run(env, "plan", [{"ranges": args.tasks}], 1)
         tasks = plan["out"]["tasks"]
-        staged = run(env, "stage", [{"group": x["index"], "ranges": x["n"], "keys": x["keys"]} for x in tasks], args.slots)
-        merged = run(env, "merge", [{"rng": x["index"], "ranges": x["n"], "groups": x["n"]} for x in tasks], args.slots)
-        (done,) = run(env, "commit", [{"parts": [m["out"] for m in merged]}], 1)
-        mapped_wall = time.perf_counter() - t
+        staged, t_stage = run(env, "stage", [{"group": x["index"], "ranges": x["n"], "keys": x["keys"]} for x in tasks],
+                              args.slots)
+        merged, t_merge = run(env, "merge", [{"rng": x["index"], "ranges": x["n"], "groups": x["n"]} for x in tasks],
+                              args.slots)
+        (done,), t_commit = run(env, "commit", [{"parts": [m["out"] for m in merged]}], 1)
+        mapped_wall = t_plan + t_stage + t_merge + t_commit
+        print(f"mapped: plan {t_plan:.1f}s, file groups {t_stage:.1f}s, hour ranges {t_merge:.1f}s, "
+              f"commit {t_commit:.1f}s", flush=True)
     assert done["out"]["rows_written"] == single["out"]["rows_written"]
     rows = [{"path": "one task (run_ingest)", "rows": f"{single['out']['rows_read']:,}", "wall s": f"{single_wall:.1f}",
              "tasks": 1, "peak RSS growth MB per task": f"{single['peak_mb']:.0f}"},

@@ -3,26 +3,25 @@
     python benchmarks/publish_shards.py [--sizes 6040x3706 100000x20000] [--shards 4] [--slots 2]
 
 For each size, a real run is made in an embedded S3 endpoint (synthetic events, ``build``, one epoch
-of GMF, MLP and NeuMF at the default settings, ``evaluate``), then published twice, each task in a
-fresh process as Airflow runs it:
+of GMF, MLP and NeuMF at the default settings, ``evaluate``), then published twice, each task run as
+Airflow 3 runs a task instance (``common.run_tasks``: forked from a worker process that has not imported
+torch or polars, ending with ``os._exit``):
   * one task: ``publish.run_publish`` with ``publish_shards=1`` (today's path), torch on all cores;
-  * sharded: ``--shards`` ``score_shard`` processes, ``--slots`` at a time (a LocalExecutor with that
-    parallelism, or that many worker slots), torch threads = cores / slots, then one ``commit`` process.
-Wall time is from the first process's start to the last one's end (process start, imports, loading
+  * sharded: ``--shards`` ``score_shard`` tasks, ``--slots`` at a time (a LocalExecutor with that
+    parallelism, or that many worker slots), torch threads = cores / slots, then one ``commit`` task.
+Wall time is from the first task's start to the last one's end (imports of torch and polars, loading
 the run's data and model from the bucket included: each mapped task pays them). Peak memory is each
-process's ``ru_maxrss`` (imports included: what a worker slot must hold).
+task's ``ru_maxrss`` (imports included: what a worker slot must hold).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
 
-from common import embedded_s3_env, machine, table, today
+from common import embedded_s3_env, machine, run_tasks, table, today
 
 from ncf_tasks.config import Settings
 
@@ -47,7 +46,7 @@ def _make_run(env: dict, users: int, items: int) -> None:
 
 
 def _task(env: dict, what: str, threads: int, shards: int, shard: int = 0, parts: list | None = None) -> dict:
-    """One task in a fresh process: ``single``, ``shard`` or ``commit``."""
+    """One task instance (a forked task process): ``single``, ``shard`` or ``commit``."""
     from ncf_tasks import publish
 
     s = Settings.from_env(env=env).replace(threads=threads, publish_shards=shards)
@@ -62,23 +61,13 @@ def _task(env: dict, what: str, threads: int, shards: int, shard: int = 0, parts
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _fresh(slots: int) -> ProcessPoolExecutor:
-    # a new process per task, as Airflow's task runner starts one
-    return ProcessPoolExecutor(slots, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
-
-
 def measure(env: dict, shards: int, slots: int) -> tuple[dict, dict]:
     cores = os.cpu_count() or 1
-    t = time.perf_counter()
-    with _fresh(1) as pool:
-        one = pool.submit(_task, env, "single", cores, 1).result()
-    single = {"wall": time.perf_counter() - t, "peak": one["peak_mb"], "rows": one["out"]["rows"]}
-    t = time.perf_counter()
-    with _fresh(slots) as pool:
-        parts = list(pool.map(_task, *zip(*[(env, "shard", max(1, cores // slots), shards, n) for n in range(shards)])))
-    with _fresh(1) as pool:
-        done = pool.submit(_task, env, "commit", 1, shards, 0, [p["out"] for p in parts]).result()
-    sharded = {"wall": time.perf_counter() - t, "peak": max(p["peak_mb"] for p in parts),
+    (one,), wall = run_tasks([(_task, env, "single", cores, 1)])
+    single = {"wall": wall, "peak": one["peak_mb"], "rows": one["out"]["rows"]}
+    parts, wall = run_tasks([(_task, env, "shard", max(1, cores // slots), shards, n) for n in range(shards)], slots)
+    (done,), commit_wall = run_tasks([(_task, env, "commit", 1, shards, 0, [p["out"] for p in parts])])
+    sharded = {"wall": wall + commit_wall, "peak": max(p["peak_mb"] for p in parts),
                "commit_peak": done["peak_mb"], "rows": done["out"]["rows"],
                "shard_s": [round(p["seconds"], 1) for p in parts]}
     assert sharded["rows"] == single["rows"], (sharded, single)
@@ -96,8 +85,7 @@ def main() -> None:
         users, items = map(int, size.split("x"))
         with embedded_s3_env() as env:
             t = time.perf_counter()
-            with _fresh(1) as pool:
-                pool.submit(_make_run, env, users, items).result()
+            run_tasks([(_make_run, env, users, items)])
             print(f"{size}: run made in {time.perf_counter() - t:.0f}s", flush=True)
             single, sharded = measure(env, args.shards, args.slots)
         rows.append({"users x items": f"{users:,} x {items:,}", "rows": f"{single['rows']:,}",
