@@ -216,7 +216,8 @@ def _cast_text(col: "pl.Series", name: str, raw: str) -> "pl.Series":
         return col.cast(pl.String)
     if col.dtype.is_float():
         # 12.0 -> '12': float ids arise from CSV/JSON writers that had a null in the column
-        whole = col.is_null() | (col == col.floor())
+        # NaN and inf equal their own floor, and 1e30 is whole but no Int64: each is a bad id, named by row
+        whole = col.is_null() | (col.is_finite() & (col == col.floor()) & (col.abs() < 2.0 ** 63))
         _fail_first(~whole, name, raw, col, "an id that is a whole number or text")
         return col.cast(pl.Int64).cast(pl.String)
     if col.dtype == pl.Null or isinstance(col.dtype, (pl.Categorical, pl.Enum)):

@@ -63,6 +63,7 @@ INGEST_ERRORS = [
     ("latin1.csv", r"latin1\.csv: not a valid CSV file, line 3: byte 0xE9 at byte 4 of the line is not UTF-8"),
     ("utf16.csv", r"utf16\.csv: not a valid CSV file, line 1: the file is UTF-16 \(byte order mark\); raw files must "
                   r"be UTF-8"),
+    ("nan_id.parquet", r"nan_id\.parquet: row 2, column 'user_id': value nan is not an id that is a whole number"),
     ("deep_nesting.jsonl", r"deep_nesting\.jsonl: not a valid JSONL file, line 2: nested deeper than \d+ levels"),
 ]
 
