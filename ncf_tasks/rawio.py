@@ -110,7 +110,9 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
                         "in the header; each column must be named once")
     if fmt == "csv":
         if df.height and df.null_count().sum_horizontal().item():
-            _fail_if_ragged(data, name)
+            blank = _blank_rows(data, name, df.height)
+            if blank is not None:
+                df = df.filter(~blank)
         lines_after_header = data.strip().count(b"\n")
         if df.height == 0 and lines_after_header:
             raise DataError(f"{name}: not a valid CSV file: {lines_after_header} line(s) after the header "
@@ -165,7 +167,9 @@ def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | Non
     if ts.len() and (ts.min() < TS_MIN or ts.max() >= TS_MAX):
         return None  # the general path names the row
     if df.height and df.get_column("_gap").any():
-        _fail_if_ragged(data, name)
+        blank = _blank_rows(data, name, df.height)
+        if blank is not None:
+            df = df.filter(~blank)
     return df.drop("_ok", "_gap")
 
 
@@ -243,10 +247,10 @@ def _parse_ts(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
     return ts
 
 
-def _to_utc(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
+def _to_utc(col: "pl.Series", name: str, raw: str, unit: str, given: "pl.Series | None" = None) -> "pl.Series":
     import polars as pl
 
-    given = col  # errors quote the value as the file has it, not as cast
+    given = col if given is None else given  # errors quote the value as the file has it, not as cast
 
     if isinstance(col.dtype, pl.Datetime):
         out = col.dt.replace_time_zone("UTC") if col.dtype.time_zone is None else col.dt.convert_time_zone("UTC")
@@ -254,15 +258,20 @@ def _to_utc(col: "pl.Series", name: str, raw: str, unit: str) -> "pl.Series":
     if col.dtype == pl.Date:
         return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     if col.dtype == pl.String:
+        # each value on its own: epoch numbers and ISO text may share a file (producers merged into one
+        # export), and then a value is judged by the form it has, not by its neighbours' form
         s = col.str.strip_chars()
-        numeric = s.str.contains(r"^-?\d+(\.\d+)?$")
-        if numeric.any() and numeric.fill_null(True).all():
-            col = s.cast(pl.Float64)
-        else:
-            parsed = _parse_iso(s)
-            _fail_first(parsed.is_null() & s.is_not_null(), name, raw, col,
-                        "an ISO 8601 timestamp (e.g. 2026-11-27T02:00:00Z) or an epoch number")
+        numeric = s.str.contains(r"^-?\d+(\.\d+)?$").fill_null(False)
+        mixed = numeric.any()
+        if mixed and (numeric | s.is_null()).all():
+            return _to_utc(s.cast(pl.Float64), name, raw, unit, given)
+        parsed = _parse_iso(pl.select(pl.when(~numeric).then(s)).to_series() if mixed else s)
+        _fail_first(parsed.is_null() & s.is_not_null() & ~numeric, name, raw, col,
+                    "an ISO 8601 timestamp (e.g. 2026-11-27T02:00:00Z) or an epoch number")
+        if not mixed:
             return parsed
+        epochs = pl.select(pl.when(numeric).then(s.cast(pl.Float64, strict=False))).to_series()
+        return _to_utc(epochs, name, raw, unit, given).zip_with(numeric, parsed)
     if col.dtype.is_numeric():
         secs = col.cast(pl.Float64) * _UNIT_SECONDS[unit]
         lo, hi = TS_MIN.timestamp(), TS_MAX.timestamp()
@@ -333,12 +342,20 @@ def _fail_first(bad: "pl.Series", name: str, raw: str, col: "pl.Series", expect:
     )
 
 
-def _fail_if_ragged(data: bytes, name: str) -> None:
+def _blank_rows(data: bytes, name: str, height: int) -> "pl.Series | None":
     """Called when a CSV frame has nulls: polars fills short rows with nulls, so tell a truncated line
-    apart from a genuinely empty field."""
-    where = _csv_bad_line(data)
+    apart from a genuinely empty field (DataError naming the line). Returns the mask of the frame's rows
+    that are blank lines (empty or whitespace only: a trailing blank line is what many writers end a
+    file with), which are not records, or None when there are none."""
+    records = _csv_records(data)
+    if records is None:
+        return None
+    fields, blank = records
+    where = _first_ragged(fields, blank)
     if where:
         raise DataError(f"{name}: not a valid CSV file{where}")
+    rows = blank.slice(1)  # the header is the first record; polars gives each later line a row
+    return rows if rows.any() and rows.len() == height else None
 
 
 def _not_utf8(data: bytes) -> str:
@@ -354,27 +371,37 @@ def _not_utf8(data: bytes) -> str:
     return ""
 
 
-def _csv_bad_line(data: bytes) -> str:
-    """', line N: K fields, header has H' for the first ragged record (found in bulk).
+def _csv_records(data: bytes) -> "tuple[pl.Series, pl.Series] | None":
+    """(field count, blank) of every record, the header first, found in bulk; None if unreadable.
 
     Quoted fields are removed first (one regex over the bytes: a quoted field may hold commas, escaped
     quotes and line breaks), so each remaining line is one record and its commas are its separators.
-    N counts records (the header is line 1); it equals the physical line unless a quoted field
-    spans lines."""
+    Records are counted as lines (the header is line 1); that equals the physical line unless a quoted
+    field spans lines."""
     import polars as pl
 
     unquoted = re.sub(rb'"[^"]*"', b"", data)
     try:
         lines = pl.read_csv(io.BytesIO(unquoted), has_header=False, separator="\x1f", quote_char=None,
-                            new_columns=["line"], infer_schema=False).get_column("line")
+                            new_columns=["line"], infer_schema=False).get_column("line").fill_null("")
     except Exception:
-        return ""
-    fields = lines.fill_null("").str.count_matches(",", literal=True) + 1
-    bad = (fields != fields[0]).arg_true()
+        return None
+    return lines.str.count_matches(",", literal=True) + 1, lines.str.strip_chars() == ""
+
+
+def _first_ragged(fields: "pl.Series", blank: "pl.Series") -> str:
+    """', line N: K fields, header has H' for the first record (blank lines aside) of another width."""
+    bad = ((fields != fields[0]) & ~blank).arg_true()
     if len(bad) == 0:
         return ""
     n = int(bad[0])
     return f", line {n + 1}: {fields[n]} fields where the header has {fields[0]}"
+
+
+def _csv_bad_line(data: bytes) -> str:
+    """', line N: ...' of the first ragged record, for a file polars failed to parse ('' if none found)."""
+    records = _csv_records(data)
+    return _first_ragged(*records) if records is not None else ""
 
 
 def _json_bad_line(data: bytes) -> str:

@@ -33,7 +33,8 @@ def lake(storage):
 # -- legal files that used to lose rows ------------------------------------------------------------
 
 @pytest.mark.parametrize("name, rows", [("cr_only.csv", 3), ("EVENTS.CSV", 1), ("quoted_comma_empty.csv", 2),
-                                        ("category_ids.parquet", 3)])
+                                        ("category_ids.parquet", 3), ("mixed_ts_forms.csv", 3),
+                                        ("blank_lines.csv", 2)])
 def test_legal_files_are_read_whole(storage, name, rows):
     put(storage, EDGE / name)
     assert run_ingest(storage.settings, date=DAY)["rows_written"] == rows
@@ -41,6 +42,9 @@ def test_legal_files_are_read_whole(storage, name, rows):
     assert df.height == rows and df.schema["user_id"] == pl.String
     if name == "quoted_comma_empty.csv":
         assert sorted(df["user_id"]) == ["a,b", 'c "quoted" d'] and df["value"].null_count() == 2
+    if name == "mixed_ts_forms.csv":  # epoch seconds and ISO text in one column, each read in its own form
+        times = dict(zip(df["user_id"], df["event_ts"].dt.strftime("%H:%M")))
+        assert times == {"u1": "08:00", "u2": "09:30", "u3": None}
 
 
 def test_cr_only_file_next_to_a_good_one_loses_nothing(storage):
@@ -64,6 +68,7 @@ INGEST_ERRORS = [
     ("utf16.csv", r"utf16\.csv: not a valid CSV file, line 1: the file is UTF-16 \(byte order mark\); raw files must "
                   r"be UTF-8"),
     ("nan_id.parquet", r"nan_id\.parquet: row 2, column 'user_id': value nan is not an id that is a whole number"),
+    ("header_again.csv", r"header_again\.csv: row 2, column 'event_ts': value 'event_ts' is not an ISO 8601 timestamp"),
     ("deep_nesting.jsonl", r"deep_nesting\.jsonl: not a valid JSONL file, line 2: nested deeper than \d+ levels"),
 ]
 
