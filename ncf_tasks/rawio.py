@@ -1,7 +1,8 @@
 """Raw interaction logs: reading any supported file into the canonical schema, and writing daily files.
 
 Supported raw formats, chosen by file name (any letter case): ``.csv``, ``.jsonl``/``.ndjson``/``.json``
-(JSON Lines), ``.parquet``; each may end in ``.gz``. Names starting with ``.`` or ``_`` are markers
+(JSON Lines, or one JSON array of objects: row N is then its Nth object), ``.parquet``; each may end in
+``.gz``. Names starting with ``.`` or ``_`` are markers
 (``_SUCCESS``, ``.crc``) and are ignored; any other name is a file of the day that must be read, so an
 unsupported one fails the day instead of being skipped. Line endings LF, CRLF and CR alone are read
 (a quoted field may span lines, except in a CR-only file, whose CRs all become line ends); a UTF-8
@@ -96,14 +97,20 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
             # Everything as text first: ids like '00123' must stay strings, and casting ourselves lets
             # the error name the row of a bad value.
             df = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=False)
+        elif fmt == "jsonl" and re.match(rb"\s*\[", data):  # a JSON array of objects (a .json export)
+            df = pl.read_json(io.BytesIO(data), infer_schema_length=None)
         elif fmt == "jsonl":
             df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None) if data.strip() else pl.DataFrame()
         else:
             df = pl.read_parquet(io.BytesIO(data))
     except Exception as exc:  # polars raises several error types for malformed input
-        where = "" if fmt == "parquet" else _not_utf8(data) or (_csv_bad_line(data) if fmt == "csv" else
-                                                              _json_bad_line(data))
-        raise DataError(f"{name}: not a valid {fmt.upper()} file{where}: {_first_line(exc)}") from None
+        what = f"{fmt.upper()} file"
+        if fmt == "jsonl" and re.match(rb"\s*\[", data):
+            what, where = "JSON array of objects", _not_utf8(data)
+        else:
+            where = "" if fmt == "parquet" else _not_utf8(data) or (_csv_bad_line(data) if fmt == "csv" else
+                                                                  _json_bad_line(data))
+        raise DataError(f"{name}: not a valid {what}{where}: {_first_line(exc)}") from None
     dup = [c for c in df.columns if re.search(r"_duplicated_\d+$", c)]
     if dup:
         raise DataError(f"{name}: column {quote(re.sub(r'_duplicated_[0-9]+$', '', dup[0]))} appears more than once "

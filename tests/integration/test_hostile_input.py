@@ -34,7 +34,7 @@ def lake(storage):
 
 @pytest.mark.parametrize("name, rows", [("cr_only.csv", 3), ("EVENTS.CSV", 1), ("quoted_comma_empty.csv", 2),
                                         ("category_ids.parquet", 3), ("mixed_ts_forms.csv", 3),
-                                        ("blank_lines.csv", 2)])
+                                        ("blank_lines.csv", 2), ("array.json", 2)])
 def test_legal_files_are_read_whole(storage, name, rows):
     put(storage, EDGE / name)
     assert run_ingest(storage.settings, date=DAY)["rows_written"] == rows
@@ -69,6 +69,7 @@ INGEST_ERRORS = [
                   r"be UTF-8"),
     ("nan_id.parquet", r"nan_id\.parquet: row 2, column 'user_id': value nan is not an id that is a whole number"),
     ("header_again.csv", r"header_again\.csv: row 2, column 'event_ts': value 'event_ts' is not an ISO 8601 timestamp"),
+    ("array_of_arrays.json", r"array_of_arrays\.json: not a valid JSON array of objects: "),
     ("deep_nesting.jsonl", r"deep_nesting\.jsonl: not a valid JSONL file, line 2: nested deeper than \d+ levels"),
 ]
 
