@@ -33,6 +33,7 @@ CANONICAL = ("user_id", "item_id", "event_ts", "event_type", "value")
 REQUIRED = ("user_id", "item_id", "event_ts")
 FORMATS = ("csv", "jsonl", "parquet")
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+GUNZIP_STEP = 64 << 20  # bytes of output per decompression step: the bomb check's granularity
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 TS_MIN, TS_MAX = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)
 _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
@@ -77,11 +78,12 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
         raise DataError(f"{name}: unsupported file type; expected one of "
                         f"{sorted(EXTENSIONS)} (optionally .gz)")
     fmt, gz = kind
+    limit = settings.raw_max_file_mb * 1_000_000
+    if len(data) > limit:
+        raise DataError(f"{name}: {len(data) / 1e6:,.0f} MB, more than {env_name('raw_max_file_mb')}="
+                        f"{settings.raw_max_file_mb} MB; split the day into several files")
     if gz:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{name}: not a valid gzip file: {exc}") from None
+        data = _gunzip(data, name, limit)
     if fmt != "parquet" and data[:2] in UTF16_BOMS:  # parsed as UTF-8 it is NUL-riddled text, columns unfound
         raise DataError(f"{name}: not a valid {fmt.upper()} file{_not_utf8(data)}")
     if fmt != "parquet" and data.startswith(b"\xef\xbb\xbf"):
@@ -363,6 +365,34 @@ def _blank_rows(data: bytes, name: str, height: int) -> "pl.Series | None":
         raise DataError(f"{name}: not a valid CSV file{where}")
     rows = blank.slice(1)  # the header is the first record; polars gives each later line a row
     return rows if rows.any() and rows.len() == height else None
+
+
+def _gunzip(data: bytes, name: str, limit: int) -> bytes:
+    """Every gzip member of ``data``, decompressed in bounded steps, refusing more than ``limit`` bytes of
+    output: a small file that expands without end (a decompression bomb) fails naming the file instead of
+    taking the worker down with an out-of-memory kill, which names nothing."""
+    import zlib
+
+    parts, total, rest = [], 0, data
+    try:
+        while rest.strip(b"\x00"):  # members follow each other (concatenated .gz); zero padding may end it
+            inflate = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+            pending = rest
+            while not inflate.eof:
+                chunk = inflate.decompress(pending, GUNZIP_STEP)
+                total += len(chunk)
+                if total > limit:
+                    raise DataError(f"{name}: decompresses to more than {env_name('raw_max_file_mb')}="
+                                    f"{limit // 1_000_000} MB (from {len(data) / 1e6:,.1f} MB); refused before it "
+                                    "fills the worker's memory: split the day into several files")
+                parts.append(chunk)
+                pending = inflate.unconsumed_tail
+                if not chunk and not pending:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            rest = inflate.unused_data
+    except (zlib.error, EOFError) as exc:
+        raise DataError(f"{name}: not a valid gzip file: {exc}") from None
+    return b"".join(parts)
 
 
 def _not_utf8(data: bytes) -> str:

@@ -136,6 +136,17 @@ def test_a_huge_bad_value_is_quoted_bounded_by_ingest(storage):
     assert len(str(err.value)) < 400
 
 
+def test_a_decompression_bomb_is_refused_naming_the_file(storage):
+    """bomb.csv.gz: 59 KB that expand to 21 MB (ratio ~350). Past ``raw_max_file_mb`` (1 MB here, 4096 by
+    default) the decompression stops with a DataError, instead of the worker being killed out of memory."""
+    put(storage, BAD / "bomb.csv.gz")
+    with pytest.raises(DataError, match=r"bomb\.csv\.gz: decompresses to more than NCF_RAW_MAX_FILE_MB=1 MB "
+                                        r"\(from 0\.1 MB\); refused before it fills the worker's memory"):
+        run_ingest(storage.settings.replace(raw_max_file_mb=1), date=DAY)
+    assert storage.list_keys("lake/") == []
+    assert run_ingest(storage.settings, date=DAY)["rows_written"] == 1  # under the default it is a legal file
+
+
 # -- ingest after a crash: no parts left behind ------------------------------------------------------
 
 def test_ingest_aborts_multipart_uploads_left_by_an_earlier_try(storage):
