@@ -201,7 +201,7 @@ def to_canonical(df: "pl.DataFrame", name: str, settings: Settings) -> "pl.DataF
         if raw not in df.columns:
             raise DataError(
                 f"{name}: required column '{raw}' (mapped to {canon} by {env}) is missing; "
-                f"columns present: {quote(df.columns, 300)}"
+                f"columns present: {quote(df.columns, 300)}{_header_hint(df.columns, raw, env)}"
             )
     schema = canonical_schema()
     out = []
@@ -218,6 +218,19 @@ def to_canonical(df: "pl.DataFrame", name: str, settings: Settings) -> "pl.DataF
             cast = _parse_ts(col, name, raw, settings.raw_ts_unit)
         out.append(cast.alias(canon))
     return df.select(out)
+
+
+def _header_hint(columns: list[str], raw: str, env: str) -> str:
+    """What a missing required column most likely means: another delimiter, or a name that differs only
+    in letter case or surrounding spaces."""
+    if len(columns) == 1:
+        seps = [sep for sep in (";", "\t", "|") if sep in columns[0]]
+        if seps:
+            return f"; the header holds {seps[0]!r} and no comma: raw CSV files must be comma-separated"
+    near = [c for c in columns if c.strip().lower() == raw.lower()]
+    if near:
+        return f"; {quote(near[0], 80)} differs only in letter case or spaces: rename that column, or set {env} to it"
+    return ""
 
 
 def _cast_text(col: "pl.Series", name: str, raw: str) -> "pl.Series":

@@ -70,6 +70,10 @@ INGEST_ERRORS = [
     ("nan_id.parquet", r"nan_id\.parquet: row 2, column 'user_id': value nan is not an id that is a whole number"),
     ("header_again.csv", r"header_again\.csv: row 2, column 'event_ts': value 'event_ts' is not an ISO 8601 timestamp"),
     ("array_of_arrays.json", r"array_of_arrays\.json: not a valid JSON array of objects: "),
+    ("semicolons.csv", r"semicolons\.csv: required column 'user_id' .* is missing; .*the header holds ';' and no "
+                       r"comma: raw CSV files must be comma-separated"),
+    ("upper_header.csv", r"upper_header\.csv: required column 'user_id' .* is missing; .*'USER_ID' differs only in "
+                         r"letter case or spaces: rename that column, or set NCF_RAW_USER_COL to it"),
     ("deep_nesting.jsonl", r"deep_nesting\.jsonl: not a valid JSONL file, line 2: nested deeper than \d+ levels"),
 ]
 
