@@ -93,10 +93,15 @@ def _fork_tasks(jobs: list[tuple], slots: int) -> tuple[list, float]:
     """In a worker process: each ``(fn, *args)`` job in a child forked from it, at most ``slots`` at once,
     the child ending with ``os._exit``. Returns (results in job order, wall seconds from the first fork to
     the last exit). A child's exception is raised here as a RuntimeError naming the job."""
-    import pickle
     import tempfile
 
-    out_dir = tempfile.mkdtemp(prefix="bench-tasks-")
+    with tempfile.TemporaryDirectory(prefix="bench-tasks-") as out_dir:  # each task's pickled result
+        return _run_forked(jobs, slots, out_dir)
+
+
+def _run_forked(jobs: list[tuple], slots: int, out_dir: str) -> tuple[list, float]:
+    import pickle
+
     pending, running, results = list(enumerate(jobs)), {}, [None] * len(jobs)
     t0 = time.perf_counter()
     while pending or running:

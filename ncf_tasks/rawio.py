@@ -94,12 +94,13 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
         fast = _csv_fast(data, name, settings)
         if fast is not None:
             return fast
+    array = fmt == "jsonl" and re.match(rb"\s*\[", data) is not None  # one array of objects: a .json export
     try:
         if fmt == "csv":
             # Everything as text first: ids like '00123' must stay strings, and casting ourselves lets
             # the error name the row of a bad value.
             df = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=False)
-        elif fmt == "jsonl" and re.match(rb"\s*\[", data):  # a JSON array of objects (a .json export)
+        elif array:
             df = pl.read_json(io.BytesIO(data), infer_schema_length=None)
         elif fmt == "jsonl":
             df = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None) if data.strip() else pl.DataFrame()
@@ -107,7 +108,7 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
             df = pl.read_parquet(io.BytesIO(data))
     except Exception as exc:  # polars raises several error types for malformed input
         what = f"{fmt.upper()} file"
-        if fmt == "jsonl" and re.match(rb"\s*\[", data):
+        if array:
             what, where = "JSON array of objects", _not_utf8(data)
         else:
             where = "" if fmt == "parquet" else _not_utf8(data) or (_csv_bad_line(data) if fmt == "csv" else
@@ -119,9 +120,7 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
                         "in the header; each column must be named once")
     if fmt == "csv":
         if df.height and df.null_count().sum_horizontal().item():
-            blank = _blank_rows(data, name, df.height)
-            if blank is not None:
-                df = df.filter(~blank)
+            df = _without_blank_lines(df, data, name)
         lines_after_header = data.strip().count(b"\n")
         if df.height == 0 and lines_after_header:
             raise DataError(f"{name}: not a valid CSV file: {lines_after_header} line(s) after the header "
@@ -176,9 +175,7 @@ def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | Non
     if ts.len() and (ts.min() < TS_MIN or ts.max() >= TS_MAX):
         return None  # the general path names the row
     if df.height and df.get_column("_gap").any():
-        blank = _blank_rows(data, name, df.height)
-        if blank is not None:
-            df = df.filter(~blank)
+        df = _without_blank_lines(df, data, name)
     return df.drop("_ok", "_gap")
 
 
@@ -364,20 +361,19 @@ def _fail_first(bad: "pl.Series", name: str, raw: str, col: "pl.Series", expect:
     )
 
 
-def _blank_rows(data: bytes, name: str, height: int) -> "pl.Series | None":
+def _without_blank_lines(df: "pl.DataFrame", data: bytes, name: str) -> "pl.DataFrame":
     """Called when a CSV frame has nulls: polars fills short rows with nulls, so tell a truncated line
-    apart from a genuinely empty field (DataError naming the line). Returns the mask of the frame's rows
-    that are blank lines (empty or whitespace only: a trailing blank line is what many writers end a
-    file with), which are not records, or None when there are none."""
+    apart from a genuinely empty field (DataError naming the line), and drop the rows that are blank
+    lines (empty or whitespace only: a trailing blank line is what many writers end a file with)."""
     records = _csv_records(data)
     if records is None:
-        return None
+        return df
     fields, blank = records
     where = _first_ragged(fields, blank)
     if where:
         raise DataError(f"{name}: not a valid CSV file{where}")
     rows = blank.slice(1)  # the header is the first record; polars gives each later line a row
-    return rows if rows.any() and rows.len() == height else None
+    return df.filter(~rows) if rows.any() and rows.len() == df.height else df
 
 
 def _gunzip(data: bytes, name: str, limit: int) -> bytes:
@@ -417,7 +413,8 @@ def _not_utf8(data: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        return f", line {line}: byte 0x{data[exc.start]:02X} at byte {col} of the line is not UTF-8; raw files must be UTF-8"
+        return (f", line {line}: byte 0x{data[exc.start]:02X} at byte {col} of the line is not UTF-8; raw files "
+                "must be UTF-8")
     return ""
 
 
