@@ -101,8 +101,10 @@ def read_sources(storage: Storage, sources: list[dict], settings: Settings) -> "
         return list(pool.map(read, enumerate(sources, 1)))
 
 
-def raw_sources(storage: Storage, day: str) -> list[dict]:
-    """The day's raw files (markers skipped); DataError naming the first file of a type no reader takes."""
+def raw_sources(storage: Storage, day: str, settings: Settings) -> list[dict]:
+    """The day's raw files (markers skipped). DataError naming the first file of a type no reader takes, or
+    the first whose listed size is past ``raw_max_file_mb``: refused from the listing, before any GET
+    (``rawio.read_raw`` applies the same limit to what a compressed file expands to)."""
     raw_prefix = layout.raw_partition(day)
     sources = [o for o in storage.list(raw_prefix) if not rawio.is_marker(o["key"])]
     unsupported = [o["key"] for o in sources if rawio.format_of(o["key"]) is None]
@@ -110,6 +112,9 @@ def raw_sources(storage: Storage, day: str) -> list[dict]:
         raise DataError(f"{storage.uri(unsupported[0])}: unsupported file type ({len(unsupported)} such file(s) in "
                         f"{storage.uri(raw_prefix)}); expected {sorted(rawio.EXTENSIONS)}, optionally .gz, any letter "
                         "case. Convert or move them: a day is ingested whole or not at all")
+    oversized = [o for o in sources if o["size"] > settings.raw_max_file_mb * 1_000_000]
+    if oversized:
+        rawio.refuse_oversized(storage.uri(oversized[0]["key"]), oversized[0]["size"], settings)
     return sources
 
 
@@ -120,7 +125,7 @@ def run_ingest(settings: Settings, *, date: str) -> dict:
     day = layout.day(date)
     storage = Storage(settings)
     raw_prefix = layout.raw_partition(day)
-    sources = raw_sources(storage, day)
+    sources = raw_sources(storage, day, settings)
     base = {"date": day, "raw_uri": storage.uri(raw_prefix), "files": len(sources)}
     if not sources:
         log.warning("no raw files under %s: nothing to ingest for %s", storage.uri(raw_prefix), day)

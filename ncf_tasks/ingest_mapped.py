@@ -49,7 +49,7 @@ def plan_ingest(settings: Settings, *, date: str, ranges: int | None = None) -> 
     of ``n``). ``ranges`` forces that split whatever the day's size (tests, benchmarks)."""
     day = layout.day(date)
     storage = Storage(settings)
-    sources = raw_sources(storage, day)
+    sources = raw_sources(storage, day, settings)
     total = sum(o["size"] for o in sources)
     base = {"date": day, "raw_uri": storage.uri(layout.raw_partition(day)), "files": len(sources), "raw_bytes": total,
             "tasks": []}
@@ -132,7 +132,7 @@ def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
              if k not in keys and k != layout.ingest_manifest(day)]
     storage.delete(stale)
     storage.delete_prefix(layout.lake_staging(day))
-    sources = raw_sources(storage, day)
+    sources = raw_sources(storage, day, settings)
     rows_read = sum(p["rows_in"] for p in parts)
     rows = sum(p["rows_written"] for p in parts)
     result = {"date": day, "raw_uri": storage.uri(layout.raw_partition(day)), "files": len(sources), "status": "ok",

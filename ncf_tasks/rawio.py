@@ -21,7 +21,7 @@ import io
 import json
 import re
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ncf_tasks.config import Settings, env_name
 from ncf_tasks.errors import DataError, clip, quote
@@ -69,6 +69,12 @@ def format_of(name: str) -> tuple[str, bool] | None:
     return None
 
 
+def refuse_oversized(name: str, size: int, settings: Settings) -> NoReturn:
+    """The error for a raw file past ``raw_max_file_mb`` (a task holds a file whole)."""
+    raise DataError(f"{name}: {size / 1e6:,.1f} MB, more than {env_name('raw_max_file_mb')}="
+                    f"{settings.raw_max_file_mb} MB; split the day into several files")
+
+
 def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
     """Parse one raw file's bytes and return it in the canonical schema (nulls kept for validation)."""
     import polars as pl
@@ -80,8 +86,7 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
     fmt, gz = kind
     limit = settings.raw_max_file_mb * 1_000_000
     if len(data) > limit:
-        raise DataError(f"{name}: {len(data) / 1e6:,.0f} MB, more than {env_name('raw_max_file_mb')}="
-                        f"{settings.raw_max_file_mb} MB; split the day into several files")
+        refuse_oversized(name, len(data), settings)
     if gz:
         data = _gunzip(data, name, limit)
     if fmt != "parquet" and data[:2] in UTF16_BOMS:  # parsed as UTF-8 it is NUL-riddled text, columns unfound

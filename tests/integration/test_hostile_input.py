@@ -151,6 +151,22 @@ def test_a_decompression_bomb_is_refused_naming_the_file(storage):
     assert run_ingest(storage.settings, date=DAY)["rows_written"] == 1  # under the default it is a legal file
 
 
+def test_a_file_past_the_size_limit_is_refused_from_the_listing(storage):
+    """A plain file over ``raw_max_file_mb`` is refused by its listed size, before its GET, by the single-task
+    ingest and by the mapped ingest's plan alike; the lake is not touched."""
+    from ncf_tasks.ingest_mapped import plan_ingest
+
+    body = b"user_id,item_id,event_ts,event_type,value\n" + b"u1,i1,1764115200,view,\n" * 64_000  # 1.5 MB
+    storage.put_bytes(layout.raw_partition(DAY) + "big.csv", body)
+    small = storage.settings.replace(raw_max_file_mb=1)
+    for stage in (lambda: run_ingest(small, date=DAY), lambda: plan_ingest(small, date=DAY, ranges=2)):
+        with pytest.raises(DataError, match=r"raw/.*big\.csv: 1\.5 MB, more than NCF_RAW_MAX_FILE_MB=1 MB; split the "
+                                            r"day into several files"):
+            stage()
+    assert storage.list_keys("lake/") == []
+    assert run_ingest(storage.settings, date=DAY)["rows_written"] == 1
+
+
 # -- ingest after a crash: no parts left behind ------------------------------------------------------
 
 def test_ingest_aborts_multipart_uploads_left_by_an_earlier_try(storage):
