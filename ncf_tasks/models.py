@@ -33,19 +33,35 @@ def _embedding(n: int, dim: int, std: float) -> nn.Embedding:
     return e
 
 
-def _collect(penalty: list | None, u: torch.Tensor, i: torch.Tensor) -> None:
+def _collect(penalty: list | None, user: nn.Embedding, users: torch.Tensor, u: torch.Tensor | None,
+             item: nn.Embedding, items: torch.Tensor, i: torch.Tensor | None) -> None:
     """Lazy L2: with a ``penalty`` list (training with ``l2`` > 0), add the squared norms of the rows this
-    forward read. They are the lookups' own outputs, so the penalty costs no second lookup, and its
-    gradient joins theirs before the one ``scatter_add_`` into the table: rows not read get nothing."""
+    forward read (``u``, ``i``: the rows as gathered, or None where they were not). Its gradient reaches only
+    rows that were read: rows not read get nothing."""
     if penalty is not None:
-        penalty.append(u.float().square().sum() + i.float().square().sum())
+        penalty.append(_row_penalty(user, users, u) + _row_penalty(item, items, i))
 
 
-def _rows(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
-    """Embedding rows for ``idx`` of any shape → (*idx.shape, dim), through ``index_select``: its backward
-    (one ``scatter_add_``) is about 3x faster on CPU than ``embedding_dense_backward``, which was the
-    largest cost of an epoch at batch 16,384 (a custom ``index_add_`` backward measured no better)."""
-    return table.weight.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
+def _row_penalty(table: nn.Embedding, idx: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """Σ over ``idx`` of its row's squared norm. Where ``idx`` names more rows than the table has (a batch's
+    items), as Σ_rows count·‖row‖² over the table, whose gradient is the table's size instead of the
+    batch's: at ML-1M size it is 4x smaller, and the per-sample form's backward (a scalar times every
+    gathered row) cost as much as the lookup itself. Otherwise from the gathered ``rows`` (no second
+    lookup), as one dot product."""
+    if rows is None or idx.numel() >= table.num_embeddings:
+        counts = torch.bincount(idx.reshape(-1), minlength=table.num_embeddings).to(torch.float32)
+        return counts @ table.weight.float().square().sum(1)
+    flat = rows.float().reshape(-1)
+    return torch.dot(flat, flat)
+
+
+def _rows(table: nn.Embedding | torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of an embedding (or of any 2-D tensor) for ``idx`` of any shape → (*idx.shape, dim), through
+    ``index_select``: its backward (one ``scatter_add_``) is about 3x faster on CPU than
+    ``embedding_dense_backward``, which was the largest cost of an epoch at batch 16,384 (a custom
+    ``index_add_`` backward measured no better)."""
+    weight = table.weight if isinstance(table, nn.Embedding) else table
+    return weight.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
 
 
 class GMF(nn.Module):
@@ -58,7 +74,7 @@ class GMF(nn.Module):
 
     def hidden(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
         u, i = _rows(self.user, users), _rows(self.item, items)
-        _collect(penalty, u, i)
+        _collect(penalty, self.user, users, u, self.item, items, i)
         return u * i
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
@@ -87,13 +103,24 @@ class MLP(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def hidden(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
-        u, i = _rows(self.user, users), _rows(self.item, items)
-        _collect(penalty, u, i)
+        u = _rows(self.user, users)
         if not self.tower:
+            i = _rows(self.item, items)
+            _collect(penalty, self.user, users, u, self.item, items, i)
             return torch.cat(torch.broadcast_tensors(u, i), dim=-1)
         # W·[u; i] + b as W_u·u + W_i·i + b: the same numbers without materialising the concatenation
         first, half = self.tower[0], u.shape[-1]
-        x = self._drop((F.linear(u, first.weight[:, :half]) + F.linear(i, first.weight[:, half:], first.bias)).relu_())
+        if items.numel() >= self.item.num_embeddings:
+            # W_i·i + b once per catalogue item, then gathered: a training batch or a validation pass names
+            # more (item, sample) pairs than the catalogue has items, and the first layer's item half per
+            # pair was the largest matrix product of an epoch (its backward too)
+            xi = _rows(F.linear(self.item.weight, first.weight[:, half:], first.bias), items)
+            _collect(penalty, self.user, users, u, self.item, items, None)
+        else:
+            i = _rows(self.item, items)
+            _collect(penalty, self.user, users, u, self.item, items, i)
+            xi = F.linear(i, first.weight[:, half:], first.bias)
+        x = self._drop((F.linear(u, first.weight[:, :half]) + xi).relu_())
         for lin in self.tower[1:]:
             # ReLU in place (autograd allows it: nothing saved the pre-activation); for full-catalogue
             # scoring these (B, I, width) activations are what bounds memory

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from ncf_tasks.models import GMF, MLP, NeuMF
@@ -35,11 +36,13 @@ def test_score_all_matches_pairwise_forward():
         assert torch.allclose(full, pair, atol=1e-5)
 
 
-def test_users_broadcast_against_items_match_the_flat_forward_and_its_gradients():
+@pytest.mark.parametrize("n_items", [40, 20])  # 35 samples: the first layer per sample / once per catalogue item
+def test_users_broadcast_against_items_match_the_flat_forward_and_its_gradients(n_items):
     """Training batches score (m, 1) users against (m, 1 + K) items: same logits and same gradients."""
     torch.manual_seed(2)
-    for m in (GMF(10, 40, 6), MLP(10, 40, (12, 6, 3)), MLP(10, 40, (12,)), NeuMF(10, 40, 6, (12, 6, 3))):
-        u, items = torch.randint(10, (7,)), torch.randint(40, (7, 5))
+    for m in (GMF(10, n_items, 6), MLP(10, n_items, (12, 6, 3)), MLP(10, n_items, (12,)),
+              NeuMF(10, n_items, 6, (12, 6, 3))):
+        u, items = torch.randint(10, (7,)), torch.randint(n_items, (7, 5))
         grouped = m(u[:, None], items)
         grouped.square().sum().backward()
         g1 = [p.grad.clone() for p in m.parameters()]
@@ -77,14 +80,15 @@ def test_metrics_hand_computed():
     assert hit_ndcg(held_out_rank(torch.zeros(5, 100)), 10) == (0.0, 0.0)  # a constant model never hits
 
 
-def test_lazy_l2_reaches_only_the_rows_a_batch_reads():
+@pytest.mark.parametrize("n_items", [60, 12])  # 12 samples: the MLP's item rows gathered per sample / per item
+def test_lazy_l2_reaches_only_the_rows_a_batch_reads(n_items):
     """The embedding penalty's gradient is zero on every row the batch did not read, so an optimiser step on
     it leaves those rows exactly as they were (dense weight decay would shrink all of them every step)."""
     from ncf_tasks.models import embedding_penalty, embedding_tables
 
     torch.manual_seed(0)
-    m = NeuMF(50, 60, 8, (16, 8))
-    users, items = torch.tensor([[3], [7]]), torch.tensor([[1, 2, 5], [5, 9, 11]])
+    m = NeuMF(50, n_items, 8, (16, 8))
+    users, items = torch.tensor([[3], [7]]), torch.tensor([[1, 2, 5, 5, 9, 11], [5, 9, 11, 1, 1, 2]])
     before = {id(t): t.weight.detach().clone() for ts in embedding_tables(m) for t in ts}
     penalty = embedding_penalty(m, users, items)
     expected = sum(float(t.weight[[3, 7]].square().sum()) for t in embedding_tables(m)[0]) + sum(
