@@ -3,7 +3,10 @@
 The rules are data: ``include/expectations/interactions.json`` (a GX 1.x suite) whose thresholds are
 ``$PARAMETER`` references filled from the run's settings. GX validates pandas frames only, so the
 partition is converted once (Arrow-backed, no per-value Python objects). Every validation, passed or
-failed, publishes GX Data Docs to ``reports/validation/dt=D/``.
+failed, publishes GX Data Docs to ``reports/validation/dt=D/``. Two hard rules run in polars beside the
+suite (they are in the error and the validation result, not in the Data Docs): ``value_finite`` (NaN
+and infinity pass GX's range checks) and ``id_chars`` (control, zero-width and bidirectional characters,
+or whitespace at either end of an id: GX's regex check is Python's ``re`` row by row).
 
 Fail closed: on any failed rule the batch and the validation result are copied to
 ``lake/quarantine/dt=D/``, the curated partition is removed (a later build cannot read it), and
@@ -147,7 +150,7 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], docs_dir: Path) -
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
     run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
     (vr,) = run.run_results.values()
-    outcomes = [_finite_values(df)]
+    outcomes = [_finite_values(df), *_id_characters(df)]
     for r in vr.results:
         cfg = r.expectation_config
         meta = cfg.meta or {}
@@ -193,11 +196,38 @@ def _finite_values(df: "pl.DataFrame") -> Outcome:
     missing value, so this hard rule runs in polars: a present value must be a finite number."""
     import polars as pl
 
-    col = df.get_column("value")
-    bad = (col.is_nan() | col.is_infinite()).fill_null(False) if col.dtype.is_float() else pl.Series([False] * df.height)
+    col = df.get_column("value", default=None)  # missing: the schema rule's to report
+    bad = ((col.is_nan() | col.is_infinite()).fill_null(False) if col is not None and col.dtype.is_float()
+           else pl.Series([False] * df.height))
+    return _polars_outcome(df, bad, "value_finite", "values_are_finite_numbers", "value", "not NaN, not infinite")
+
+
+# C0 and C1 controls (NUL, tab, newline, ...), zero-width characters and marks, line and paragraph
+# separators, bidirectional embeddings, overrides and isolates, word joiner, byte order mark; or
+# whitespace at either end. Rust regex syntax (polars).
+_BAD_ID_CHARS = (r"[\x{00}-\x{1f}\x{7f}-\x{9f}\x{200b}-\x{200f}\x{2028}-\x{202e}\x{2060}-\x{2069}\x{feff}]"
+                 r"|^\s|\s$")
+
+
+def _id_characters(df: "pl.DataFrame") -> list[Outcome]:
+    """Ids that look equal but are not (' u1' and 'u1', 'u\u200b1' and 'u1', a right-to-left override) or
+    break every line-based consumer (a newline, NUL or other control character) split one user or item
+    into several and pass every other rule. A hard rule in polars: GX's regex expectation runs Python's
+    ``re`` row by row, too slow for a 10M-row day. A column missing or not text is the schema rule's."""
+    import polars as pl
+
+    return [_polars_outcome(df, df.get_column(c).str.contains(_BAD_ID_CHARS).fill_null(False), "id_chars",
+                            "values_have_no_invisible_characters", c,
+                            "no control, zero-width or bidirectional characters, no whitespace at either end")
+            for c in ("user_id", "item_id") if df.schema.get(c) == pl.String]
+
+
+def _polars_outcome(df: "pl.DataFrame", bad: "pl.Series", rule: str, expectation: str, column: str,
+                    expected: str) -> Outcome:
+    """The Outcome of a hard rule checked in polars: ``bad`` marks the failing rows."""
     rows = bad.arg_true().head(3).to_list()
-    return Outcome(rule="value_finite", expectation="values_are_finite_numbers", column="value", success=not bad.any(),
-                   soft=False, unexpected_count=int(bad.sum()), expected="not NaN, not infinite",
+    return Outcome(rule=rule, expectation=expectation, column=column, success=not bad.any(), soft=False,
+                   unexpected_count=int(bad.sum()), expected=expected,
                    examples=[{"row": i + 1, **{k: _jsonable(v) for k, v in df.row(i, named=True).items()}} for i in rows])
 
 

@@ -53,6 +53,10 @@ CASES = [
     ("null_ids.jsonl", {}, r"rule not_null: expect_column_values_to_not_be_null\(user_id\) failed; 1 bad row\(s\); example rows \[\{'row': \d, 'user_id': None"),
     ("empty_id.jsonl", {}, r"rule id_length: expect_column_value_lengths_to_be_between\(user_id\) failed \(expected min_value=1, max_value=128\)"),
     ("long_id.csv", {}, r"rule id_length: .*\(user_id\) failed \(expected min_value=1, max_value=128\); 1 bad row"),
+    ("padded_id.csv", {}, r"rule id_chars: .*\(user_id\) failed \(expected no control, zero-width or bidirectional "
+                          r"characters, no whitespace at either end\); 1 bad row\(s\); example rows \[\{'row': 4, 'user_id': 'u3 '"),
+    ("invisible_id.csv", {}, r"rule id_chars: .*\(user_id\) failed .*'user_id': 'u\\x001'.*\n.*rule id_chars: .*\(item_id\) "
+                             r"failed .*'item_id': 'i\\u200b1'"),
     ("other_day.csv", {}, r"rule ts_in_day: expect_column_values_to_be_between\(event_ts\) failed \(expected min_value=2026-11-25 23:00:00\+00:00"),
     ("future.csv", {"now": dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)}, r"rule ts_not_future: .*\(expected max_value=2026-11-26 12:00:00\+00:00\); 1 bad row"),
     ("out_of_range_value.csv", {}, r"rule value_range: expect_column_values_to_be_between\(value\) failed .*1 bad row"),
@@ -83,6 +87,9 @@ def test_bad_raw_batch_is_rejected_and_quarantined(storage, name, opts, match):
 @pytest.mark.parametrize("name, match", [
     ("lake-missing_column.jsonl", r"rule schema: expect_column_to_exist\(item_id\) failed"),
     ("lake-wrong_type.jsonl", r"rule schema: expect_column_values_to_be_of_type\(event_ts\) failed \(expected type_=Timestamp\); observed str"),
+    # integer ids and no value column: the schema rule names both (the rules checked in polars skip what is absent)
+    ("lake-int_ids_no_value.jsonl", r"(?s)(?=.*rule schema: expect_column_to_exist\(value\) failed)"
+                                    r"(?=.*rule schema: expect_column_values_to_be_of_type\(user_id\) failed)"),
 ])
 def test_bad_curated_partition_is_rejected(storage, name, match):
     """A producer that bypassed ingest wrote a partition with the wrong schema."""
