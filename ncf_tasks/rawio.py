@@ -285,7 +285,7 @@ def _to_utc(col: "pl.Series", name: str, raw: str, unit: str, given: "pl.Series 
         # each value on its own: epoch numbers and ISO text may share a file (producers merged into one
         # export), and then a value is judged by the form it has, not by its neighbours' form
         s = col.str.strip_chars()
-        numeric = s.str.contains(r"^-?\d+(\.\d+)?$").fill_null(False)
+        numeric = s.str.contains(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$").fill_null(False)  # '1.79568e9' too (float writers)
         mixed = numeric.any()
         if mixed and (numeric | s.is_null()).all():
             return _to_utc(s.cast(pl.Float64), name, raw, unit, given)

@@ -34,6 +34,14 @@ def test_epoch_numbers_in_configured_unit():
     assert df["event_type"][0] is None  # optional columns absent -> null, schema complete
 
 
+def test_epoch_text_in_any_number_form_is_an_epoch_time():
+    """A CSV's epoch column as a float writer prints it: with a fraction or an exponent, next to ISO text."""
+    data = b"user_id,item_id,event_ts\na,b,1764151200\na,c,1764151200.5\na,d,1.7641512e9\na,e,2025-11-26T10:00:00Z\n"
+    df = rawio.read_raw(data, "s3://b/raw/a.csv", S)
+    assert df["event_ts"].to_list() == [utc(2025, 11, 26, 10), utc(2025, 11, 26, 10, 0, 0, 500000),
+                                        utc(2025, 11, 26, 10), utc(2025, 11, 26, 10)]
+
+
 def test_column_mapping_by_settings():
     data = b"uid,sku,when\nu1,i1,2026-11-26T00:00:00Z\n"
     s = S.replace(raw_user_col="uid", raw_item_col="sku", raw_ts_col="when")
