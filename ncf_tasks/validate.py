@@ -210,7 +210,7 @@ _BAD_ID_CHARS = (r"[\x{00}-\x{1f}\x{7f}-\x{9f}\x{200b}-\x{200f}\x{2028}-\x{202e}
 
 
 def _id_characters(df: "pl.DataFrame") -> list[Outcome]:
-    """Ids that look equal but are not (' u1' and 'u1', 'u\u200b1' and 'u1', a right-to-left override) or
+    r"""Ids that look equal but are not (' u1' and 'u1', 'u\u200b1' and 'u1', a right-to-left override) or
     break every line-based consumer (a newline, NUL or other control character) split one user or item
     into several and pass every other rule. A hard rule in polars: GX's regex expectation runs Python's
     ``re`` row by row, too slow for a 10M-row day. A column missing or not text is the schema rule's."""
