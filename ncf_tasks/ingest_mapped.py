@@ -98,6 +98,7 @@ def merge_range(settings: Settings, *, date: str, rng: int, ranges: int, groups:
     day = layout.day(date)
     storage = Storage(settings)
     keys = [layout.lake_staged(day, rng, g) for g in range(groups)]
+    sources = raw_sources(storage, day, settings)  # for the manifest; listed (and checked) before anything changes
     missing = [k for k in keys if not storage.exists(k)]
     if missing:
         raise DataError(f"ingest of {day}, hour range {rng}: staged piece(s) {[storage.uri(k) for k in missing[:3]]} "
@@ -124,6 +125,7 @@ def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
     keys = [p["key"] for p in parts]
     if not parts or {p["ranges"] for p in parts} != {n} or keys != [layout.lake_part(day, r, n) for r in range(n)]:
         raise DataError(f"ingest of {day}: the parts {keys[:4]} are not one complete set of {n} hour range(s)")
+    sources = raw_sources(storage, day, settings)  # for the manifest; listed (and checked) before anything changes
     missing = [k for k in keys if not storage.exists(k)]
     if missing:
         raise DataError(f"ingest of {day}: part(s) {[storage.uri(k) for k in missing[:3]]} missing; re-run their "
@@ -132,7 +134,6 @@ def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
              if k not in keys and k != layout.ingest_manifest(day)]
     storage.delete(stale)
     storage.delete_prefix(layout.lake_staging(day))
-    sources = raw_sources(storage, day, settings)
     rows_read = sum(p["rows_in"] for p in parts)
     rows = sum(p["rows_written"] for p in parts)
     result = {"date": day, "raw_uri": storage.uri(layout.raw_partition(day)), "files": len(sources), "status": "ok",

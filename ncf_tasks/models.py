@@ -15,7 +15,8 @@ a user's evaluation candidates.
 
 ``score_all`` scores users against every item without materialising (user, item) pairs for the first
 MLP layer: ``W·[u; i] = W_u·u + W_i·i`` is computed once per user and once per item and broadcast,
-which removes the largest matrix product of full-catalogue scoring.
+which removes the largest matrix product of full-catalogue scoring. Training and validation passes do the
+same for the item half whenever they name more (user, item) pairs than the catalogue has items.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ def stack(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
     home = tmp_path_factory.mktemp("airflow-home")
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "PYTHONPATH": str(ROOT), "NCF_EPOCHS": "8", "NCF_REFIT": "false", "NCF_SCHEDULE": "none",
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "PYTHONPATH": str(ROOT), "NCF_EPOCHS": "8", "NCF_REFIT": "false",
+           "NCF_SCHEDULE": "none",
            "S3_DATA_DIR": str(tmp_path_factory.mktemp("s3-data")),  # never the checkout's .data/s3/
            "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
