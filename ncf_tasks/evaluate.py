@@ -39,7 +39,7 @@ def id_translation(ours, theirs) -> np.ndarray:
     key = ours.columns[1]  # user_id / item_id
     idx = ours.columns[0]
     joined = ours.join(theirs.rename({theirs.columns[0]: "_their"}), on=key, how="left").sort(idx)
-    return joined["_their"].fill_null(-1).cast(pl.Int64).to_numpy()
+    return joined["_their"].fill_null(-1).cast(pl.Int64).to_numpy(writable=True)  # torch wants writable arrays
 
 
 @torch.no_grad()

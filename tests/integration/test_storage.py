@@ -41,3 +41,15 @@ def test_unreachable_endpoint_is_a_storage_error(settings):
     dead = Storage(settings.replace(s3_endpoint_url="http://127.0.0.1:9", s3_max_attempts=1))
     with pytest.raises(StorageError, match="list s3://"):
         dead.list("raw/")
+
+
+def test_one_client_per_process_and_connection(settings):
+    """A backfill makes two Storage objects a day: they share the process's client for a connection
+    (creating one costs ~0.15 s), and another endpoint, credential or retry setting gets its own."""
+    first, again = Storage(settings), Storage(settings)
+    assert again.client is first.client
+    for other in (settings.replace(s3_max_attempts=2), settings.replace(s3_endpoint_url="http://127.0.0.1:9"),
+                  settings.replace(s3_access_key_id="another", s3_secret_access_key="key")):
+        assert Storage(other).client is not first.client
+    again.put_json("shared.json", 1)
+    assert first.get_json("shared.json") == 1

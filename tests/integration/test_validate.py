@@ -161,3 +161,39 @@ def test_missing_partition_is_no_data(storage):
 
 def test_canonical_schema_is_what_the_suite_expects():
     assert list(rawio.canonical_schema()) == ["user_id", "item_id", "event_ts", "event_type", "value"]
+
+
+def test_data_docs_pages_are_what_gx_writes(tmp_path):
+    """``gx_docs``' views keep compiled templates across validations; the pages must stay GX's own: the
+    same site built with GX's stock views, twice each (the second from a warm template cache), gives the same
+    HTML but for the run's time stamps and random element ids."""
+    import re
+
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+    from great_expectations.expectations import ExpectColumnValuesToNotBeNull
+
+    from ncf_tasks import gx_docs
+
+    def build(site: dict, out) -> dict[str, str]:
+        ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False), data_docs_sites={"s": site}))
+        batch = ctx.data_sources.add_pandas("p").add_dataframe_asset("a").add_batch_definition_whole_dataframe("d")
+        suite = ctx.suites.add(gx.ExpectationSuite(name="s", expectations=[ExpectColumnValuesToNotBeNull(column="user_id")]))
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="v", data=batch, suite=suite))
+        ctx.checkpoints.add(gx.Checkpoint(name="c", validation_definitions=[vd],
+                                          actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")])).run(
+            batch_parameters={"dataframe": pl.DataFrame({"user_id": ["u1", None]}).to_pandas()})
+        stamp = (r"\d{8}T\d{6}\.\d+Z|\d{4}-\d\d-\d\d[T ][\d:.]+(\+00:00)?|_run_time_sort': [\d.]+"
+                 r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # a page's element ids are random
+        return {re.sub(stamp, "T", str(p.relative_to(out))): re.sub(stamp, "T", p.read_text())
+                for p in out.rglob("*.html")}
+
+    def site(k: int) -> dict:  # 0, 1: our views; 2, 3: GX's stock views (the default site, same folder setting)
+        config = gx_docs.site(str(tmp_path / f"c{k}"))
+        return config if k < 2 else {key: v for key, v in config.items() if not key.startswith("site_")}
+
+    pages = [build(site(k), tmp_path / f"c{k}") for k in range(4)]
+    assert len(gx_docs._CACHE._code) > 10  # the templates the pages needed, compiled once
+    assert len(pages[0]) == 3 and "validations" in " ".join(pages[0])
+    assert pages[0] == pages[1] == pages[2] == pages[3]
