@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gzip", action="store_true")
     g.add_argument("--files-per-day", type=int, default=2)
 
-    m = cmd("load-movielens", _load_movielens, "write MovieLens u.data / ratings.dat as daily raw logs")
+    m = cmd("load-movielens", _load_movielens, "write MovieLens u.data / ratings.dat / ratings.csv as daily raw logs")
     m.add_argument("path")
     m.add_argument("--format", choices=("csv", "jsonl", "parquet"), default="parquet")
 

@@ -1,7 +1,8 @@
 """MovieLens ratings as raw daily logs, so real data flows through the same pipeline.
 
-Reads ML-100K ``u.data`` (tab-separated) or ML-1M ``ratings.dat`` (``::``-separated): user, item,
-rating, unix time. Every rating is an implicit positive (the paper's protocol); the rating is kept as
+Reads ML-100K ``u.data`` (tab-separated), ML-1M / ML-10M ``ratings.dat`` (``::``-separated) or the
+``ratings.csv`` of ML-20M, ML-25M, ML-32M and ml-latest (comma-separated, header
+``userId,movieId,rating,timestamp``): user, item, rating, unix time. Every rating is an implicit positive (the paper's protocol); the rating is kept as
 ``value`` and ``event_type`` is 'rating'. The GroupLens licence forbids redistribution, so the files are
 read from where the user put them and never copied into the repository.
 """
@@ -28,17 +29,20 @@ def read_ratings(path: str | Path) -> "pl.DataFrame":
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file (download MovieLens from GroupLens and pass u.data or ratings.dat)")
+        raise DataError(f"{path}: no such file (download MovieLens from GroupLens and pass u.data, ratings.dat or "
+                        "ratings.csv)")
     data = path.read_bytes()
-    sep = "::" if b"::" in data[:4096] else "\t"
+    header = data.split(b"\n", 1)[0].strip().replace(b" ", b"").lower() == b"userid,movieid,rating,timestamp"
+    sep = "," if header else "::" if b"::" in data[:4096] else "\t"
     # One text column per line, split in bulk: polars' CSV reader takes single-byte separators only.
-    lines = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None,
+    lines = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None, skip_rows=int(header),
                         new_columns=["line"], infer_schema=False).get_column("line")
+    first = 1 + int(header)  # the file's line number of lines[0]
     parts = lines.str.split(sep)
     bad = (parts.list.len() != 4).arg_true()
     if len(bad):
         n = int(bad[0])
-        raise DataError(f"{path}: line {n + 1} has {parts[n].len()} fields separated by {sep!r}; expected 4 "
+        raise DataError(f"{path}: line {n + first} has {parts[n].len()} fields separated by {sep!r}; expected 4 "
                         "(user, item, rating, unix time)")
     df = pl.DataFrame({
         "user_id": parts.list.get(0).str.strip_chars(),
@@ -50,7 +54,7 @@ def read_ratings(path: str | Path) -> "pl.DataFrame":
         nulls = df.get_column(col).is_null().arg_true()
         if len(nulls):
             n = int(nulls[0])
-            raise DataError(f"{path}: line {n + 1}: field '{col}' is not {what}: {quote(lines[n])}")
+            raise DataError(f"{path}: line {n + first}: field '{col}' is not {what}: {quote(lines[n])}")
     return df.select(
         "user_id", "item_id",
         pl.from_epoch("ts", time_unit="s").dt.cast_time_unit("us").dt.replace_time_zone("UTC").alias("event_ts"),

@@ -29,3 +29,15 @@ def test_bad_line_is_named(tmp_path):
         read_ratings(p)
     with pytest.raises(DataError, match="no such file"):
         read_ratings(tmp_path / "missing.data")
+
+
+def test_ml20m_csv_format(tmp_path):
+    """ML-20M / 25M / 32M / latest ship ratings.csv with a header; errors count the header as line 1."""
+    p = tmp_path / "ratings.csv"
+    p.write_text("userId,movieId,rating,timestamp\r\n1,296,5.0,1147880044\r\n1,306,3.5,1147868817\r\n")
+    df = read_ratings(p)
+    assert df["user_id"].to_list() == ["1", "1"] and df["item_id"].to_list() == ["306", "296"]
+    assert df["value"].to_list() == [3.5, 5.0] and df["event_ts"].min().year == 2006
+    p.write_text("userId,movieId,rating,timestamp\n1,296,5.0,1147880044\n1,306,3.5\n")
+    with pytest.raises(DataError, match=r"ratings\.csv: line 3 has 3 fields separated by ','"):
+        read_ratings(p)
