@@ -132,6 +132,7 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
                             "but no row parsed (line endings or quoting not understood)")
     if fmt == "jsonl":
         _fail_if_json_structures(df, data, name, settings)
+        _fail_if_json_duplicate_keys(df, data, name, settings, array)
     return to_canonical(df, name, settings)
 
 
@@ -487,6 +488,23 @@ def _fail_if_json_structures(df: "pl.DataFrame", data: bytes, name: str, setting
             if key.search(line):
                 raise DataError(f"{name}: line {n}, column {quote(raw)}: a JSON object or array where "
                                 f"{'a time' if canon == 'event_ts' else 'text or a number'} is expected")
+
+
+def _fail_if_json_duplicate_keys(df: "pl.DataFrame", data: bytes, name: str, settings: Settings, array: bool) -> None:
+    """An object naming a column twice ({"user_id": "u1", "user_id": "u2"}) is read with its first value,
+    silently; which one its producer meant cannot be known, so it is refused. Guarded in bulk: only when a
+    column's quoted name occurs in the file more often than the column has values are the records decoded
+    one by one (the error path, or a value that happens to spell a column's name)."""
+    for canon, (raw, _env) in _raw_columns(settings).items():
+        if raw not in df.columns or data.count(json.dumps(raw).encode()) <= df.get_column(raw).is_not_null().sum():
+            continue
+        records = (enumerate(json.loads(data, object_pairs_hook=list), 1) if array else
+                   ((n, json.loads(line, object_pairs_hook=list)) for n, line in enumerate(data.splitlines(), 1)
+                    if line.strip()))
+        for n, pairs in records:
+            if isinstance(pairs, list) and sum(k == raw for k, _v in pairs) > 1:
+                raise DataError(f"{name}: {'object' if array else 'line'} {n}: key {quote(raw)} appears more than once "
+                                "in one object; each column must be named once")
 
 
 def _first_line(exc: Exception) -> str:

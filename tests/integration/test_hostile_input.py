@@ -34,7 +34,7 @@ def lake(storage):
 
 @pytest.mark.parametrize("name, rows", [("cr_only.csv", 3), ("EVENTS.CSV", 1), ("quoted_comma_empty.csv", 2),
                                         ("category_ids.parquet", 3), ("mixed_ts_forms.csv", 3),
-                                        ("blank_lines.csv", 2), ("array.json", 2)])
+                                        ("blank_lines.csv", 2), ("array.json", 2), ("key_names_as_values.jsonl", 2)])
 def test_legal_files_are_read_whole(storage, name, rows):
     put(storage, EDGE / name)
     assert run_ingest(storage.settings, date=DAY)["rows_written"] == rows
@@ -75,6 +75,9 @@ INGEST_ERRORS = [
     ("upper_header.csv", r"upper_header\.csv: required column 'user_id' .* is missing; .*'USER_ID' differs only in "
                          r"letter case or spaces: rename that column, or set NCF_RAW_USER_COL to it"),
     ("deep_nesting.jsonl", r"deep_nesting\.jsonl: not a valid JSONL file, line 2: nested deeper than \d+ levels"),
+    ("duplicate_key.jsonl", r"duplicate_key\.jsonl: line 2: key 'user_id' appears more than once in one object"),
+    ("duplicate_key_array.json", r"duplicate_key_array\.json: object 2: key 'item_id' appears more than once in one "
+                                 r"object"),
 ]
 
 
