@@ -6,13 +6,15 @@ gloo — and each rank runs ``train.run_train`` wrapped in ``DistributedDataPara
 (the default) is the single-process path, unchanged.
 
 How an epoch is split (``fitting.train_epoch``): every rank draws the same permutation of the positives
-(same seed) and takes its own contiguous ``n // world`` of them (the ≤ world − 1 left over are in the next
-epoch's shuffle), with negatives from a stream of its own; a rank's batch is the configured (or auto)
-batch divided by the world size, so the optimiser sees the same global batch and step count as one
-process. DDP averages the gradients, which makes the loss (and the lazy L2, normalised per sample) the
-global mean. Every rank scores the validation candidates (cheap, identical weights), so all of them take
-the same early-stopping decision; only rank 0 writes the checkpoint, the model and the history, and its
-result comes back to the launching task (a file in a temporary folder).
+and the same negatives (the one-process stream, same seed), and computes its contiguous ``1/world`` of
+each batch, with the loss scaled so that DDP's average of the ranks' gradients is the whole batch's
+gradient. The optimiser sees the same batches, steps and gradients as one process: ``train_procs=N``
+trains the model ``train_procs=1`` trains, up to the order of float sums (tested), not merely a model of
+the same quality. The price is that every rank draws the whole epoch's negatives (cheap next to the
+model's forward and backward, on a GPU most of all). Every rank scores the validation candidates
+(cheap, identical weights), so all of them take the same early-stopping decision; only rank 0 writes the
+checkpoint, the model and the history, and its result comes back to the launching task (a file in a
+temporary folder).
 
 A failed rank fails the launch: ``DistributedTrainingFailed`` with the exit code; the ranks' logs are in
 the task log above it.

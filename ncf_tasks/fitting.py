@@ -87,23 +87,20 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
     sample arrays (~1 s of a 5M-sample epoch on 2 cores), and the model computes each positive's user
     side once for its 1 + K items (``models``: users broadcast against items).
 
-    With ``rank`` (data-parallel training, ``distributed``): this rank's contiguous ``n // world`` of the
-    shared permutation, negatives from its own stream, ``1/world`` of the batch; ``model`` is the DDP
-    wrapper. Returns the global mean loss and sample count.
+    With ``rank`` (data-parallel training, ``distributed``): every rank draws the same permutation and
+    negatives (the one-process stream), and takes its contiguous ``1/world`` of each batch; each rank's
+    loss is its samples' sum over the whole batch's sample count, times ``world``, so DDP's average of the
+    ranks' gradients is the whole batch's gradient. Data-parallel training is then one-process training
+    split across ranks: the same batches, steps and numbers, up to the order of float sums. ``model`` is
+    the DDP wrapper. Returns the global mean loss and sample count.
     """
     k = settings.train_negatives
     n = data.train_users.numel()
-    world = rank.world if rank else 1
+    world, me = (rank.world, rank.rank) if rank else (1, 0)
     perm = torch.randperm(n, generator=gen, device=device)
-    if rank:
-        per = n // world
-        perm = perm[rank.rank * per:(rank.rank + 1) * per]
-        seed = int(torch.randint(1 << 62, (1,), generator=gen, device=device))
-        gen = torch.Generator(device=device).manual_seed(seed + rank.rank)  # this rank's negatives
     pu, pi = data.train_users[perm], data.train_items[perm]
-    neg = train_negatives(pos, pu, k, gen)
-    step = max(1, batch_size_for(settings, n) // (1 + k) // world)  # positives per batch (of this rank)
-    n = perm.numel()
+    neg = train_negatives(pos, pu, k, gen)  # every rank draws the whole epoch's: the one-process stream
+    step = max(1, batch_size_for(settings, n) // (1 + k))  # positives per batch (of all ranks together)
     labels = torch.zeros((step, 1 + k), device=device)
     labels[:, 0] = 1.0
     loss_sum = torch.zeros((), device=device)  # accumulated on device: no host sync per step
@@ -111,18 +108,20 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
     model.train()
     for s in range(0, n, step):
         m = min(step, n - s)
+        lo, hi = s + m * me // world, s + m * (me + 1) // world  # this rank's share of the batch
         # (m, 1) users against (m, 1 + K) items: the user side is computed once per positive
-        items = torch.cat([pi[s:s + m, None], neg[s:s + m]], dim=1)
+        items = torch.cat([pi[lo:hi, None], neg[lo:hi]], dim=1)
         penalty = [] if settings.l2 else None  # lazy L2 on the rows this batch reads (models._collect)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(pu[s:s + m, None], items, penalty)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels[:m])
-        loss = bce + settings.l2 * sum(penalty) / items.numel() if penalty else bce
+            logits = model(pu[lo:hi, None], items, penalty)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels[:hi - lo], reduction="sum")
+        scale = world / (m * (1 + k))  # the whole batch's mean, once DDP has averaged the ranks' gradients
+        loss = (bce + settings.l2 * sum(penalty)) * scale if penalty else bce * scale
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += bce.detach() * items.numel()  # the log loss alone, comparable across l2 values
-    total = n * (1 + k) * world
+        loss_sum += bce.detach()  # the log loss alone, comparable across l2 values
+    total = n * (1 + k)
     if rank:
         distributed.all_sum(loss_sum)
     return float(loss_sum) / total, total

@@ -62,7 +62,7 @@ def _rows(table: nn.Embedding | torch.Tensor, idx: torch.Tensor) -> torch.Tensor
     ``embedding_dense_backward``, which was the largest cost of an epoch at batch 16,384 (a custom
     ``index_add_`` backward measured no better)."""
     weight = table.weight if isinstance(table, nn.Embedding) else table
-    return weight.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
+    return weight.index_select(0, idx.reshape(-1)).view(*idx.shape, weight.shape[1])  # -1 is ambiguous when empty
 
 
 class GMF(nn.Module):

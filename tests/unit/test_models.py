@@ -112,3 +112,17 @@ def test_dropout_acts_in_training_only():
     assert torch.equal(m(u, i), m(u, i))  # scoring is deterministic
     m.train()
     assert not torch.equal(m(u, i), m(u, i))
+
+
+def test_an_empty_share_of_a_batch_gives_zero_gradients_for_every_parameter():
+    """Data-parallel training splits each batch between ranks; a last batch smaller than the world leaves
+    a rank nothing. Its forward and backward must still run and give every parameter a gradient (DDP
+    all-reduces them all), zero."""
+    users, items = torch.zeros((0, 1), dtype=torch.int64), torch.zeros((0, 5), dtype=torch.int64)
+    for m in (GMF(10, 40, 6), MLP(10, 40, (12, 6, 3)), NeuMF(10, 40, 6, (12, 6, 3))):
+        penalty = []
+        logits = m(users, items, penalty)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.zeros(0, 5), reduction="sum")
+        (loss + sum(penalty)).backward()
+        assert logits.shape == (0, 5)
+        assert all(p.grad is not None and not p.grad.any() for p in m.parameters()), type(m).__name__
