@@ -2,9 +2,9 @@
 
 GX builds a new Jinja environment for every page it renders, so each validation compiled the same
 ~50 templates again: 0.3 s of a day's 0.8 s validation, paid once per day by a backfill of hundreds of
-days. These views are GX's own, with one shared in-memory bytecode cache; the pages are byte for byte
-what GX writes. Imported by validation and by GX (the site's ``module_name``) when a site is built, never at DAG
-parse time.
+days. These views are GX's own, with one shared in-memory bytecode cache; the pages are what GX writes
+(tested against its stock views). Imported by validation and by GX (the site's ``module_name``) when a
+site is built, never at DAG parse time.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Reads ML-100K ``u.data`` (tab-separated), ML-1M / ML-10M ``ratings.dat`` (``::``-separated) or the
 ``ratings.csv`` of ML-20M, ML-25M, ML-32M and ml-latest (comma-separated, header
-``userId,movieId,rating,timestamp``): user, item, rating, unix time. Every rating is an implicit positive (the paper's protocol); the rating is kept as
-``value`` and ``event_type`` is 'rating'. The GroupLens licence forbids redistribution, so the files are
-read from where the user put them and never copied into the repository.
+``userId,movieId,rating,timestamp``): user, item, rating, unix time. Every rating is an implicit
+positive (the paper's protocol); the rating is kept as ``value`` and ``event_type`` is 'rating'. The
+GroupLens licence forbids redistribution, so the files are read from where the user put them and never
+copied into the repository.
 """
 
 from __future__ import annotations

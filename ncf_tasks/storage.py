@@ -7,13 +7,12 @@ are absolute. Errors name the URI.
 
 from __future__ import annotations
 
-import functools
 import io
 import json
-import os
 import logging
+import os
 from contextlib import contextmanager
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ncf_tasks import layout
@@ -27,7 +26,7 @@ log = logging.getLogger(__name__)
 _MISSING = object()
 
 
-@functools.lru_cache(maxsize=8)
+@lru_cache(maxsize=8)
 def _s3_client(pid: int, endpoint: str, region: str, attempts: int, key_id: str, secret: str, token: str):
     """One boto3 client per process and connection: creating one loads botocore's service model (~0.15 s),
     which a backfill paid twice a day for every day. boto3 clients are thread-safe; the process id keeps
