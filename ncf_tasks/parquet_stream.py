@@ -7,6 +7,7 @@ multipart upload on a third, so neither the day nor its bytes are ever held whol
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -55,6 +56,11 @@ def write_parquet_parts(storage: Storage, parts: "Iterable[pl.DataFrame]", rel: 
             upload_failed_first = upload.done() and upload.exception() is not None
             pipe.finish(exc)  # the upload fails on it and aborts: nothing becomes visible
             upload.exception()  # wait for the abort
+            if pending is not None:
+                pending.exception()  # the encoder's write ends too: the pipe is closed
+            if writer is not None:  # closed here, not by the garbage collector (it raised into the void)
+                with contextlib.suppress(Exception):
+                    writer.close()
             if upload_failed_first:
                 raise upload.exception() from None  # the storage error is the cause, not the closed pipe
             raise
