@@ -30,28 +30,34 @@ class _MemoryBytecodeCache(jinja2.BytecodeCache):
 _CACHE = _MemoryBytecodeCache()
 
 
-class CachedPageView(DefaultJinjaPageView):
+class _Cached:
+    """Mixed into a GX view: its Jinja environment reads and writes the shared cache."""
+
     # named parameters: GX passes a view only the runtime settings its signature names (the styles folder)
     def __init__(self, custom_styles_directory=None, custom_views_directory=None) -> None:
         super().__init__(custom_styles_directory, custom_views_directory)
         self.env.bytecode_cache = _CACHE
 
 
-class CachedIndexPageView(DefaultJinjaIndexPageView):
-    # named parameters: GX passes a view only the runtime settings its signature names (the styles folder)
-    def __init__(self, custom_styles_directory=None, custom_views_directory=None) -> None:
-        super().__init__(custom_styles_directory, custom_views_directory)
-        self.env.bytecode_cache = _CACHE
+class CachedPageView(_Cached, DefaultJinjaPageView):
+    pass
+
+
+class CachedIndexPageView(_Cached, DefaultJinjaIndexPageView):
+    pass
+
+
+def _view(cls: type) -> dict:
+    return {"module_name": __name__, "class_name": cls.__name__}
 
 
 def site(directory: str) -> dict:
     """GX's default local Data Docs site written to ``directory``, with these views for every page."""
-    page = {"module_name": __name__, "class_name": CachedPageView.__name__}
     return {
         "class_name": "SiteBuilder",
         "show_how_to_buttons": True,
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": directory},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
-                               "view": {"module_name": __name__, "class_name": CachedIndexPageView.__name__}},
-        "site_section_builders": {name: {"view": page} for name in ("expectations", "validations", "profiling")},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view(CachedIndexPageView)},
+        "site_section_builders": {name: {"view": _view(CachedPageView)}
+                                  for name in ("expectations", "validations", "profiling")},
     }

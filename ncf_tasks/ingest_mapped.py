@@ -98,7 +98,6 @@ def merge_range(settings: Settings, *, date: str, rng: int, ranges: int, groups:
     day = layout.day(date)
     storage = Storage(settings)
     keys = [layout.lake_staged(day, rng, g) for g in range(groups)]
-    sources = raw_sources(storage, day, settings)  # for the manifest; listed (and checked) before anything changes
     missing = [k for k in keys if not storage.exists(k)]
     if missing:
         raise DataError(f"ingest of {day}, hour range {rng}: staged piece(s) {[storage.uri(k) for k in missing[:3]]} "
