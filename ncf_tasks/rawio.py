@@ -495,8 +495,9 @@ def _fail_if_json_duplicate_keys(df: "pl.DataFrame", data: bytes, name: str, set
     silently; which one its producer meant cannot be known, so it is refused. Guarded in bulk: only when a
     column's quoted name occurs in the file more often than the column has values are the records decoded
     one by one (the error path, or a value that happens to spell a column's name)."""
-    for canon, (raw, _env) in _raw_columns(settings).items():
-        if raw not in df.columns or data.count(json.dumps(raw).encode()) <= df.get_column(raw).is_not_null().sum():
+    for raw, _env in _raw_columns(settings).values():
+        quoted = json.dumps(raw, ensure_ascii=False).encode()  # as a producer writes it: 'é' itself, not '\u00e9'
+        if raw not in df.columns or data.count(quoted) <= df.get_column(raw).is_not_null().sum():
             continue
         records = (enumerate(json.loads(data, object_pairs_hook=list), 1) if array else
                    ((n, json.loads(line, object_pairs_hook=list)) for n, line in enumerate(data.splitlines(), 1)

@@ -130,3 +130,12 @@ def test_truncated_csv_line_is_named_on_the_streaming_path_too():
         rawio._csv_fast(data, "x.csv", S)
     ok = rawio._csv_fast(data.replace(b"u2,i2\n", b""), "x.csv", S)  # an empty value alone is not an error
     assert ok is not None and ok["value"].to_list() == [1.0, None]
+
+
+def test_a_duplicate_key_is_found_under_a_non_ascii_column_name():
+    """The bulk guard counts the column's quoted name as producers write it (UTF-8, not a \\u escape)."""
+    s = Settings.from_env(env={"NCF_RAW_USER_COL": "utilisateur_é"})
+    line = '{"utilisateur_é": "u1", "item_id": "i1", "event_ts": "2026-11-26T01:00:00Z", "utilisateur_é": "u2"}\n'
+    with pytest.raises(DataError, match=r"x\.jsonl: line 2: key 'utilisateur_é' appears more than once"):
+        rawio.read_raw(('{"utilisateur_é": "u0", "item_id": "i0", "event_ts": "2026-11-26T00:00:00Z"}\n' + line).encode(),
+                       "x.jsonl", s)
