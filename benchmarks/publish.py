@@ -2,10 +2,12 @@
 
     python benchmarks/publish.py [--big-users 100000 --big-items 20000] [--repeat 7]
 
-1. ``publish.top_k`` (score every user x every item in bounded chunks, mask seen items, topk) for
-   6,040 users x 3,706 items (ML-1M sized), and for 100,000 users x 20,000 items with peak memory;
-   then the rest of publication in memory: ``topk_table`` (string ids, ranks) and its Parquet bytes
-   (what ``Storage.write_parquet`` uploads), so the peak covers the whole table, not just scoring.
+1. ``publish.Scorer.top_k`` (score every user x every item in bounded chunks, mask seen items, top-k)
+   for 6,040 users x 3,706 items (ML-1M sized), and for 100,000 users x 20,000 items with peak memory,
+   with numpy (``serving``: what a CPU worker's publish runs) and, as the comparison, with torch
+   (``scoring.top_k``: a GPU worker's path, here on the CPU); then the rest of publication in memory:
+   ``topk_table`` (string ids, ranks) and its Parquet bytes (what ``Storage.write_parquet`` uploads), so
+   the peak covers the whole table, not just scoring.
 2. Scoring 6,040 users x 100 candidates and computing HR@10/NDCG@10 (``metrics``).
 3. Full-catalogue evaluation of 6,040 test users (``evaluate.full_catalog``: the same chunked scorer as
    publication, ``scoring.masked_scores``, with train/validation items excluded).
@@ -24,11 +26,12 @@ import polars as pl
 import torch
 from common import PeakRSS, machine, table, today
 
+from ncf_tasks.artifacts import RunData
 from ncf_tasks.evaluate import full_catalog
 from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
 from ncf_tasks.models import NeuMF
-from ncf_tasks.publish import top_k, topk_table
-from ncf_tasks.artifacts import RunData
+from ncf_tasks.publish import Scorer, topk_table
+from ncf_tasks.serving import ServingModel, export
 
 
 def fake_run(n_users: int, n_items: int, seen: int = 20) -> RunData:
@@ -70,22 +73,27 @@ def main() -> None:
     for n_users, n_items in ((6040, 3706), (args.big_users, args.big_items)):
         data = fake_run(n_users, n_items)
         net = NeuMF(n_users, n_items, 8, (64, 32, 16, 8)).eval()
-        with PeakRSS() as mem:
-            base = mem.peak
-            t = time.perf_counter()
-            u, i, s = top_k(net, data, 100)
-            secs = time.perf_counter() - t
-            if n_users == 6040 and args.repeat > 1:  # the big case runs once: minutes per run
-                secs = median_seconds(lambda: top_k(net, data, 100), args.repeat)
-            t = time.perf_counter()
-            tbl = topk_table(fake_maps(n_users, n_items), u, i, s, 100, "bench", dt.datetime.now(dt.timezone.utc))
-            tbl.write_parquet(buf := io.BytesIO(), compression="zstd", statistics=True)
-            table_secs = time.perf_counter() - t
-        rows.append({"measure": f"top-100 of {n_users:,} users x {n_items:,} items", "seconds": f"{secs:.1f}",
-                     "table + Parquet s": f"{table_secs:.1f}", "Parquet MB": f"{buf.tell() / 1e6:.0f}",
-                     "pairs scored/s": f"{n_users * n_items / secs:,.0f}", "rows": f"{len(u):,}",
-                     "peak RSS growth MB": f"{mem.peak - base:.0f}"})
-        print(rows[-1], flush=True)
+        model = ServingModel(export(net.state_dict(), {"model": "neumf", "factors": 8, "mlp_layers": [64, 32, 16, 8]}),
+                             "bench")
+        exclude = tuple(a.numpy() for a in data.all_positives())
+        for backend, device in (("torch", "cpu"), ("numpy", None)):
+            scorer = Scorer(model, exclude, threads=2, device=device)
+            with PeakRSS() as mem:
+                base = mem.peak
+                t = time.perf_counter()
+                u, i, s = scorer.top_k(100, 0, n_users)
+                secs = time.perf_counter() - t
+                if n_users == 6040 and args.repeat > 1:  # the big case runs once: minutes per run
+                    secs = median_seconds(lambda: scorer.top_k(100, 0, n_users), args.repeat)
+                t = time.perf_counter()
+                tbl = topk_table(fake_maps(n_users, n_items), u, i, s, 100, "bench", dt.datetime.now(dt.timezone.utc))
+                tbl.write_parquet(buf := io.BytesIO(), compression="zstd", statistics=True)
+                table_secs = time.perf_counter() - t
+            rows.append({"measure": f"top-100 of {n_users:,} users x {n_items:,} items ({backend})",
+                         "seconds": f"{secs:.1f}", "table + Parquet s": f"{table_secs:.1f}",
+                         "Parquet MB": f"{buf.tell() / 1e6:.0f}", "pairs scored/s": f"{n_users * n_items / secs:,.0f}",
+                         "rows": f"{len(u):,}", "peak RSS growth MB": f"{mem.peak - base:.0f}"})
+            print(rows[-1], flush=True)
     data = fake_run(6040, 3706)
     net = NeuMF(6040, 3706, 8, (64, 32, 16, 8)).eval()
     t = time.perf_counter()

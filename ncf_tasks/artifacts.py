@@ -12,6 +12,7 @@ touches a run only through it, never through each other. What lives under a run:
 | ``<model>.pt``, ``<model>_checkpoint.pt`` | train | the model (refit, or best state) / resumable state, each carrying the manifest digest |
 | ``<model>_selected.pt`` | train (refit) | the best validation epoch's model, trained on train positives only |
 | ``<model>_history.json`` | train | per-epoch loss, validation HR/NDCG, samples/s |
+| ``<model>.npz`` | evaluate | the published model as arrays (``serving``): what publish scores, without torch; ``metrics.json`` names its SHA-256 |
 | ``metrics.json``, ``report.html`` | evaluate | test metrics, gate decision; the person's report |
 
 Binding (DESIGN.md failure rules): a model or checkpoint whose digest differs from the current
@@ -27,7 +28,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import pickle
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,8 +38,11 @@ from ncf_tasks.errors import DataError, NoDataError, clip
 from ncf_tasks.storage import Storage
 
 if TYPE_CHECKING:  # torch and polars load inside the functions: readers of a run need neither at import
+    import numpy as np
     import polars as pl
     import torch
+
+    from ncf_tasks.serving import ServingModel
 
 log = logging.getLogger(__name__)
 TRAINING_FILES = ("users", "items", "train", "valid", "test")
@@ -52,7 +55,7 @@ def setup_torch(settings: Settings) -> "torch.device":
     import torch
 
     device = torch.device(settings.torch_device)
-    torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+    torch.set_num_threads(settings.cpu_threads)
     return device
 
 
@@ -191,6 +194,10 @@ class RunArtifacts:
         return f"{kind}_selected.pt" if selected else f"{kind}.pt"
 
     @staticmethod
+    def export_file(kind: str) -> str:
+        return f"{kind}.npz"
+
+    @staticmethod
     def checkpoint(kind: str) -> str:
         return f"{kind}_checkpoint.pt"
 
@@ -280,6 +287,54 @@ class RunArtifacts:
         net = build_model(kind, art["n_users"], art["n_items"], art["factors"], tuple(art["mlp_layers"]))
         net.load_state_dict(art["state_dict"])
         return net.to(device).eval(), art
+
+    def save_serving(self, kind: str, net: torch.nn.Module, art: dict) -> dict:
+        """Export the model ``art`` describes (as loaded by ``load_model``) for torch-free scoring; returns
+        ``{"key", "sha256"}``, which ``metrics.json`` records so that publish scores exactly this file."""
+        from ncf_tasks import serving
+
+        data = serving.export({k: v.detach().cpu() for k, v in net.state_dict().items()}, {
+            "model": kind, "run_id": self.run_id, "trained_at": art.get("trained_at"),
+            "manifest_digest": art.get("manifest_digest"), "epoch": art.get("epoch"), "factors": art["factors"],
+            "mlp_layers": list(art["mlp_layers"])})
+        key = self.key(self.export_file(kind))
+        self.storage.put_bytes(key, data)
+        return {"key": key, "sha256": serving.digest(data),
+                "chunk_users": serving.ServingModel(data, self.storage.uri(key)).chunk_users()}
+
+    def serving_record(self, kind: str) -> dict:
+        """What ``metrics.json`` records of the exported ``kind`` (``save_serving``); NoDataError when nothing."""
+        recorded = (self.metrics().get("serving") or {}).get(kind)
+        if not recorded:
+            raise NoDataError(f"{self.uri(self.export_file(kind))} is missing or not recorded in {self.uri(self.METRICS)}: "
+                              f"run evaluate for {self.run_id} again (it exports the model publish scores)")
+        return recorded
+
+    def load_serving(self, kind: str) -> "ServingModel":
+        """The model evaluate exported, checked against the SHA-256 in ``metrics.json``: anything else (a file
+        rewritten since, or a run evaluated before models were exported) is refused, naming what to re-run."""
+        from ncf_tasks import serving
+
+        key = self.key(self.export_file(kind))
+        recorded = self.serving_record(kind)
+        if not self.storage.exists(key):
+            raise NoDataError(f"{self.storage.uri(key)} is missing: run evaluate for {self.run_id} again (it exports "
+                              "the model publish scores)")
+        data = self.storage.get_bytes(key)
+        if serving.digest(data) != recorded["sha256"]:
+            raise DataError(f"{self.storage.uri(key)} is not the file evaluate exported (SHA-256 differs from "
+                            f"{self.uri(self.METRICS)}): run evaluate for {self.run_id} again")
+        return serving.ServingModel(data, self.storage.uri(key))
+
+    def positives(self) -> tuple["np.ndarray", "np.ndarray"]:
+        """Every (user_idx, item_idx) interaction of the run (train, validation and test positives) as int64
+        numpy arrays: ``RunData.all_positives`` without torch, reading two columns of each file."""
+        import numpy as np
+
+        m = self.manifest()
+        frames = [self.storage.read_parquet(m.files[role], columns=["user_idx", "item_idx"])
+                  for role in ("train", "valid", "test")]
+        return tuple(np.concatenate([f[c].to_numpy().astype(np.int64) for f in frames]) for c in ("user_idx", "item_idx"))
 
     def save_checkpoint(self, kind: str, state: dict) -> None:
         _save_torch(self.storage, self.key(self.checkpoint(kind)), {**state, "manifest_digest": self.manifest().digest})

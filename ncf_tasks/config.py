@@ -213,6 +213,11 @@ class Settings:
         return f"Settings({json.dumps(self.to_dict())})"
 
     @property
+    def cpu_threads(self) -> int:
+        """``threads`` resolved: 0 = every core."""
+        return self.threads or os.cpu_count() or 1
+
+    @property
     def torch_device(self) -> str:
         """'cuda' or 'cpu': ``device`` resolved against the hardware (torch imported lazily)."""
         if self.device != "auto":

@@ -108,6 +108,8 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
         if name == PUBLISHED_MODEL or run.has_model(name):  # the published model must exist (NoDataError)
             net, art = run.load_model(name, device)
             nets[name] = net
+            if name == PUBLISHED_MODEL:  # what publish scores, without torch, checked by its SHA-256
+                exported = {name: run.save_serving(name, net, art)}
             hr, ndcg = hit_ndcg(held_out_rank(score_candidates(net, users, cands)), k)
             models[name] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "best_epoch": art["epoch"],
                             "val_hr": art["validation"].get(f"hr@{k}")}
@@ -122,7 +124,7 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     catalog = full_catalog(nets[PUBLISHED_MODEL], data, k, popularity)
     manifest = run.manifest()
     metrics = {"run_id": run_id, "k": k, "test_users": int(users.numel()), "candidates": int(cands.shape[1]),
-               "models": models, "full_catalog": catalog, "data": manifest.report,
+               "models": models, "full_catalog": catalog, "data": manifest.report, "serving": exported,
                "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     metrics["gate"] = gate.decide(settings, metrics)
     histories = run.histories()

@@ -1,7 +1,9 @@
 """Publish a run's top-K table, then — only then — the production record and the ``_latest.json`` pointer.
 
-Scoring: every user against every item (``scoring.top_k``), items the user interacted with (train,
-validation and test) excluded, indices mapped back to the string ids. The table is written in
+Scoring: every user against every item, items the user interacted with (train, validation and test)
+excluded, indices mapped back to the string ids. What is scored is the file evaluate exported (``serving``,
+checked by its SHA-256), with numpy on the CPU (no torch import in a shard task) or with torch on a GPU
+worker (``Scorer``). The table is written in
 ``publish_shards`` parts, one per contiguous user range (``shard_bounds``): ``score_shard`` writes part
 ``i`` of ``n`` to ``layout.topk_table(D, run, i, n)`` (one part: ``topk-<run>.parquet``; schema in
 DESIGN.md), and ``commit`` then makes them visible together. In the DAG the shards are mapped tasks
@@ -29,44 +31,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ncf_tasks import dashboard, layout
-from ncf_tasks.artifacts import PUBLISHED_MODEL, RunArtifacts, RunData, setup_torch
+from ncf_tasks import dashboard, layout, serving
+from ncf_tasks.artifacts import PUBLISHED_MODEL, RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError, ConflictError, DataError, GateRejected
 from ncf_tasks.storage import Storage
-
-if TYPE_CHECKING:  # torch is imported where scoring needs it: ``commit`` (a task of its own) runs without it
-    import torch
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 ORPHAN_GRACE = dt.timedelta(hours=1)  # an unreferenced table younger than this may be an in-flight publish
 MAX_DAYS_AHEAD = 1  # a partition date later than tomorrow (UTC) is an operator's typo, not a plan
 TOPK_COLUMNS = ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"]
-
-
-def top_k(net: torch.nn.Module, data: RunData, k: int,
-          users: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(user_idx, item_idx, score) rows of the top-k unseen items of every user (or of the users
-    ``lo <= user_idx < hi`` for ``users=(lo, hi)``: one shard), ranked, as numpy arrays."""
-    import torch
-
-    from ncf_tasks.scoring import top_k as score_top_k
-
-    lo, hi = users or (0, data.n_users)
-    idx = torch.arange(lo, hi, device=data.train_users.device)
-    out_i, out_s = score_top_k(net, idx, data.n_items, k, exclude=data.all_positives())
-    k = out_i.shape[1]
-    u = np.repeat(np.arange(lo, hi, dtype=np.int32), k)
-    i, s = out_i.numpy().reshape(-1), out_s.numpy().reshape(-1)
-    keep = np.isfinite(s)  # users with fewer than k unseen items get shorter lists
-    return u[keep], i[keep], s[keep]
 
 
 def topk_table(data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, k: int, run_id: str,
@@ -85,9 +65,13 @@ def topk_table(data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, k: 
     ).select(TOPK_COLUMNS)
 
 
-def shard_bounds(n_users: int, shards: int) -> list[tuple[int, int]]:
-    """``shards`` contiguous user-index ranges of near-equal size (fewer when there are fewer users)."""
-    edges = np.linspace(0, n_users, min(shards, max(n_users, 1)) + 1).round().astype(int)
+def shard_bounds(n_users: int, shards: int, align: int = 1) -> list[tuple[int, int]]:
+    """``shards`` contiguous user-index ranges of near-equal size, each starting at a multiple of ``align``
+    (the scorer's chunk: ``ServingModel.chunk_users``, so that a sharded table is bit-identical to one
+    task's); fewer when there are fewer chunks than shards."""
+    chunks = -(-n_users // align)
+    edges = (np.linspace(0, chunks, min(shards, max(chunks, 1)) + 1).round() * align).astype(int)
+    edges[-1] = n_users
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
@@ -109,23 +93,76 @@ def _publishable(settings: Settings, run: RunArtifacts, date: str, now: dt.datet
 def plan_shards(settings: Settings, *, run_id: str) -> list[dict]:
     """The shard list a sharded publish maps over: ``publish_shards`` user ranges of the run's users."""
     run = RunArtifacts(Storage(settings), run_id)
-    bounds = shard_bounds(run.manifest().n_users, settings.publish_shards)
+    bounds = shard_bounds(run.manifest().n_users, settings.publish_shards, run.serving_record(PUBLISHED_MODEL)["chunk_users"])
     return [{"run_id": run_id, "shard": n, "shards": len(bounds), "users": [a, b]} for n, (a, b) in enumerate(bounds)]
 
 
-class _Scorer:
-    """A run's published model, data and id maps, loaded once and shared by the shards one process scores."""
+GPU_NODES = ("/dev/nvidiactl", "/dev/dxg")  # NVIDIA's device node on Linux; WSL 2's GPU node
 
-    def __init__(self, settings: Settings, run: RunArtifacts):
-        self.device = setup_torch(settings)
-        self.data = run.load_data(self.device)
-        self.net, art = run.load_model(PUBLISHED_MODEL, self.device)
-        self.generated_at = dt.datetime.fromisoformat(art.get("trained_at") or run.metrics()["evaluated_at"])
-        self.maps = run.id_maps()
+
+def _scores_on_gpu(settings: Settings) -> bool:
+    """True when the worker scores with torch on CUDA: ``device=cuda``, or ``auto`` on a machine with a GPU
+    device node. Otherwise scoring is numpy's on the CPU (``serving``), and a shard never imports torch:
+    at ML-1M size its import (~2 s) cost more than the shard's scoring."""
+    if settings.device == "cpu" or (settings.device == "auto" and not any(map(os.path.exists, GPU_NODES))):
+        return False
+    return settings.torch_device == "cuda"
+
+
+class Scorer:
+    """The model publish scores (evaluate's export, ``serving``) and the pairs to exclude, loaded once and
+    shared by the shards one process scores."""
+
+    def __init__(self, model: serving.ServingModel, exclude: tuple[np.ndarray, np.ndarray], threads: int = 1,
+                 device: str | None = None):
+        self.model, self.exclude, self.threads, self.device = model, exclude, threads, device
+        self.n_users, self.n_items = model.n_users, model.n_items
+        self._net = None
+
+    @classmethod
+    def of_run(cls, settings: Settings, run: RunArtifacts) -> "Scorer":
+        model = run.load_serving(PUBLISHED_MODEL)
+        if (model.n_users, model.n_items) != (run.manifest().n_users, run.manifest().n_items):
+            raise DataError(f"{run.uri(run.export_file(PUBLISHED_MODEL))}: {model.n_users} users x {model.n_items} items, "
+                            f"but the run's training set has {run.manifest().n_users} x {run.manifest().n_items}: "
+                            f"run evaluate for {run.run_id} again")
+        scorer = cls(model, run.positives(), settings.cpu_threads, "cuda" if _scores_on_gpu(settings) else None)
+        scorer.generated_at = dt.datetime.fromisoformat(model.meta.get("trained_at") or run.metrics()["evaluated_at"])
+        scorer.maps = run.id_maps()
+        return scorer
+
+    def top_k(self, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user_idx, item_idx, score) rows of the top-k unseen items of users ``lo <= user_idx < hi``,
+        ranked, as numpy arrays."""
+        if self.device:
+            out_i, out_s = self._top_k_torch(k, lo, hi)
+        else:
+            out_i, out_s = self.model.top_k(lo, hi, k, self.exclude, self.threads)
+        k = out_i.shape[1]
+        u = np.repeat(np.arange(lo, hi, dtype=np.int32), k)
+        i, s = out_i.reshape(-1), out_s.reshape(-1)
+        keep = np.isfinite(s)  # users with fewer than k unseen items get shorter lists
+        return u[keep], i[keep], s[keep]
+
+    def _top_k_torch(self, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        from ncf_tasks.models import build_model
+        from ncf_tasks.scoring import top_k
+
+        device = torch.device(self.device)
+        if self._net is None:
+            meta = self.model.meta
+            net = build_model(meta["model"], self.n_users, self.n_items, meta["factors"], tuple(meta["mlp_layers"]))
+            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.model.state.items()})
+            self._net = net.to(device).eval()
+            self._exclude = tuple(torch.from_numpy(a).to(device) for a in self.exclude)
+        out_i, out_s = top_k(self._net, torch.arange(lo, hi, device=device), self.n_items, k, exclude=self._exclude)
+        return out_i.numpy(), out_s.numpy()
 
 
 def score_shard(settings: Settings, *, run_id: str, date: str, shard: int, shards: int,
-                now: dt.datetime | None = None, scorer: _Scorer | None = None) -> dict:
+                now: dt.datetime | None = None, scorer: Scorer | None = None) -> dict:
     """Stage (one mapped task of a sharded publish): score one user range, write its part of the table.
 
     The part's key and content depend only on the run, the date and (shard, shards), so a re-run shard
@@ -135,13 +172,13 @@ def score_shard(settings: Settings, *, run_id: str, date: str, shard: int, shard
     storage = Storage(settings)
     run = RunArtifacts(storage, run_id)
     day, _, _ = _publishable(settings, run, date, now)
-    scorer = scorer or _Scorer(settings, run)
-    bounds = shard_bounds(scorer.data.n_users, shards)
+    scorer = scorer or Scorer.of_run(settings, run)
+    bounds = shard_bounds(scorer.n_users, shards, scorer.model.chunk_users())
     if not 0 <= shard < len(bounds):
-        raise ConfigError(f"shard {shard} of {shards}: run {run_id} has {scorer.data.n_users} users, so shards "
+        raise ConfigError(f"shard {shard} of {shards}: run {run_id} has {scorer.n_users} users, so shards "
                           f"0..{len(bounds) - 1}")
     lo, hi = bounds[shard]
-    u, i, s = top_k(scorer.net, scorer.data, settings.publish_k, users=(lo, hi))
+    u, i, s = scorer.top_k(settings.publish_k, lo, hi)
     table = topk_table(scorer.maps, u, i, s, settings.publish_k, run_id, scorer.generated_at)
     key = layout.topk_table(day, run_id, shard, len(bounds))
     storage.write_parquet(table, key)
@@ -158,7 +195,7 @@ def run_publish(settings: Settings, *, run_id: str, date: str, now: dt.datetime 
     now = now or dt.datetime.now(dt.timezone.utc)
     run = RunArtifacts(Storage(settings), run_id)
     _publishable(settings, run, date, now)  # refuse before loading anything
-    scorer = _Scorer(settings, run)
+    scorer = Scorer.of_run(settings, run)
     plan = plan_shards(settings, run_id=run_id)
     parts = [score_shard(settings, run_id=run_id, date=date, shard=p["shard"], shards=p["shards"], now=now,
                          scorer=scorer) for p in plan]

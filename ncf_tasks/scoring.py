@@ -1,7 +1,8 @@
 """Full-catalogue scoring: users against every item, in bounded chunks, with excluded pairs masked.
 
-Publication (every user's top-K unseen items) and full-catalogue evaluation (the test item's rank
-among all items not seen before the test) both walk users in chunks through ``masked_scores``, which
+Full-catalogue evaluation (the test item's rank among all items not seen before the test) and
+publication on a GPU worker (every user's top-K unseen items; a CPU worker publishes with ``serving``'s
+numpy twin of this, held to the same results by tests) walk users in chunks through ``masked_scores``, which
 scores a chunk against all items (``score_all``), sets the excluded (user, item) pairs to -inf and
 yields the chunk. A chunk holds at most ``chunk_cells`` floats of per-pair activations, sized by the
 model's widest layer (``models.pair_width``), so memory is bounded whatever the catalogue.

@@ -13,7 +13,7 @@ from conftest import ROOT
 from faulty_s3 import FaultyS3
 from ncf_tasks import layout
 from ncf_tasks.build import build_training_set, write_training_set
-from ncf_tasks.errors import ConfigError, DataError, GateRejected, StorageError
+from ncf_tasks.errors import ConfigError, DataError, GateRejected, NoDataError, StorageError
 from ncf_tasks.evaluate import id_translation, run_evaluate
 from ncf_tasks.gate import decide
 from ncf_tasks.generate import SyntheticSpec, synthesize
@@ -106,6 +106,36 @@ def test_a_failed_shard_leaves_the_previous_table_live(storage):
         commit(s3, run_id="r2", date="2026-11-26", parts=parts)
     assert latest_pointer(s) == before and storage.get_json(layout.production_pointer())["run_id"] == "r1"
     assert load_latest(s).select(pl.len()).collect().item() == before["rows"]
+
+
+def test_a_shard_scores_evaluates_export_without_torch_and_refuses_any_other_file(storage, s3_env):
+    """A shard task in a fresh interpreter scores the model evaluate exported without importing torch, and
+    writes the bytes an in-process shard writes. A model file that is not the exported one (SHA-256), or a
+    run whose metrics name no export (evaluated by an older version), is refused; nothing is published."""
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    code = ("import json, sys; from ncf_tasks.config import Settings; from ncf_tasks.publish import score_shard; "
+            "out = score_shard(Settings.from_env().replace(publish_k=20), run_id='r1', date='2026-11-26', shard=1, "
+            "shards=2); print(json.dumps({'torch': 'torch' in sys.modules, 'key': out['key']}))")
+    env = {**os.environ, **s3_env, "PYTHONPATH": str(ROOT), "NCF_DEVICE": "cpu"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["torch"] is False
+    etag = storage.list(got["key"])[0]["etag"]
+    assert score_shard(s, run_id="r1", date="2026-11-26", shard=1, shards=2)["key"] == got["key"]
+    assert storage.list(got["key"])[0]["etag"] == etag  # numpy's scoring is the same in any process
+
+    make_run(storage, "r2", seed=5)
+    run_evaluate(s, run_id="r2")
+    storage.put_bytes("runs/r1/neumf.npz", storage.get_bytes("runs/r2/neumf.npz"))
+    with pytest.raises(DataError, match=r"runs/r1/neumf.npz is not the file evaluate exported .*run evaluate for r1"):
+        run_publish(s, run_id="r1", date="2026-11-26")
+    metrics = storage.get_json("runs/r2/metrics.json")
+    storage.put_json("runs/r2/metrics.json", {k: v for k, v in metrics.items() if k != "serving"})
+    with pytest.raises(NoDataError, match=r"runs/r2/neumf.npz is missing or not recorded .*run evaluate for r2"):
+        run_publish(s, run_id="r2", date="2026-11-26")
+    assert not storage.exists(layout.latest_pointer()) and not storage.exists(layout.production_pointer())
 
 
 def test_crash_between_table_and_pointer_leaves_the_old_one_readable(storage, s3_server):
