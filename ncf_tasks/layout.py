@@ -112,6 +112,11 @@ def dashboard() -> str:
     return "reports/index.html"
 
 
+def dashboard_plots() -> str:
+    """The dashboard's plots as last drawn, with the digest of what they were drawn from (``dashboard``)."""
+    return "reports/_plots.json"
+
+
 def validation_static() -> str:
     """Data Docs' static assets (CSS, JS, fonts), shared by every day's site instead of copied into each."""
     return "reports/validation/_static/"

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from conftest import ROOT, require_ml100k
-from ncf_tasks import layout, local_s3
+from ncf_tasks import dashboard, layout, local_s3
 from ncf_tasks.backfill import run_backfill
 from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.evaluate import run_evaluate
@@ -125,6 +125,10 @@ def test_dashboard_rows_plots_and_links(storage):
             run_publish(s, run_id=run_id, date=day)
     page = storage.get_bytes(layout.dashboard()).decode()
     assert page.count("<svg") == 4 and "<code>r1</code>" in page and "<code>r2</code>" in page
+    drawn = storage.list(layout.dashboard_plots())[0]["etag"]
+    dashboard.rebuild(storage)  # nothing the plots show changed (as at publish): they are not drawn again
+    assert storage.list(layout.dashboard_plots())[0]["etag"] == drawn
+    assert storage.get_bytes(layout.dashboard()).decode().count("<svg") == 4
     table = page[page.index('<table id="runs"'):]
     assert table.index("<code>r2</code>") < table.index("<code>r1</code>")  # newest first
     assert 'href="../runs/r1/report.html"' in page and 'href="../reports/validation/dt=2026-11-25/index.html"' in page
