@@ -324,7 +324,12 @@ class RunArtifacts:
         if serving.digest(data) != recorded["sha256"]:
             raise DataError(f"{self.storage.uri(key)} is not the file evaluate exported (SHA-256 differs from "
                             f"{self.uri(self.METRICS)}): run evaluate for {self.run_id} again")
-        return serving.ServingModel(data, self.storage.uri(key))
+        model = serving.ServingModel(data, self.storage.uri(key))
+        m = self.manifest()
+        if model.meta.get("manifest_digest") != m.digest or (model.n_users, model.n_items) != (m.n_users, m.n_items):
+            raise NoDataError(f"{self.storage.uri(key)} was trained on another training set than {self.uri(self.MANIFEST)} "
+                              f"(the run was rebuilt): train and evaluate run {self.run_id} again")
+        return model
 
     def positives(self) -> tuple["np.ndarray", "np.ndarray"]:
         """Every (user_idx, item_idx) interaction of the run (train, validation and test positives) as int64

@@ -93,7 +93,8 @@ def _publishable(settings: Settings, run: RunArtifacts, date: str, now: dt.datet
 def plan_shards(settings: Settings, *, run_id: str) -> list[dict]:
     """The shard list a sharded publish maps over: ``publish_shards`` user ranges of the run's users."""
     run = RunArtifacts(Storage(settings), run_id)
-    bounds = shard_bounds(run.manifest().n_users, settings.publish_shards, run.serving_record(PUBLISHED_MODEL)["chunk_users"])
+    chunk = run.serving_record(PUBLISHED_MODEL)["chunk_users"]  # shards start where the scorer's chunks start
+    bounds = shard_bounds(run.manifest().n_users, settings.publish_shards, chunk)
     return [{"run_id": run_id, "shard": n, "shards": len(bounds), "users": [a, b]} for n, (a, b) in enumerate(bounds)]
 
 
@@ -114,22 +115,18 @@ class Scorer:
     shared by the shards one process scores."""
 
     def __init__(self, model: serving.ServingModel, exclude: tuple[np.ndarray, np.ndarray], threads: int = 1,
-                 device: str | None = None):
+                 device: str | None = None, maps: dict | None = None, generated_at: dt.datetime | None = None):
         self.model, self.exclude, self.threads, self.device = model, exclude, threads, device
+        self.maps, self.generated_at = maps, generated_at  # what score_shard's table needs besides the scores
         self.n_users, self.n_items = model.n_users, model.n_items
         self._net = None
 
     @classmethod
     def of_run(cls, settings: Settings, run: RunArtifacts) -> "Scorer":
         model = run.load_serving(PUBLISHED_MODEL)
-        if (model.n_users, model.n_items) != (run.manifest().n_users, run.manifest().n_items):
-            raise DataError(f"{run.uri(run.export_file(PUBLISHED_MODEL))}: {model.n_users} users x {model.n_items} items, "
-                            f"but the run's training set has {run.manifest().n_users} x {run.manifest().n_items}: "
-                            f"run evaluate for {run.run_id} again")
-        scorer = cls(model, run.positives(), settings.cpu_threads, "cuda" if _scores_on_gpu(settings) else None)
-        scorer.generated_at = dt.datetime.fromisoformat(model.meta.get("trained_at") or run.metrics()["evaluated_at"])
-        scorer.maps = run.id_maps()
-        return scorer
+        trained = dt.datetime.fromisoformat(model.meta.get("trained_at") or run.metrics()["evaluated_at"])
+        return cls(model, run.positives(), settings.cpu_threads, "cuda" if _scores_on_gpu(settings) else None,
+                   maps=run.id_maps(), generated_at=trained)
 
     def top_k(self, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(user_idx, item_idx, score) rows of the top-k unseen items of users ``lo <= user_idx < hi``,

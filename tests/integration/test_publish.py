@@ -110,8 +110,9 @@ def test_a_failed_shard_leaves_the_previous_table_live(storage):
 
 def test_a_shard_scores_evaluates_export_without_torch_and_refuses_any_other_file(storage, s3_env):
     """A shard task in a fresh interpreter scores the model evaluate exported without importing torch, and
-    writes the bytes an in-process shard writes. A model file that is not the exported one (SHA-256), or a
-    run whose metrics name no export (evaluated by an older version), is refused; nothing is published."""
+    writes the bytes an in-process shard writes. A model file that is not the exported one (SHA-256), a
+    run whose metrics name no export (evaluated by an older version) and an export of a run since rebuilt
+    are refused; nothing is published."""
     s = make_run(storage, "r1")
     run_evaluate(s, run_id="r1")
     code = ("import json, sys; from ncf_tasks.config import Settings; from ncf_tasks.publish import score_shard; "
@@ -135,6 +136,11 @@ def test_a_shard_scores_evaluates_export_without_torch_and_refuses_any_other_fil
     storage.put_json("runs/r2/metrics.json", {k: v for k, v in metrics.items() if k != "serving"})
     with pytest.raises(NoDataError, match=r"runs/r2/neumf.npz is missing or not recorded .*run evaluate for r2"):
         run_publish(s, run_id="r2", date="2026-11-26")
+    run_evaluate(s, run_id="r1")  # exported again; then the run is rebuilt, and not trained or evaluated again
+    ev = synthesize(SyntheticSpec(users=200, items=150, days=3, events_per_day=2000, groups=5, seed=9))
+    write_training_set(storage, "r1", build_training_set(ev, s), s)
+    with pytest.raises(NoDataError, match=r"runs/r1/neumf.npz was trained on another training set .*run r1 again"):
+        run_publish(s, run_id="r1", date="2026-11-26")
     assert not storage.exists(layout.latest_pointer()) and not storage.exists(layout.production_pointer())
 
 
