@@ -105,8 +105,9 @@ def ncf_retrain():
     @task(queue=BASE.train_queue, execution_timeout=dt.timedelta(hours=1), map_index_template="{{ shard_label }}",
           doc_md="Scores one user range against the whole catalogue and writes its part of the table "
                  "(`recs/topk/dt=D/topk-<run>-part-i-of-n.parquet`). Nothing points to it yet; a re-run rewrites "
-                 "the same bytes. Mapped (a mapped task keeps no docstring): the shards run side by side on the "
-                 "train queue's workers.")
+                 "the same bytes. Scores the model `evaluate` exported (`runs/<run>/neumf.npz`): numpy on a CPU "
+                 "worker (no torch import), torch on a GPU worker. Mapped (a mapped task keeps no docstring): the "
+                 "shards run side by side on the train queue's workers.")
     def score_shard(part: dict) -> dict:
         from ncf_tasks.publish import score_shard as score
 
