@@ -183,12 +183,6 @@ class NeuMF(nn.Module):
         return model
 
 
-# Activation floats per full-catalogue chunk. Measured (benchmarks/publish.py): 2^23 (32 MB per
-# tensor) is both faster and far leaner than 2^27 — the chunk's activations stay cache- and
-# allocator-friendly; 2^20-2^22 lose to per-chunk overhead.
-SCORE_CHUNK_CELLS = 1 << 23
-
-
 def pair_width(model: nn.Module) -> int:
     """Floats ``score_all`` holds per (user, item) pair at its widest layer: what sizes its chunks."""
     mlp = model.mlp if isinstance(model, NeuMF) else model if isinstance(model, MLP) else None

@@ -16,7 +16,8 @@ from typing import Iterator
 
 import torch
 
-from ncf_tasks.models import SCORE_CHUNK_CELLS, pair_width
+from ncf_tasks.models import pair_width
+from ncf_tasks.serving import SCORE_CHUNK_CELLS
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 10.0
