@@ -290,7 +290,8 @@ class RunArtifacts:
 
     def save_serving(self, kind: str, net: torch.nn.Module, art: dict) -> dict:
         """Export the model ``art`` describes (as loaded by ``load_model``) for torch-free scoring; returns
-        ``{"key", "sha256"}``, which ``metrics.json`` records so that publish scores exactly this file."""
+        ``{"key", "sha256", "chunk_users"}``, which ``metrics.json`` records so that publish scores exactly
+        this file (and plans its shards on the scorer's chunks)."""
         from ncf_tasks import serving
 
         data = serving.export({k: v.detach().cpu() for k, v in net.state_dict().items()}, {
@@ -311,8 +312,9 @@ class RunArtifacts:
         return recorded
 
     def load_serving(self, kind: str) -> "ServingModel":
-        """The model evaluate exported, checked against the SHA-256 in ``metrics.json``: anything else (a file
-        rewritten since, or a run evaluated before models were exported) is refused, naming what to re-run."""
+        """The model evaluate exported, checked against the SHA-256 in ``metrics.json`` and the run's manifest:
+        anything else (a file rewritten since, a run evaluated before models were exported, or rebuilt since)
+        is refused, naming what to re-run."""
         from ncf_tasks import serving
 
         key = self.key(self.export_file(kind))
