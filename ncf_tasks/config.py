@@ -21,6 +21,7 @@ from ncf_tasks.errors import ConfigError, clip, quote
 
 ENV_PREFIX = "NCF_"
 SECRET_FIELDS = frozenset({"s3_secret_access_key", "s3_session_token"})
+GPU_NODES = ("/dev/nvidiactl", "/dev/dxg")  # NVIDIA's device node on Linux; WSL 2's GPU node (CUDA needs one)
 
 
 def env_name(setting: str) -> str:
@@ -219,9 +220,12 @@ class Settings:
 
     @property
     def torch_device(self) -> str:
-        """'cuda' or 'cpu': ``device`` resolved against the hardware (torch imported lazily)."""
+        """'cuda' or 'cpu': ``device`` resolved against the hardware. ``auto`` on a machine without a GPU
+        device node is 'cpu' without importing torch (~2 s): a CPU worker's publish shard never imports it."""
         if self.device != "auto":
             return self.device
+        if not any(map(os.path.exists, GPU_NODES)):
+            return "cpu"
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 
 import numpy as np
@@ -98,18 +97,6 @@ def plan_shards(settings: Settings, *, run_id: str) -> list[dict]:
     return [{"run_id": run_id, "shard": n, "shards": len(bounds), "users": [a, b]} for n, (a, b) in enumerate(bounds)]
 
 
-GPU_NODES = ("/dev/nvidiactl", "/dev/dxg")  # NVIDIA's device node on Linux; WSL 2's GPU node
-
-
-def _scores_on_gpu(settings: Settings) -> bool:
-    """True when the worker scores with torch on CUDA: ``device=cuda``, or ``auto`` on a machine with a GPU
-    device node. Otherwise scoring is numpy's on the CPU (``serving``), and a shard never imports torch:
-    at ML-1M size its import (~2 s) cost more than the shard's scoring."""
-    if settings.device == "cpu" or (settings.device == "auto" and not any(map(os.path.exists, GPU_NODES))):
-        return False
-    return settings.torch_device == "cuda"
-
-
 class Scorer:
     """The model publish scores (evaluate's export, ``serving``) and the pairs to exclude, loaded once and
     shared by the shards one process scores."""
@@ -118,14 +105,14 @@ class Scorer:
                  device: str | None = None, maps: dict | None = None, generated_at: dt.datetime | None = None):
         self.model, self.exclude, self.threads, self.device = model, exclude, threads, device
         self.maps, self.generated_at = maps, generated_at  # what score_shard's table needs besides the scores
-        self.n_users, self.n_items = model.n_users, model.n_items
         self._net = None
 
     @classmethod
     def of_run(cls, settings: Settings, run: RunArtifacts) -> "Scorer":
         model = run.load_serving(PUBLISHED_MODEL)
         trained = dt.datetime.fromisoformat(model.meta.get("trained_at") or run.metrics()["evaluated_at"])
-        return cls(model, run.positives(), settings.cpu_threads, "cuda" if _scores_on_gpu(settings) else None,
+        # torch on CUDA on a GPU worker; numpy otherwise (``Settings.torch_device`` decides without importing torch)
+        return cls(model, run.positives(), settings.cpu_threads, "cuda" if settings.torch_device == "cuda" else None,
                    maps=run.id_maps(), generated_at=trained)
 
     def top_k(self, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,11 +137,11 @@ class Scorer:
         device = torch.device(self.device)
         if self._net is None:
             meta = self.model.meta
-            net = build_model(meta["model"], self.n_users, self.n_items, meta["factors"], tuple(meta["mlp_layers"]))
+            net = build_model(meta["model"], self.model.n_users, self.model.n_items, meta["factors"], tuple(meta["mlp_layers"]))
             net.load_state_dict({k: torch.from_numpy(v) for k, v in self.model.state.items()})
             self._net = net.to(device).eval()
             self._exclude = tuple(torch.from_numpy(a).to(device) for a in self.exclude)
-        out_i, out_s = top_k(self._net, torch.arange(lo, hi, device=device), self.n_items, k, exclude=self._exclude)
+        out_i, out_s = top_k(self._net, torch.arange(lo, hi, device=device), self.model.n_items, k, exclude=self._exclude)
         return out_i.numpy(), out_s.numpy()
 
 
@@ -170,9 +157,9 @@ def score_shard(settings: Settings, *, run_id: str, date: str, shard: int, shard
     run = RunArtifacts(storage, run_id)
     day, _, _ = _publishable(settings, run, date, now)
     scorer = scorer or Scorer.of_run(settings, run)
-    bounds = shard_bounds(scorer.n_users, shards, scorer.model.chunk_users())
+    bounds = shard_bounds(scorer.model.n_users, shards, scorer.model.chunk_users())
     if not 0 <= shard < len(bounds):
-        raise ConfigError(f"shard {shard} of {shards}: run {run_id} has {scorer.n_users} users, so shards "
+        raise ConfigError(f"shard {shard} of {shards}: run {run_id} has {scorer.model.n_users} users, so shards "
                           f"0..{len(bounds) - 1}")
     lo, hi = bounds[shard]
     u, i, s = scorer.top_k(settings.publish_k, lo, hi)

@@ -1,6 +1,11 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
-from ncf_tasks.config import Settings, describe
+from conftest import ROOT
+from ncf_tasks.config import GPU_NODES, Settings, describe
 from ncf_tasks.errors import ConfigError
 
 
@@ -78,3 +83,13 @@ def test_env_names_come_from_one_place_and_dag_settings_are_accepted():
     with pytest.raises(ConfigError, match=r"sgd_momentum \(NCF_SGD_MOMENTUM\) = 1.5: must lie in"):
         Settings.from_env(env={"NCF_SGD_MOMENTUM": "1.5"})
 
+
+
+@pytest.mark.skipif(any(map(os.path.exists, GPU_NODES)), reason="this machine has a GPU device node")
+def test_auto_device_without_a_gpu_node_is_the_cpu_without_importing_torch():
+    """What keeps a CPU worker's publish shard free of torch's ~2 s import (``publish.Scorer``)."""
+    code = ("import sys; from ncf_tasks.config import Settings; "
+            "print(Settings.from_env(env={}).torch_device, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0 and r.stdout.split() == ["cpu", "False"], r.stderr[-2000:]
