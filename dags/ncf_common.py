@@ -97,7 +97,7 @@ def failure_summary(lag_days: int | None = None):
 # -- trigger-form params, generated from the settings so that names, bounds and docs agree ------------
 FORM_SETTINGS = (
     "window_days", "factors", "mlp_layers", "train_negatives", "epochs", "batch_size", "lr", "neumf_lr",
-    "neumf_optimizer", "pretrain", "refit", "warm_start", "alpha", "l2", "dropout", "tuned_profile", "publish_k",
+    "neumf_optimizer", "pretrain", "refit", "warm_start", "alpha", "l2", "dropout", "recency_boost", "tuned_profile", "publish_k",
     "publish_shards", "gate_min_lift", "gate_tolerance", "waive_rules", "force_publish",
 )
 

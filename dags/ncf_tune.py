@@ -3,8 +3,9 @@
 
 Trigger by hand. `build` makes a training set from the validated lake up to the data day (the same rule
 and settings as `ncf_retrain`), then `tune` runs an Optuna study (TPE sampler, median pruner on each
-epoch's validation HR) over factors, learning rates, lazy L2, negatives per positive, α and dropout —
-GMF, MLP and NeuMF trained per trial on the **validation split only**; the test split is not read.
+epoch's validation HR) over factors, learning rates, lazy L2, negatives per positive, α, dropout and the
+recency boost — GMF, MLP and NeuMF trained per trial on the **validation split only**; the test split is
+not read.
 
 * `trials` and `time_budget_minutes` bound the study (pruning is what makes 40 trials fit 20 minutes on
   ML-100K with 2 cores). Trial 0 is today's settings: a profile is written only if a trial beats it.

@@ -118,6 +118,7 @@ class RunData:
     valid_candidates: torch.Tensor  # (V, 1 + negatives), held-out item first
     test_users: torch.Tensor
     test_candidates: torch.Tensor
+    train_recency: torch.Tensor | None = None  # (N,) each train positive's rank from its user's latest, 0 = latest
 
     def all_positives(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every (user, item) interaction of the run: train, validation and test positives."""
@@ -129,8 +130,13 @@ class RunData:
 
     def with_validation(self) -> "RunData":
         """The same set with the validation positives added to train: what a refit trains on (``fitting.refit``)."""
+        import torch
+
         users, items = self.seen_before_test()
-        return dataclasses.replace(self, train_users=users, train_items=items)
+        recency = None
+        if self.train_recency is not None:  # the validation item is each user's latest before the test item
+            recency = torch.cat([self.train_recency + 1, torch.zeros_like(self.valid_users)])
+        return dataclasses.replace(self, train_users=users, train_items=items, train_recency=recency)
 
     def seen_before_test(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Train and validation positives: what full-catalogue evaluation excludes from the ranking."""
@@ -144,6 +150,16 @@ def _tensor(series, device) -> "torch.Tensor":
     import torch
 
     return torch.from_numpy(series.to_numpy(writable=True)).to(device=device, dtype=torch.int64)
+
+
+def _recency(train, device) -> "torch.Tensor | None":
+    """Each train positive's rank among its user's train positives, latest first (ties share the rank)."""
+    import polars as pl
+
+    if "event_ts" not in train.columns:
+        return None
+    rank = train.select((pl.col("event_ts").rank("min", descending=True).over("user_idx") - 1).alias("r"))
+    return _tensor(rank["r"], device)
 
 
 def from_frames(manifest: Manifest | None, n_users: int, n_items: int, train, valid, test,
@@ -161,6 +177,7 @@ def from_frames(manifest: Manifest | None, n_users: int, n_items: int, train, va
         train_users=_tensor(train["user_idx"], device), train_items=_tensor(train["item_idx"], device),
         valid_users=held["valid"][0], valid_candidates=held["valid"][1],
         test_users=held["test"][0], test_candidates=held["test"][1],
+        train_recency=_recency(train, device),
     )
 
 

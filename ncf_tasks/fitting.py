@@ -5,7 +5,8 @@ Pointwise log loss; every epoch draws ``train_negatives`` fresh negatives per po
 index slices — no Dataset/DataLoader, no Python per sample. After each epoch the validation candidates
 are scored (HR@K decides the best epoch and early stopping); test candidates are never touched here.
 Regularisation: lazy L2 on the embedding rows each batch reads (``l2``, ``models._collect``), decoupled
-weight decay on dense layers (``dense_decay``), dropout in the MLP tower (``dropout``).
+weight decay on dense layers (``dense_decay``), dropout in the MLP tower (``dropout``). Each user's latest
+positives weigh more in the loss (``recency_weights``): what a user does next follows what they did last.
 
 Shared by the ``train`` stage (one model of a run, checkpointed every epoch) and by ``tune`` (three models
 per trial, in memory, reporting each epoch to the pruner), so a trial scores exactly what a nightly run
@@ -99,6 +100,8 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
     world, me = (rank.world, rank.rank) if rank else (1, 0)
     perm = torch.randperm(n, generator=gen, device=device)
     pu, pi = data.train_users[perm], data.train_items[perm]
+    w = recency_weights(data, settings)
+    w = None if w is None else w[perm, None]
     neg = train_negatives(pos, pu, k, gen)  # every rank draws the whole epoch's: the one-process stream
     step = max(1, batch_size_for(settings, n) // (1 + k))  # positives per batch (of all ranks together)
     labels = torch.zeros((step, 1 + k), device=device)
@@ -114,7 +117,8 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
         penalty = [] if settings.l2 else None  # lazy L2 on the rows this batch reads (models._collect)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(pu[lo:hi, None], items, penalty)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels[:hi - lo], reduction="sum")
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), labels[:hi - lo], None if w is None else w[lo:hi], reduction="sum")
         scale = world / (m * (1 + k))  # the whole batch's mean, once DDP has averaged the ranks' gradients
         loss = (bce + settings.l2 * sum(penalty)) * scale if penalty else bce * scale
         opt.zero_grad(set_to_none=True)
@@ -125,6 +129,23 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
     if rank:
         distributed.all_sum(loss_sum)
     return float(loss_sum) / total, total
+
+
+def recency_weights(data: RunData, settings: Settings) -> torch.Tensor | None:
+    """Per train positive, 1 + recency_boost * 0.5 ** (r / recency_halflife), scaled to mean 1; None when off.
+
+    ``r``: the positive's place before its user's latest train positive (``RunData.train_recency``; equal times
+    share a place). Why: the pipeline predicts each user's next interaction (the held-out items are the latest,
+    and a nightly table serves the next day), and a user's next item follows their recent ones more closely
+    than their first ones. On MovieLens 100K, 5 seeds, validation only, NeuMF's HR@10 rose from 0.724 to 0.740
+    and GMF's and MLP's by 0.02 each (BENCHMARKS.md). A positive's K negatives share its weight, so the ratio
+    of positives to negatives in the loss is unchanged; the mean of 1 keeps ``l2``'s strength and the loss
+    comparable with an unweighted run.
+    """
+    if not settings.recency_boost or data.train_recency is None:
+        return None
+    w = 1.0 + settings.recency_boost * torch.exp2(-data.train_recency.float() / settings.recency_halflife)
+    return w / w.mean()
 
 
 def epoch_generator(settings: Settings, epoch: int, device: torch.device) -> torch.Generator:

@@ -30,6 +30,7 @@ SPACE: dict[str, tuple] = {
     "train_negatives": ("int", 2, 8),
     "alpha": ("float", 0.1, 0.9),
     "dropout": ("float", 0.0, 0.5),
+    "recency_boost": ("float", 0.0, 16.0),
 }
 TUNABLE = tuple(SPACE)
 

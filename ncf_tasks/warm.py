@@ -119,4 +119,6 @@ def recent(run: "RunArtifacts", data: "RunData", since: str) -> "RunData":
     start = dt.datetime.fromisoformat(since).replace(tzinfo=dt.timezone.utc)
     mask = torch.from_numpy((ts >= start).to_numpy()).to(data.train_users.device)
     log.info("warm start: %d of %d train interactions since %s", int(mask.sum()), mask.numel(), since)
-    return dataclasses.replace(data, train_users=data.train_users[mask], train_items=data.train_items[mask])
+    recency = None if data.train_recency is None else data.train_recency[mask]
+    return dataclasses.replace(data, train_users=data.train_users[mask], train_items=data.train_items[mask],
+                               train_recency=recency)

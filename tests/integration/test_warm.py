@@ -66,7 +66,12 @@ def test_warm_run_carries_embeddings_by_id_and_trains_on_the_recent_window(stora
     recent = train.filter(pl.col("event_ts") >= pl.datetime(2026, 11, 25, time_zone="UTC")).height
     assert 0 < recent < train.height
     run = RunArtifacts(storage, "now")
-    assert warm.recent(run, run.load_data(), "2026-11-25").train_users.numel() == recent
+    full, window = run.load_data(), warm.recent(run, run.load_data(), "2026-11-25")
+    assert window.train_users.numel() == recent
+    # each kept positive keeps its place before its user's latest (the recency weights, fitting.recency_weights)
+    kept = torch.from_numpy(train.select(pl.col("event_ts") >= pl.datetime(2026, 11, 25, time_zone="UTC"))
+                            .to_series().to_numpy())
+    assert torch.equal(window.train_recency, full.train_recency[kept])
     # the report: the warm start in the training table, and both runs' curves by training time
     run_evaluate(s, run_id="now")
     page = storage.get_bytes("runs/now/report.html").decode()
