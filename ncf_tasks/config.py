@@ -119,6 +119,10 @@ class Settings:
     refit: bool = _f(True, "after each model's epoch count is chosen on validation, train it again from the start on "
                            "train + validation positives for that many epochs; evaluate and publish use that model "
                            "(its test item then follows what it saw, as the validation item did: BENCHMARKS.md)")
+    tune_min_gain_se: float = _f(1.0, "ncf_tune writes tuning/profile.json only when its best trial's validation HR@K "
+                                      "beats trial 0's (the current settings) by more than this many standard errors "
+                                      "of a validation HR, sqrt(p(1 - p) / validation users): the best of many noisy "
+                                      "trials sits about one above its true value", min=0.0, max=100.0)
     tuned_profile: bool = _f(True, "use the tuned profile tuning/profile.json (written by ncf_tune) when present; "
                                    "explicit params and --set still win")
     warm_start: bool = _f(False, "initialise GMF, MLP and NeuMF from the model in production (embeddings carried over "

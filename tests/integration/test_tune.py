@@ -14,7 +14,7 @@ from ncf_tasks.errors import DataError
 from ncf_tasks.generate import SyntheticSpec, run_generate
 from ncf_tasks.ingest import run_ingest
 from ncf_tasks.train import run_train
-from ncf_tasks.tune import run_tune
+from ncf_tasks.tune import min_gain, run_tune
 from ncf_tasks.validate import run_validate
 
 pytestmark = pytest.mark.slow
@@ -37,16 +37,24 @@ def test_a_study_writes_trials_report_and_a_profile_that_beats_trial_zero(storag
     # trial 0 is today's settings (factors 8 is outside the space: the nearest choice, 16)
     assert trials.filter(pl.col("number") == 0)["param_factors"].item() == 16
     html = storage.get_bytes(folder + "report.html").decode()
+    assert ("<b>Published</b>" in html) == out["published"] and 'id="decision"' in html
     assert "objective per trial" in html and 'id="trials"' in html and "<svg" in html
     prof = storage.get_json(folder + "profile.json")
     assert prof["version"] == "study-1" and prof["value"] == out["best_value"] and prof["run_id"] == "t"
+    # a profile replaces the settings only past the noise of a validation HR: one standard error by default
+    users = storage.get_json("runs/t/manifest.json")["report"]["valid_users"]
+    assert prof["valid_users"] == users > 0
+    assert prof["min_gain"] == pytest.approx(min_gain(prof["baseline_value"], users, 1.0), abs=1e-5)
+    assert min_gain(0.75, 943, 1.0) == pytest.approx(0.0141, abs=1e-4)  # MovieLens 100K's validation users
     if out["published"]:
-        assert prof["value"] > prof["baseline_value"] and storage.get_json(layout.tuned_profile()) == prof
+        assert prof["value"] - prof["baseline_value"] > prof["min_gain"]
+        assert storage.get_json(layout.tuned_profile()) == prof
     else:
         assert not storage.exists(layout.tuned_profile())
 
 
 def test_a_killed_study_resumes_from_its_saved_trials(storage, built):
+    built = built.replace(tune_min_gain_se=100.0)  # no trial can beat trial 0 by 100 standard errors
     run_tune(built, run_id="t", study="s2", trials=2, timeout_s=600)
     saved = storage.get_json(layout.tuning_study("s2") + "trials.json")
     assert [t["number"] for t in saved] == [0, 1]
@@ -54,6 +62,7 @@ def test_a_killed_study_resumes_from_its_saved_trials(storage, built):
     assert out["trials"] == 3
     again = storage.get_json(layout.tuning_study("s2") + "trials.json")
     assert again[:2] == saved  # the first two were re-added, not re-run
+    assert not out["published"] and not storage.exists(layout.tuned_profile())
 
 
 def _lake(storage, days=("2026-11-24", "2026-11-25", DAY)):
