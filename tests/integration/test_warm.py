@@ -54,7 +54,10 @@ def test_warm_run_carries_embeddings_by_id_and_trains_on_the_recent_window(stora
     assert not storage.get_json("runs/now/neumf_history.json")["init"]["fused"]  # NeuMF carried, not re-fused
     # what the carried model started from: production's rows, found by id, and production's dense layers
     carried, _ = warm.carry("gmf", RunArtifacts(storage, "now").load_data(), s, RunArtifacts(storage, "now"), record)
-    old, _ = RunArtifacts(storage, "prod").load_model("gmf", current=False)
+    # production refit (the default): what is carried is its selected model, trained without the validation
+    # items, which are this run's validation items too for users with nothing newer
+    assert RunArtifacts(storage, "prod").has_model("gmf", selected=True)
+    old, _ = RunArtifacts(storage, "prod").load_model("gmf", current=False, selected=True)
     ours, theirs = RunArtifacts(storage, "now").id_maps()["users"], RunArtifacts(storage, "prod").id_maps()["users"]
     pair = ours.join(theirs, on="user_id", suffix="_prod").filter(pl.col("user_id") == "u000123")
     assert torch.equal(carried.user.weight[pair["user_idx"][0]], old.user.weight[pair["user_idx_prod"][0]])
