@@ -43,9 +43,11 @@ stack-down:
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
 
-peers: venv  ## our trainer against cornac's NeuMF (its own venv, .peers/), same split and batch size
+peers: venv  ## our trainer against cornac's and RecBole's NeuMF (each in its own venv), same split and batch size
 	test -x .peers/bin/python || ($(PYTHON) -m venv .peers && .peers/bin/pip install -q torch==2.13.0 cornac==3.0.1)
-	$(BIN)/python benchmarks/peers.py
+	test -x .peers-recbole/bin/python || ($(PYTHON) -m venv .peers-recbole && \
+	  .peers-recbole/bin/pip install -q recbole==1.2.1 "numpy<2" torch==2.5.1)
+	$(BIN)/python benchmarks/peers.py --peers cornac recbole
 
 s3-reset:  ## empty the embedded S3 endpoint's persisted buckets (.data/s3/); stop it first (make down)
 	bash include/up.sh stop >/dev/null

@@ -1,19 +1,21 @@
-"""Our trainer against cornac's NeuMF, the peer a user would pick instead, at equal split and batch size.
+"""Our trainer against the peers a user would pick instead — cornac's and RecBole's NeuMF — at equal split and batch.
 
-    python -m venv .peers && .peers/bin/pip install torch==2.13.0 cornac==3.0.1   # once: the peer's own venv
-    python benchmarks/peers.py [--seeds 0 1 2] [--peer-python .peers/bin/python] [--path ../shared/data/ml-100k/u.data]
+    python -m venv .peers && .peers/bin/pip install torch==2.13.0 cornac==3.0.1   # once: each peer's own venv
+    python -m venv .peers-recbole && .peers-recbole/bin/pip install recbole==1.2.1 "numpy<2" torch==2.5.1
+    python benchmarks/peers.py [--seeds 0 1 2] [--peers cornac recbole] [--path ../shared/data/ml-100k/u.data]
 
 Per seed: the pipeline's training set of MovieLens 100K (``build.build_training_set``: leave-one-out, 99
 sampled negatives), then GMF, MLP and NeuMF (pretrained) trained by our epoch loop (``fitting.fit``: selection
-with early stopping and the best epoch kept, no refit, as cornac's fit has none; defaults,
+with early stopping and the best epoch kept, no refit, as the peers' fits have none; defaults,
 early stopping on validation HR@10; factors 8 by default, the paper's configuration, because cornac's NeuMF
-requires GMF's factors to equal the last MLP layer), and by cornac 3.0.1 (PyTorch backend) in its own venv
-(``peer_cornac.py``) on the same train/validation pairs, at the same factors, MLP layers, negatives, learning
-rates and batch size (cornac's batch counts positives: ours // (1 + negatives)). Both are scored on the
-same test candidates, by the same metric code (``metrics``: ties against the model). Training seconds are
-the whole fit, per-epoch validation included (ours ranks 100 candidates per user, cornac ranks the whole
-catalogue for its NDCG@100), data loading excluded; samples/s counts positives and negatives of the epochs
-run over those seconds.
+requires GMF's factors to equal the last MLP layer) — twice: as shipped, and with ``recency_boost=0``, the
+model the peers can also express — and by each peer in its own venv (``peer_cornac.py``: cornac 3.0.1, PyTorch
+backend; ``peer_recbole.py``: RecBole 1.2.1) on the same train/validation pairs, at the same factors, MLP
+layers, negatives, learning rates and batch size (cornac's batch counts positives: ours // (1 + negatives);
+RecBole's counts samples, as ours). All are scored on the same test candidates, by the same metric code
+(``metrics``: ties against the model). Training seconds are the whole fit, per-epoch validation included
+(ours and RecBole rank 100 candidates per user, cornac ranks the whole catalogue for its NDCG@100), data
+loading excluded; samples/s counts positives and negatives of the epochs run over those seconds.
 """
 
 from __future__ import annotations
@@ -59,17 +61,18 @@ def ours(s: Settings, data, pos) -> dict:
     return out
 
 
-def cornac(s: Settings, data, peer_python: str, batch: int) -> dict:
+def peer(script: str, python: str, s: Settings, data, batch_args: list[str]) -> dict:
+    """Run a peer's script (``peer_cornac.py``, ``peer_recbole.py``) in its own venv on this split; its test
+    candidates' scores come back and are scored here, by the pipeline's metric code."""
     with tempfile.TemporaryDirectory() as tmp:
         split, result = Path(tmp, "split.npz"), Path(tmp, "out.npz")
         np.savez(split, n_items=data.n_items, train_users=data.train_users.numpy(), train_items=data.train_items.numpy(),
                  valid_users=data.valid_users.numpy(), valid_items=data.valid_candidates[:, 0].numpy(),
                  test_users=data.test_users.numpy(), test_candidates=data.test_candidates.numpy())
-        cmd = [peer_python, str(ROOT / "benchmarks" / "peer_cornac.py"), str(split), str(result),
-               "--batch-positives", str(batch // (1 + s.train_negatives)), "--factors", str(s.factors),
-               "--layers", *map(str, s.mlp_layers), "--negatives", str(s.train_negatives), "--lr", str(s.lr),
-               "--neumf-lr", str(s.neumf_lr), "--epochs", str(s.epochs), "--patience", str(s.patience),
-               "--seed", str(s.seed), "--threads", str(s.threads or 2)]
+        cmd = [python, str(ROOT / "benchmarks" / script), str(split), str(result), *batch_args,
+               "--factors", str(s.factors), "--layers", *map(str, s.mlp_layers), "--negatives", str(s.train_negatives),
+               "--lr", str(s.lr), "--neumf-lr", str(s.neumf_lr), "--epochs", str(s.epochs), "--patience",
+               str(s.patience), "--seed", str(s.seed), "--threads", str(s.threads or 2)]
         subprocess.run(cmd, check=True)
         z = np.load(result)
         out = {}
@@ -81,20 +84,31 @@ def cornac(s: Settings, data, peer_python: str, batch: int) -> dict:
         return out
 
 
+PEERS = {  # name -> (script, default venv python, how its batch is given: cornac counts positives)
+    "cornac 3.0.1": ("peer_cornac.py", ".peers", lambda s, b: ["--batch-positives", str(b // (1 + s.train_negatives))]),
+    "RecBole 1.2.1": ("peer_recbole.py", ".peers-recbole", lambda s, b: ["--batch", str(b)]),
+}
+VENVS = {".peers": "python -m venv .peers && .peers/bin/pip install torch==2.13.0 cornac==3.0.1",
+         ".peers-recbole": 'python -m venv .peers-recbole && .peers-recbole/bin/pip install recbole==1.2.1 "numpy<2" '
+                           "torch==2.5.1"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--path", default=str(ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"))
-    ap.add_argument("--peer-python", default=str(ROOT / ".peers" / "bin" / "python"))
+    ap.add_argument("--peers", nargs="+", choices=[n.split()[0].lower() for n in PEERS], default=["cornac"],
+                    help="peer trainers, each from its own venv (.peers for cornac, .peers-recbole for RecBole)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="settings of both trainers (default factors=8: cornac's NeuMF ties GMF's factors to the last "
                          "MLP layer, so the paper's configuration is the one both can run)")
     args = ap.parse_args()
-    if not Path(args.peer_python).exists():
-        sys.exit(f"{args.peer_python}: no peer venv; create it with: python -m venv .peers && "
-                 ".peers/bin/pip install torch==2.13.0 cornac==3.0.1")
+    peers = {n: v for n, v in PEERS.items() if n.split()[0].lower() in args.peers}
+    for script, venv, _ in peers.values():
+        if not (ROOT / venv / "bin" / "python").exists():
+            sys.exit(f"{ROOT / venv}: no peer venv; create it with: {VENVS[venv]}")
     base = Settings.from_env(env={}, **parse_sets(args.set or ["factors=8"]))
-    if base.factors != base.mlp_layers[-1]:
+    if "cornac 3.0.1" in peers and base.factors != base.mlp_layers[-1]:
         sys.exit(f"cornac's NeuMF needs factors == the last MLP layer ({base.mlp_layers[-1]}); got factors {base.factors}")
     torch.set_num_threads(base.threads or 2)
     events = read_ratings(args.path)
@@ -105,8 +119,14 @@ def main() -> None:
         data = from_frames(None, ts.users.height, ts.items.height, ts.train, ts.valid, ts.test)
         pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items)
         batch = batch_size_for(s, data.train_users.numel())
-        for name, res in (("ours", ours(s, data, pos)), ("cornac 3.0.1", cornac(s, data, args.peer_python, batch))):
-            for kind, r in res.items():
+        # ours twice: as shipped, and without the recency boost, which the peers have no equivalent of
+        runs = [("ours", lambda: ours(s, data, pos))]
+        if s.recency_boost:
+            runs.append(("ours, recency_boost=0", lambda: ours(s.replace(recency_boost=0.0), data, pos)))
+        runs += [(name, lambda v=v: peer(v[0], str(ROOT / v[1] / "bin" / "python"), s, data, v[2](s, batch)))
+                 for name, v in peers.items()]
+        for name, run in runs:
+            for kind, r in run().items():
                 rows.append({"seed": seed, "trainer": name, "model": kind, **r})
                 print(rows[-1], flush=True)
     print(f"\nbenchmarks/peers.py — {today()} — {machine()} — {Path(args.path).name}, seeds {args.seeds}, batch "
