@@ -73,7 +73,7 @@ def peer(script: str, python: str, s: Settings, data, batch_args: list[str]) -> 
                "--factors", str(s.factors), "--layers", *map(str, s.mlp_layers), "--negatives", str(s.train_negatives),
                "--lr", str(s.lr), "--neumf-lr", str(s.neumf_lr), "--epochs", str(s.epochs), "--patience",
                str(s.patience), "--seed", str(s.seed), "--threads", str(s.threads or 2)]
-        subprocess.run(cmd, check=True)
+        subprocess.run(cmd, check=True, cwd=tmp)  # RecBole writes its logs into the working folder
         z = np.load(result)
         out = {}
         for kind in KINDS:

@@ -118,8 +118,12 @@ def launch(settings: Settings, *, run_id: str, model: str) -> dict:
                "-m", "ncf_tasks.distributed", str(cfg), run_id, model]
         log.info("%s: data-parallel training on %d %s process(es): %s", model, n, settings.torch_device,
                  " ".join(cmd[1:]))
+        # the ranks import the ncf_tasks this task imported, however it was found (sys.path, not the environment,
+        # in a benchmark or a notebook; the DAG folder's parent under Airflow)
+        code_root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join([code_root, *filter(None, [os.environ.get("PYTHONPATH")])])
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("NCF_")}, RESULT_ENV: str(out),
-               "OMP_NUM_THREADS": str(threads)}  # torchrun would set 1, with a banner
+               "OMP_NUM_THREADS": str(threads), "PYTHONPATH": path}  # torchrun would set 1 thread, with a banner
         code = subprocess.run(cmd, env=env).returncode
         if code != 0 or not out.exists():
             raise DistributedTrainingFailed(f"distributed training of {model} for run {run_id} on {n} processes "

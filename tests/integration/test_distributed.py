@@ -41,9 +41,13 @@ def test_two_gloo_processes_train_what_one_trains(storage, run):
     assert storage.exists("runs/d/neumf.pt") and storage.exists("runs/d/neumf_checkpoint.pt")
 
 
-def test_the_recency_weights_follow_each_ranks_share_of_the_batch(storage, run):
+def test_the_recency_weights_follow_each_ranks_share_of_the_batch(storage, run, monkeypatch, tmp_path):
     """With the default recency boost, two ranks train GMF as one process does: every epoch's loss and
-    validation HR the same (each rank weighs its half of every batch with the one-process weights)."""
+    validation HR the same (each rank weighs its half of every batch with the one-process weights). The ranks
+    find ncf_tasks where this process found it, without PYTHONPATH and from another folder (a benchmark run
+    from benchmarks/ puts it on sys.path)."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.chdir(tmp_path)
     s = run.replace(recency_boost=4.0)
     one = run_train(s, run_id="r", model="gmf")
     storage.copy_prefix("runs/r/", "runs/d/")
