@@ -11,27 +11,14 @@ and the epochs run; ``peers.py`` computes HR/NDCG from them with the pipeline's 
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
+import peer_args
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("split")
-    ap.add_argument("out")
-    ap.add_argument("--batch-positives", type=int, required=True, help="cornac's batch counts positives")
-    ap.add_argument("--factors", type=int, default=64)
-    ap.add_argument("--layers", type=int, nargs="+", default=[64, 32, 16, 8])
-    ap.add_argument("--negatives", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument("--neumf-lr", type=float, default=3e-4)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--patience", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = peer_args.parse("--batch-positives", "cornac's batch counts positives", 3e-4)
 
     import torch
     from cornac.data import Dataset

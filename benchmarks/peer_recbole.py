@@ -17,7 +17,6 @@ the pipeline's own metric code.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 import time
@@ -25,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import peer_args
 
 
 def write_atomic(folder: Path, z) -> None:
@@ -38,20 +38,7 @@ def write_atomic(folder: Path, z) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("split")
-    ap.add_argument("out")
-    ap.add_argument("--batch", type=int, required=True, help="samples per step, negatives included (as ours)")
-    ap.add_argument("--factors", type=int, default=64)
-    ap.add_argument("--layers", type=int, nargs="+", default=[64, 32, 16, 8])
-    ap.add_argument("--negatives", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=0.01)
-    ap.add_argument("--neumf-lr", type=float, default=1e-3)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--patience", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = peer_args.parse("--batch", "samples per step, negatives included (as ours)", 1e-3)
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch 2.5's notes on RecBole's own calls
     import torch
@@ -103,12 +90,13 @@ def main() -> None:
         model.load_state_dict(torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)["state_dict"])
         model.eval()
         epochs = len(trainer.train_loss_dict)  # epoch -> loss of every epoch run
-        # RecBole's ids are tokens of ours; an item it never saw scores -inf (a miss)
+        # RecBole's ids are tokens of ours (index strings): a lookup array from ours to RecBole's; an item it
+        # never saw (id 0, its padding) scores -inf (a miss)
+        tokens = dataset.field2id_token["item_id"]
+        iid_of = np.zeros(int(z["n_items"]), dtype=np.int64)
+        iid_of[tokens[1:].astype(np.int64)] = np.arange(1, len(tokens))
+        iid, known = iid_of[cands], iid_of[cands] > 0
         uid = dataset.token2id("user_id", [str(u) for u in users.tolist()])
-        item_tokens = set(dataset.field2id_token["item_id"][1:].tolist())
-        known = np.vectorize(lambda i: str(i) in item_tokens)(cands)
-        iid = np.zeros(cands.shape, dtype=np.int64)
-        iid[known] = dataset.token2id("item_id", [str(i) for i in cands[known].tolist()])
         with torch.no_grad():
             inter = Interaction({"user_id": torch.from_numpy(np.repeat(uid, cands.shape[1])),
                                  "item_id": torch.from_numpy(iid.reshape(-1))})
