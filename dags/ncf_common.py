@@ -192,9 +192,9 @@ def ingest_and_validate(lag_days: int | None = None):
 
     No raw files: ``ingest`` skips, and so does everything downstream. A day whose raw files exceed
     ``ingest_split_mb`` is ingested by mapped tasks instead of ``ingest`` itself: ``ingest_files`` over
-    groups of files, ``ingest_range`` over hour ranges, then ``ingest_commit`` (``ncf_tasks.ingest_mapped``);
-    for a small day those three are skipped. A broken rule quarantines the batch and fails ``validate``
-    at once (ValidationFailed is not retried; storage errors are).
+    groups of files, then ``ingest_commit`` (``ncf_tasks.ingest_mapped``); for a small day both are
+    skipped. A broken rule quarantines the batch and fails ``validate`` at once (ValidationFailed is not
+    retried; storage errors are).
     Returns the ``validate`` result (its ``date`` is the day that was processed).
     """
 
@@ -205,8 +205,8 @@ def ingest_and_validate(lag_days: int | None = None):
         def ingest() -> list[dict]:
             """Raw files of the processed day → `lake/interactions/dt=D/` (typed, de-duplicated, replaced
             on rerun), in this task (returns []); or, for a day above `ingest_split_mb`, the list the mapped
-            tasks run (item i: file group i and hour range i). No raw files: the task and the run are
-            skipped (not failed, not 'successful')."""
+            tasks run (item i: file group i). No raw files: the task and the run are skipped (not
+            failed, not 'successful')."""
             from airflow.sdk.exceptions import AirflowSkipException
 
             from ncf_tasks.ingest import run_ingest
@@ -223,29 +223,19 @@ def ingest_and_validate(lag_days: int | None = None):
             return plan["tasks"]
 
         @task(execution_timeout=dt.timedelta(hours=1), map_index_template="{{ label }}",
-              doc_md="A big day's group of raw files: read, split by hour range, staged under `lake/staging/`.")
+              doc_md="A big day's group of raw files: read, sorted, de-duplicated, written as one part of the partition.")
         def ingest_files(part: dict) -> dict:
-            from ncf_tasks.ingest_mapped import stage_files
+            from ncf_tasks.ingest_mapped import ingest_group
 
             ctx = get_current_context()
             ctx["label"] = f"file group {part['index'] + 1}/{part['n']}: {len(part['keys'])} file(s)"
-            return stage_files(run_settings(ctx), date=part["date"], group=part["index"], ranges=part["n"],
-                               keys=part["keys"])
+            return ingest_group(run_settings(ctx), date=part["date"], group=part["index"], groups=part["n"],
+                                keys=part["keys"])
 
-        @task(execution_timeout=dt.timedelta(hours=1), map_index_template="{{ label }}",
-              doc_md="One hour range of a big day: its staged pieces de-duplicated into one part of the partition.")
-        def ingest_range(part: dict) -> dict:
-            from ncf_tasks.ingest_mapped import merge_range
-
-            ctx = get_current_context()
-            ctx["label"] = f"hour range {part['index'] + 1}/{part['n']}"
-            return merge_range(run_settings(ctx), date=part["date"], rng=part["index"], ranges=part["n"],
-                               groups=part["n"])
-
-        @task(execution_timeout=dt.timedelta(minutes=10))
+        @task(execution_timeout=dt.timedelta(hours=1))  # rewrites parts when files overlap in time
         def ingest_commit(parts: list[dict]) -> dict:
-            """A big day's parts checked complete, the partition's other files and the staging removed,
-            the ingest manifest written."""
+            """A big day's parts checked complete, rows that two parts share (re-sends across file groups)
+            kept in the first part only, the partition's other files removed, the ingest manifest written."""
             from ncf_tasks.ingest_mapped import commit_ingest
 
             parts = list(parts)
@@ -264,11 +254,8 @@ def ingest_and_validate(lag_days: int | None = None):
             return run_validate(settings, date=data_date(ctx, settings, lag_days))
 
         planned = ingest()
-        staged = ingest_files.expand(part=planned)
-        merged = ingest_range.expand(part=planned)
-        staged >> merged
         validated = validate()
-        [planned, ingest_commit(merged)] >> validated
+        [planned, ingest_commit(ingest_files.expand(part=planned))] >> validated
         return validated
 
     return group()

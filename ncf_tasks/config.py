@@ -62,9 +62,9 @@ class Settings:
                                     "a bigger one, or a gzip that expands past it (a decompression bomb), fails the day "
                                     "naming the file instead of the worker dying out of memory; write several files",
                               min=1)
-    ingest_split_mb: int = _f(1024, "a day whose raw files exceed this many MB is ingested by mapped tasks (groups of "
-                                    "files, then hour ranges, each writing one part of the partition); smaller days by "
-                                    "one task, which is faster at that size (BENCHMARKS.md)", min=1)
+    ingest_split_mb: int = _f(1024, "a day whose raw files exceed this many MB is ingested by mapped tasks (one per group "
+                                    "of files, each writing one part of the partition, then a commit); smaller days by "
+                                    "one task (BENCHMARKS.md)", min=1)
 
     # --- dates ----------------------------------------------------------------------------------
     date_lag_days: int = _f(1, "the run keyed on logical date L processes the logs of L minus this many days", min=0, max=30)

@@ -141,7 +141,6 @@ def run_ingest(settings: Settings, *, date: str) -> dict:
     storage.abort_uploads(layout.lake_file(day))  # a crashed earlier try may have left parts behind
     stale = [k for k in storage.list_keys(layout.lake_partition(day))  # an earlier ingest's parts included
              if k not in (layout.lake_file(day), layout.ingest_manifest(day))]
-    stale += storage.list_keys(layout.lake_staging(day))  # pieces of a failed mapped ingest of the day
     # each time range is encoded while the next is sorted, and uploaded while later ones are encoded
     rows, nbytes = write_parquet_parts(storage, deduplicated_time_ranges(frames), layout.lake_file(day), **LAKE_PARQUET)
     phases["dedupe_write"] = round(time.perf_counter() - t, 3)

@@ -1,52 +1,78 @@
-"""Ingest of a day too big for one task: mapped over groups of raw files, then over hour ranges.
+"""Ingest of a day too big for one task: mapped over groups of raw files, then one commit.
 
-A day whose raw files exceed ``ingest_split_mb`` is split into ``n`` = min(ceil(MB / ingest_split_mb),
-files) groups of raw files and as many hour ranges (``plan_ingest``; smaller days keep ``ingest.run_ingest``,
-one task). ``n`` is capped by the file count because a file is read whole: one huge raw file cannot be
-spread over tasks (its producer should write several).
+A day whose raw files exceed ``ingest_split_mb`` is split into ``n`` = min(ceil(MB / ingest_split_mb), files)
+groups of raw files, consecutive in name order and of about equal size (``plan_ingest``; smaller days keep
+``ingest.run_ingest``, one task). ``n`` is capped by the file count because a file is read whole: one huge
+raw file cannot be spread over tasks (its producer should write several).
 
-1. ``stage_files`` (mapped over file groups): reads its files, splits the rows by hour range and writes
-   one staged Parquet per range under ``lake/staging/dt=D/`` — no task holds more than its files;
-2. ``merge_range`` (mapped over hour ranges, after every group): reads its range's staged pieces and
-   de-duplicates them (``ingest.deduplicated_time_ranges``: duplicates share a timestamp, so hour ranges
-   de-duplicate independently), writing part ``r`` of ``n`` of the day (``layout.lake_part``);
-3. ``commit_ingest``: refuses an incomplete set of parts, removes the partition's other data files and
-   the staging, and writes the ingest manifest (last).
+1. ``ingest_group`` (mapped over file groups): reads its files, sorts and de-duplicates them as the single
+   task does, and writes part ``g`` of ``n`` of the day (``layout.lake_part``), returning the time span of
+   each row group it wrote;
+2. ``commit_ingest``: refuses an incomplete set of parts, then removes the duplicates *across* parts. A
+   re-sent row shares its timestamp with the first copy, so two parts can hold one row only where their
+   time spans overlap, and only those rows are read (row groups are pruned by their ``event_ts``
+   statistics); a part holding rows that an earlier part holds is rewritten without them (the earliest
+   part keeps the row). Last, it removes the partition's other data files and writes the manifest.
 
-The concatenated parts equal the single task's file row for row (both are sorted by every column within
-time ranges that follow each other). Like the single path, the plan drops the day's validation marker
-first, so the builder never reads a day that is being replaced; a failed task leaves the day unvalidated
-and the retry (or a re-run of the DAG) rewrites the same keys. The first range also takes rows before the
-day, the last those after it and rows without a time (``ts_tolerance_minutes`` lets late clocks in).
+Why no shuffle by hour range (the design before 2026-11-29): it wrote every row to a staging area and read
+it back, which doubled the time of the day (BENCHMARKS.md). Collectors rotate files in time, so consecutive
+groups touch at an instant and the commit reads a row group or two per boundary. Files that each span the
+whole day (no rotation) make every pair of parts overlap: the commit then compares each part, one row
+group at a time, with the earlier parts' rows of the same span and rewrites the parts that share rows —
+correct, with memory bounded by a part, but serial, and slower than the single task; such days should
+stay under ``ingest_split_mb`` or be rotated by their producer.
+
+Each part is sorted by every column; the parts concatenated equal the single task's file row for row when
+the groups' time spans do not overlap, and as a set of rows always. Like the single path, the plan drops
+the day's validation marker first, so the builder never reads a day that is being replaced; a failed task
+leaves the day unvalidated and the retry (or a re-run of the DAG) rewrites the same keys.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
+from typing import TYPE_CHECKING, Iterator
 
-from ncf_tasks import layout
+from ncf_tasks import layout, rawio
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError
-from ncf_tasks.ingest import (LAKE_PARQUET, deduplicated_time_ranges, in_time_range, raw_sources, read_sources)
+from ncf_tasks.ingest import LAKE_PARQUET, deduplicated_time_ranges, raw_sources, read_sources
 from ncf_tasks.parquet_stream import write_parquet_parts
 from ncf_tasks.storage import Storage
 
+if TYPE_CHECKING:
+    import polars as pl
+
 log = logging.getLogger(__name__)
-MAX_RANGES = 96  # quarter hours: a finer split than this buys nothing but tasks
+MAX_GROUPS = 96  # a finer split than this buys nothing but tasks
+# Rows per sorted range (one row group) in a group task: its largest working set once the task holds a
+# fraction of the day; a quarter of the single task's ranges halves a group task's peak growth on the 10M-row
+# day, at no cost in time (BENCHMARKS.md, mapped ingest).
+GROUP_ROWS_PER_RANGE = 1 << 17
 
 
-def hour_edges(day: str, ranges: int) -> list[dt.datetime | None]:
-    """``ranges`` + 1 bounds: None, the day cut into equal spans (UTC), None."""
-    start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc)
-    return [None, *(start + dt.timedelta(days=1) * i / ranges for i in range(1, ranges)), None]
+def file_groups(sources: list[dict], n: int) -> list[list[dict]]:
+    """``sources`` in name order cut into ``min(n, files)`` consecutive runs of about equal bytes: a file goes
+    to the run its middle byte falls in, within what keeps every run non-empty. Consecutive, because names
+    of rotated logs sort by time: groups then overlap in time only at their edges."""
+    ordered = sorted(sources, key=lambda o: o["key"])
+    n = min(n, len(ordered))
+    total = max(1, sum(o["size"] for o in ordered))
+    groups: list[list[dict]] = [[] for _ in range(n)]
+    done, g = 0, -1
+    for k, o in enumerate(ordered):
+        by_bytes = int((done + o["size"] / 2) * n // total)
+        g = min(max(by_bytes, g, n - (len(ordered) - k)), g + 1, n - 1)
+        groups[g].append(o)
+        done += o["size"]
+    return groups
 
 
-def plan_ingest(settings: Settings, *, date: str, ranges: int | None = None) -> dict:
+def plan_ingest(settings: Settings, *, date: str, groups: int | None = None) -> dict:
     """``status``: 'no_data', 'single' (a day for ``run_ingest``), or 'mapped' with ``tasks``, the list the
-    DAG maps both ``stage_files`` and ``merge_range`` over (item ``i``: file group ``i`` and hour range ``i``
-    of ``n``). ``ranges`` forces that split whatever the day's size (tests, benchmarks)."""
+    DAG maps ``ingest_group`` over (item ``i``: file group ``i`` of ``n``). ``groups`` forces that split
+    whatever the day's size (tests, benchmarks)."""
     day = layout.day(date)
     storage = Storage(settings)
     sources = raw_sources(storage, day, settings)
@@ -55,105 +81,155 @@ def plan_ingest(settings: Settings, *, date: str, ranges: int | None = None) -> 
             "tasks": []}
     if not sources:
         return {**base, "status": "no_data"}
-    n = min(MAX_RANGES, len(sources), ranges or -(-total // (settings.ingest_split_mb * 1_000_000)))
+    n = min(MAX_GROUPS, len(sources), groups or -(-total // (settings.ingest_split_mb * 1_000_000)))
     if n <= 1:
         return {**base, "status": "single"}
-    groups: list[list[str]] = [[] for _ in range(n)]
-    sizes = [0] * n
-    for o in sorted(sources, key=lambda o: -o["size"]):  # largest first into the lightest group
-        i = sizes.index(min(sizes))
-        groups[i].append(o["key"])
-        sizes[i] += o["size"]
     storage.delete([layout.validated_marker(day)])  # the day is being replaced: not readable as validated
-    storage.delete_prefix(layout.lake_staging(day))  # pieces of an earlier, failed try
-    log.info("ingest of %s mapped: %d raw files (%.0f MB) in %d groups and as many hour ranges", day, len(sources),
-             total / 1e6, n)
-    return {**base, "status": "mapped",
-            "tasks": [{"date": day, "index": i, "n": n, "keys": keys} for i, keys in enumerate(groups)]}
+    log.info("ingest of %s mapped: %d raw files (%.0f MB) in %d groups", day, len(sources), total / 1e6, n)
+    return {**base, "status": "mapped", "tasks": [{"date": day, "index": i, "n": n, "keys": [o["key"] for o in g]}
+                                                  for i, g in enumerate(file_groups(sources, n))]}
 
 
-def stage_files(settings: Settings, *, date: str, group: int, ranges: int, keys: list[str]) -> dict:
-    """Stage (mapped over file groups): the group's rows, split by hour range, as staged Parquet pieces."""
+def _with_spans(ranges: "Iterator[pl.DataFrame]", spans: list[list]) -> "Iterator[pl.DataFrame]":
+    """Pass the sorted ranges through, noting each one's [first, last] timestamp (epoch µs, None when it has
+    none), rows and null timestamps."""
     import polars as pl
 
+    for frame in ranges:
+        ts = pl.col("event_ts")
+        us = ts.dt.epoch("us")
+        lo, hi, nulls = frame.select(us.min().alias("lo"), us.max().alias("hi"), ts.null_count()).row(0)
+        spans.append([lo, hi, frame.height, nulls])
+        yield frame
+
+
+def ingest_group(settings: Settings, *, date: str, group: int, groups: int, keys: list[str]) -> dict:
+    """Stage (mapped over file groups): the group's files, sorted and de-duplicated, as part ``group`` of the
+    day; returns the parts' row counts and the spans ``commit_ingest`` compares."""
     t0 = time.perf_counter()
     day = layout.day(date)
     storage = Storage(settings)
     frames = read_sources(storage, [{"key": k} for k in keys], settings)
-    edges = hour_edges(day, ranges)
-    for r, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        keep = in_time_range(lo, hi)
-        storage.write_parquet(pl.concat([f.filter(keep) for f in frames], how="vertical"),
-                              layout.lake_staged(day, r, group))
-    rows = sum(f.height for f in frames)
-    secs = time.perf_counter() - t0
-    log.info("staged file group %d of %s: %d files, %d rows in %d hour ranges (%.1fs, %.0f rows/s)", group, day,
-             len(keys), rows, ranges, secs, rows / max(secs, 1e-9))
-    return {"date": day, "group": group, "files": len(keys), "rows_read": rows, "seconds": round(secs, 2)}
-
-
-def merge_range(settings: Settings, *, date: str, rng: int, ranges: int, groups: int) -> dict:
-    """Stage (mapped over hour ranges): de-duplicate one range's staged pieces into part ``rng`` of the day."""
-    t0 = time.perf_counter()
-    day = layout.day(date)
-    storage = Storage(settings)
-    keys = [layout.lake_staged(day, rng, g) for g in range(groups)]
-    missing = [k for k in keys if not storage.exists(k)]
-    if missing:
-        raise DataError(f"ingest of {day}, hour range {rng}: staged piece(s) {[storage.uri(k) for k in missing[:3]]} "
-                        "missing; re-run the file groups (stage_files) of this day")
-    frames = [storage.read_parquet(k) for k in keys]
     rows_in = sum(f.height for f in frames)
-    key = layout.lake_part(day, rng, ranges)
+    key = layout.lake_part(day, group, groups)
     storage.abort_uploads(key)  # a crashed earlier try may have left parts behind
-    rows, nbytes = write_parquet_parts(storage, deduplicated_time_ranges(frames), key, **LAKE_PARQUET)
+    spans: list[list] = []
+    ranges = _with_spans(deduplicated_time_ranges(frames, GROUP_ROWS_PER_RANGE), spans)
+    rows, nbytes = write_parquet_parts(storage, ranges, key, **LAKE_PARQUET)
+    etag = next(o["etag"] for o in storage.list(key) if o["key"] == key)  # the commit knows the part by it
     secs = time.perf_counter() - t0
-    log.info("hour range %d/%d of %s: %d rows in, %d written to %s (%.1fs)", rng + 1, ranges, day, rows_in, rows,
-             storage.uri(key), secs)
-    return {"date": day, "range": rng, "ranges": ranges, "key": key, "rows_in": rows_in, "rows_written": rows,
-            "bytes": nbytes, "seconds": round(secs, 2)}
+    log.info("file group %d/%d of %s: %d files, %d rows in, %d written to %s (%.1fs, %.0f rows/s)", group + 1, groups,
+             day, len(keys), rows_in, rows, storage.uri(key), secs, rows_in / max(secs, 1e-9))
+    return {"date": day, "group": group, "groups": groups, "key": key, "files": len(keys), "rows_in": rows_in,
+            "rows_written": rows, "bytes": nbytes, "etag": etag, "spans": spans, "seconds": round(secs, 2)}
+
+
+def _overlaps(part: dict, earlier: list[dict]) -> list[tuple[int, int] | None]:
+    """The windows of ``part`` that earlier parts' spans reach: per row group of ``part``, the hull of its
+    intersections with theirs ([lo, hi] epoch µs), and None for null timestamps when both sides have some."""
+    theirs = [(lo, hi) for p in earlier for lo, hi, _rows, _nulls in p["spans"] if lo is not None]
+    windows: list[tuple[int, int] | None] = []
+    for lo, hi, _rows, _nulls in part["spans"]:
+        if lo is None:
+            continue
+        hits = [(max(lo, a), min(hi, b)) for a, b in theirs if a <= hi and lo <= b]
+        if hits:
+            windows.append((min(h[0] for h in hits), max(h[1] for h in hits)))
+    if any(s[3] for s in part["spans"]) and any(s[3] for p in earlier for s in p["spans"]):
+        windows.append(None)
+    return windows
+
+
+def _in_window(window: tuple[int, int] | None) -> "pl.Expr":
+    import polars as pl
+
+    ts = pl.col("event_ts")
+    if window is None:
+        return ts.is_null()
+    lo, hi = (pl.lit(v).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") for v in window)
+    return ts.is_between(lo, hi, closed="both")
+
+
+def _shared_rows(storage: Storage, part: dict, earlier: list[dict]) -> "pl.DataFrame | None":
+    """Rows of ``part`` that an earlier part also holds (None: their spans do not meet)."""
+    import polars as pl
+
+    windows = _overlaps(part, earlier)
+    if not windows:
+        return None
+    found = []
+    for window in windows:  # one row group of the part against the earlier parts' rows of its span
+        keep = _in_window(window)
+        mine = storage.scan_parquet(part["key"]).filter(keep).collect()
+        if mine.height:
+            theirs = storage.scan_parquet([p["key"] for p in earlier]).filter(keep).collect()
+            found.append(mine.join(theirs, on=list(rawio.CANONICAL), how="semi", nulls_equal=True))
+    return pl.concat(found) if found else None
+
+
+def _drop_shared(storage: Storage, key: str, shared: "pl.DataFrame") -> int:
+    """Rewrite part ``key`` without ``shared`` (order kept; one atomic upload replaces it); returns its rows."""
+    frame = storage.read_parquet(key)
+    kept = frame.join(shared, on=list(rawio.CANONICAL), how="anti", nulls_equal=True, maintain_order="left")
+    del frame
+    return write_parquet_parts(storage, kept.iter_slices(GROUP_ROWS_PER_RANGE), key, **LAKE_PARQUET)[0]
 
 
 def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
-    """Stage: check the day's parts are complete, drop what else the partition holds, write the manifest."""
+    """Stage: check the day's parts are complete, drop rows that two parts share, drop what else the
+    partition holds, write the manifest. Idempotent: a retry finds nothing left to drop. Imports polars
+    only when parts overlap in time or an earlier try rewrote one."""
     t0 = time.perf_counter()
     day = layout.day(date)
     storage = Storage(settings)
-    parts = sorted(parts, key=lambda p: p["range"])
+    parts = sorted(parts, key=lambda p: p["group"])
     n = len(parts)
     keys = [p["key"] for p in parts]
-    if not parts or {p["ranges"] for p in parts} != {n} or keys != [layout.lake_part(day, r, n) for r in range(n)]:
-        raise DataError(f"ingest of {day}: the parts {keys[:4]} are not one complete set of {n} hour range(s)")
+    if not parts or {p["groups"] for p in parts} != {n} or keys != [layout.lake_part(day, g, n) for g in range(n)]:
+        raise DataError(f"ingest of {day}: the parts {keys[:4]} are not one complete set of {n} file group(s)")
     sources = raw_sources(storage, day, settings)  # for the manifest; listed (and checked) before anything changes
-    missing = [k for k in keys if not storage.exists(k)]
+    listed = {o["key"]: o for o in storage.list(layout.lake_partition(day))}
+    missing = [k for k in keys if k not in listed]
     if missing:
         raise DataError(f"ingest of {day}: part(s) {[storage.uri(k) for k in missing[:3]]} missing; re-run their "
-                        "hour ranges (merge_range)")
-    stale = [k for k in storage.list_keys(layout.lake_partition(day))
-             if k not in keys and k != layout.ingest_manifest(day)]
-    storage.delete(stale)
-    storage.delete_prefix(layout.lake_staging(day))
+                        "file groups (ingest_group)")
+    # a part as its group wrote it has the group's row count; one an earlier try rewrote is counted below
+    rows_of = {p["key"]: p["rows_written"] if listed[p["key"]]["etag"] == p["etag"] else None for p in parts}
+    rewritten = []
+    for j in range(1, n):
+        shared = _shared_rows(storage, parts[j], parts[:j])
+        if shared is not None and shared.height:
+            rows_of[keys[j]] = _drop_shared(storage, keys[j], shared)
+            rewritten.append(keys[j])
+            log.info("part %d/%d of %s: %d row(s) that earlier parts hold dropped", j + 1, n, day, shared.height)
+    unknown = [k for k, r in rows_of.items() if r is None]
+    if unknown:
+        import polars
+
+        for k in unknown:
+            rows_of[k] = storage.scan_parquet(k).select(polars.len()).collect().item()  # from the footer
+    listed = {o["key"]: o for o in storage.list(layout.lake_partition(day))}
+    storage.delete([k for k in listed if k not in keys and k != layout.ingest_manifest(day)])
     rows_read = sum(p["rows_in"] for p in parts)
-    rows = sum(p["rows_written"] for p in parts)
+    rows = sum(rows_of.values())
     result = {"date": day, "raw_uri": storage.uri(layout.raw_partition(day)), "files": len(sources), "status": "ok",
               "rows_read": rows_read, "rows_written": rows, "duplicates_dropped": rows_read - rows,
-              "bytes": sum(p["bytes"] for p in parts), "uri": storage.uri(layout.lake_partition(day)), "parts": keys,
+              "bytes": sum(listed[k]["size"] for k in keys),
+              "uri": storage.uri(layout.lake_partition(day)), "parts": keys, "parts_rewritten": rewritten,
               "seconds": round(time.perf_counter() - t0 + sum(p["seconds"] for p in parts), 3)}
     storage.put_json(layout.ingest_manifest(day), {**result, "sources": sources})
-    log.info("ingested %s in %d hour ranges: %d rows read, %d written, %d duplicates dropped", day, n, rows_read,
-             rows, rows_read - rows)
+    log.info("ingested %s in %d file groups: %d rows read, %d written, %d duplicates dropped (%d part(s) rewritten)",
+             day, n, rows_read, rows, rows_read - rows, len(rewritten))
     return result
 
 
-def run_ingest_mapped(settings: Settings, *, date: str, ranges: int | None = None) -> dict:
-    """The mapped path in one process (tests, benchmarks): plan, every file group, every range, commit;
-    a day the plan leaves to one task goes to ``run_ingest``."""
+def run_ingest_mapped(settings: Settings, *, date: str, groups: int | None = None) -> dict:
+    """The mapped path in one process (tests, benchmarks): plan, every file group, commit; a day the plan
+    leaves to one task goes to ``run_ingest``."""
     from ncf_tasks.ingest import run_ingest
 
-    plan = plan_ingest(settings, date=date, ranges=ranges)
+    plan = plan_ingest(settings, date=date, groups=groups)
     if plan["status"] != "mapped":
         return run_ingest(settings, date=date)
-    for t in plan["tasks"]:
-        stage_files(settings, date=date, group=t["index"], ranges=t["n"], keys=t["keys"])
-    parts = [merge_range(settings, date=date, rng=t["index"], ranges=t["n"], groups=t["n"]) for t in plan["tasks"]]
+    parts = [ingest_group(settings, date=date, group=t["index"], groups=t["n"], keys=t["keys"]) for t in plan["tasks"]]
     return commit_ingest(settings, date=date, parts=parts)

@@ -56,7 +56,7 @@ def lake_file(date: dt.date | str) -> str:
 
 
 def lake_part(date: dt.date | str, part: int, parts: int) -> str:
-    """Part ``part`` of ``parts`` of a day ingested by mapped tasks (one hour range each); one part is
+    """Part ``part`` of ``parts`` of a day ingested by mapped tasks (one file group each); one part is
     ``lake_file``. Readers take every ``is_lake_part`` object of the partition."""
     return lake_file(date) if parts == 1 else f"{lake_partition(date)}part-{part:05d}-of-{parts:05d}.parquet"
 
@@ -64,16 +64,6 @@ def lake_part(date: dt.date | str, part: int, parts: int) -> str:
 def is_lake_part(key: str) -> bool:
     """Whether ``key`` is a data file of a lake partition (``part-0.parquet`` or ``part-i-of-n.parquet``)."""
     return re.search(r"/dt=\d{4}-\d{2}-\d{2}/part-(0|\d{5}-of-\d{5})\.parquet$", key) is not None
-
-
-def lake_staging(date: dt.date | str) -> str:
-    """Where the file tasks of a mapped ingest leave each raw file group's rows, split by hour range, for
-    the range tasks; removed when the day is committed. Outside ``lake_root``: never read as the lake."""
-    return f"lake/staging/dt={day(date)}/"
-
-
-def lake_staged(date: dt.date | str, rng: int, group: int) -> str:
-    return f"{lake_staging(date)}range-{rng:05d}/group-{group:05d}.parquet"
 
 
 def ingest_manifest(date: dt.date | str) -> str:

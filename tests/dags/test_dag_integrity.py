@@ -52,7 +52,7 @@ def test_retrain_dag_shape(airflow_db):
     queues = {t.task_id: t.queue for t in dag.tasks}
     for tid in ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "score_shard"):
         assert queues[tid] == "gpu", tid
-    for tid in ("ingest", "ingest_files", "ingest_range", "shards", "publish"):  # no torch: the cpu workers
+    for tid in ("ingest", "ingest_files", "shards", "publish"):  # no torch: the cpu workers
         assert queues[tid] == "default", tid
     # only storage / network errors retry; a validation failure or bad data fails at once
     from ncf_tasks.errors import DataError, StorageError, ValidationFailed
@@ -121,7 +121,7 @@ def test_identities_do_not_depend_on_deployment_settings():
     assert (a["schedule"], b["schedule"]) == ("0 2 * * *", "30 3 * * *")
     assert _identity(NCF_SCHEDULE="none")["schedule"] is None  # manual and API triggers only
     # both DAGs start with the one shared ingest -> validate group, with unprefixed task ids
-    assert a["ingest_tasks"] == ["ingest", "ingest_commit", "ingest_files", "ingest_range", "validate"]
+    assert a["ingest_tasks"] == ["ingest", "ingest_commit", "ingest_files", "validate"]
     assert a["groups"] == ["ingest_validate"]
 
 

@@ -54,7 +54,7 @@ def test_bad_day_fails_validate_and_stops_the_run(dag_env, storage):
     dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
     st = states(dr)
     assert dr.state == "failed" and st["ingest"] == "success" and st["validate"] == "failed"
-    mapped_ingest = ("ingest_files", "ingest_range", "ingest_commit")  # skipped: a small day is ingested by `ingest`
+    mapped_ingest = ("ingest_files", "ingest_commit")  # skipped: a small day is ingested by `ingest`
     assert all(s == "skipped" for t, s in st.items() if t in mapped_ingest), st
     assert all(s in ("upstream_failed", None) for t, s in st.items() if t not in ("ingest", "validate", *mapped_ingest)), st
     ti = next(ti for ti in dr.get_task_instances() if ti.task_id == "validate")
@@ -88,7 +88,7 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
     conf = {"epochs": 2, "batch_size": 1024, "publish_k": 7, "gate_min_lift": -1.0, "publish_shards": 2}
     dr = bag.get_dag("ncf_retrain").test(logical_date=LOGICAL, run_conf=conf)
     st = states(dr)
-    mapped_ingest = {"ingest_files", "ingest_range", "ingest_commit"}  # a small day: ingested by `ingest` itself
+    mapped_ingest = {"ingest_files", "ingest_commit"}  # a small day: ingested by `ingest` itself
     assert dr.state == "success" and {st[t] for t in mapped_ingest} == {"skipped"}, st
     assert {s for t, s in st.items() if t not in mapped_ingest} == {"success"}, st
     assert len(st) == 14
@@ -134,8 +134,8 @@ def test_backfill_of_three_days_ingests_each_once_and_reruns_add_nothing(dag_env
 
 
 def test_a_day_above_ingest_split_mb_is_ingested_by_mapped_tasks(dag_env, storage, monkeypatch):
-    """ncf_ingest on a ~2.5 MB day with ingest_split_mb=1: file groups, then hour ranges, then the commit,
-    all mapped task instances; validate reads the parts, which equal what the single task writes."""
+    """ncf_ingest on a ~2.5 MB day with ingest_split_mb=1: file groups (mapped task instances), then the
+    commit; validate reads the parts, which equal what the single task writes."""
     import math
 
     from ncf_tasks.ingest import run_ingest
@@ -147,9 +147,8 @@ def test_a_day_above_ingest_split_mb_is_ingested_by_mapped_tasks(dag_env, storag
     dr = get_dag("ncf_ingest").test(logical_date=dt.datetime.fromisoformat(DAY).replace(tzinfo=dt.timezone.utc))
     tis = dr.get_task_instances()
     assert dr.state == "success" and {ti.state for ti in tis} == {"success"}, states(dr)
-    n = math.ceil(raw / 1e6)
-    assert n >= 2 and sorted(ti.map_index for ti in tis if ti.task_id == "ingest_range") == list(range(n))
-    assert len([ti for ti in tis if ti.task_id == "ingest_files"]) == min(n, 3)
+    n = min(math.ceil(raw / 1e6), 3)  # capped by the 3 files
+    assert n >= 2 and sorted(ti.map_index for ti in tis if ti.task_id == "ingest_files") == list(range(n))
     keys = sorted(k for k in storage.list_keys(layout.lake_partition(DAY)) if layout.is_lake_part(k))
     assert keys == [layout.lake_part(DAY, r, n) for r in range(n)] and storage.exists(layout.validated_marker(DAY))
     mapped = storage.read_parquet(keys)

@@ -162,7 +162,7 @@ def test_a_file_past_the_size_limit_is_refused_from_the_listing(storage):
     body = b"user_id,item_id,event_ts,event_type,value\n" + b"u1,i1,1764115200,view,\n" * 64_000  # 1.5 MB
     storage.put_bytes(layout.raw_partition(DAY) + "big.csv", body)
     small = storage.settings.replace(raw_max_file_mb=1)
-    for stage in (lambda: run_ingest(small, date=DAY), lambda: plan_ingest(small, date=DAY, ranges=2)):
+    for stage in (lambda: run_ingest(small, date=DAY), lambda: plan_ingest(small, date=DAY, groups=2)):
         with pytest.raises(DataError, match=r"raw/.*big\.csv: 1\.5 MB, more than NCF_RAW_MAX_FILE_MB=1 MB; split the "
                                             r"day into several files"):
             stage()

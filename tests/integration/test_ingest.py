@@ -7,7 +7,7 @@ import pytest
 
 from ncf_tasks import layout, rawio
 from ncf_tasks.errors import DataError
-from ncf_tasks.ingest import run_ingest
+from ncf_tasks.ingest import SORT_COLUMNS, run_ingest
 
 DAY = "2026-11-26"
 
@@ -99,50 +99,69 @@ def parts(storage, day=DAY):
 
 
 def test_mapped_ingest_equals_the_single_task_and_replaces_it(storage):
-    """Hour ranges over file groups: duplicates across files (same timestamp, other files), rows before and
-    after the day and without a time, three formats; the parts concatenated are the single task's file row
-    for row, each path replaces the other's files, and validate and build read the parts."""
+    """File groups, then the commit: re-sends across files (same timestamp, other file; also without a time),
+    rows before the day, three formats. The parts hold the single task's rows, each part sorted; the part that
+    holds rows an earlier part holds is rewritten without them; each path replaces the other's files, and
+    validate and build read the parts."""
     from ncf_tasks.build import validated_partitions
     from ncf_tasks.ingest_mapped import run_ingest_mapped
     from ncf_tasks.validate import run_validate
 
     day = events(24 * 60 // 2, day=DAY).with_columns(pl.col("event_ts") + pl.duration(minutes=pl.int_range(pl.len())))
     early = events(3, day="2026-11-25").with_columns(pl.col("event_ts") + dt.timedelta(hours=23, minutes=30))
-    put(storage, "a.csv", pl.concat([early, day.slice(0, 300)]), "csv")
-    put(storage, "b.jsonl.gz", day.slice(300, 300), "jsonl", gz=True)
+    untimed = events(1, 5).with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("event_ts"))
+    put(storage, "a.csv", pl.concat([early, day.slice(0, 300), untimed]), "csv")
+    put(storage, "b.jsonl.gz", pl.concat([day.slice(300, 300), untimed]), "jsonl", gz=True)  # re-sent, no time
     put(storage, "c.parquet", pl.concat([day.slice(600), day.slice(100, 40)]), "parquet")  # 40 re-sends of a.csv
     single = run_ingest(storage.settings, date=DAY)
     whole = lake(storage)
-    out = run_ingest_mapped(storage.settings, date=DAY, ranges=4)  # capped by the 3 files
+    out = run_ingest_mapped(storage.settings, date=DAY, groups=4)  # capped by the 3 files
     keys, mapped = parts(storage)
-    assert keys == [layout.lake_part(DAY, r, 3) for r in range(3)] and mapped.equals(whole)
+    assert keys == [layout.lake_part(DAY, g, 3) for g in range(3)] and out["parts_rewritten"] == keys[1:]
+    assert mapped.sort(list(SORT_COLUMNS), nulls_last=True).equals(whole)
+    assert all(storage.read_parquet(k)["event_ts"].is_sorted(nulls_last=True) for k in keys)
     assert (out["rows_read"], out["rows_written"], out["duplicates_dropped"]) == \
-        (single["rows_read"], single["rows_written"], single["duplicates_dropped"]) == (763, 723, 40)
-    assert storage.list_keys(layout.lake_staging(DAY)) == []  # the staging is gone
+        (single["rows_read"], single["rows_written"], single["duplicates_dropped"]) == (765, 724, 41)
     assert storage.get_json(layout.ingest_manifest(DAY))["parts"] == keys
-    assert run_validate(storage.settings.replace(ts_tolerance_minutes=60), date=DAY)["rows"] == 723
-    assert [p["key"] for p in validated_partitions(storage, DAY, 0)[0]] == keys
     run_ingest(storage.settings, date=DAY)  # the single path replaces the parts again
     assert parts(storage)[0] == [layout.lake_file(DAY)] and lake(storage).equals(whole)
 
+    storage.delete_prefix(layout.raw_partition(DAY))  # rotated logs: groups meet at their edges only
+    put(storage, "a.csv", pl.concat([early, day.slice(0, 300)]), "csv")
+    put(storage, "b.jsonl.gz", day.slice(300, 300), "jsonl", gz=True)
+    put(storage, "c.parquet", day.slice(599), "parquet")  # one re-send, at the boundary instant
+    single = run_ingest(storage.settings, date=DAY)
+    whole = lake(storage)
+    out = run_ingest_mapped(storage.settings, date=DAY, groups=3)
+    keys, mapped = parts(storage)
+    assert out["parts_rewritten"] == [keys[2]] and mapped.equals(whole)  # row for row: the day stays in time order
+    assert out["rows_written"] == single["rows_written"] == 723
+    assert run_validate(storage.settings.replace(ts_tolerance_minutes=60), date=DAY)["rows"] == 723
+    assert [p["key"] for p in validated_partitions(storage, DAY, 0)[0]] == keys
+
 
 def test_mapped_ingest_refuses_an_incomplete_day_and_keeps_it_unvalidated(storage):
-    from ncf_tasks.ingest_mapped import commit_ingest, merge_range, plan_ingest, stage_files
+    from ncf_tasks.ingest_mapped import commit_ingest, ingest_group, plan_ingest
 
     put(storage, "a.csv", events(100), "csv")
     put(storage, "b.csv", events(100, 100), "csv")
     storage.put_json(layout.validated_marker(DAY), {"ok": True})
-    put(storage, "c.csv", events(100, 200), "csv")
-    plan = plan_ingest(storage.settings, date=DAY, ranges=3)
-    assert plan["status"] == "mapped" and [len(t["keys"]) for t in plan["tasks"]] == [1, 1, 1]
+    put(storage, "c.csv", pl.concat([events(100, 200), events(5, 150)]), "csv")  # 5 re-sends of b.csv
+    plan = plan_ingest(storage.settings, date=DAY, groups=3)
+    assert plan["status"] == "mapped" and [t["keys"] for t in plan["tasks"]] == \
+        [[layout.raw_partition(DAY) + f] for f in ("a.csv", "b.csv", "c.csv")]
     assert not storage.exists(layout.validated_marker(DAY))  # the builder ignores the day until it is validated again
     t = plan["tasks"]
-    for i in (0, 2):  # group 1 never ran
-        stage_files(storage.settings, date=DAY, group=i, ranges=3, keys=t[i]["keys"])
-    with pytest.raises(DataError, match=r"hour range 0: staged piece\(s\) .*group-00001.parquet.* missing"):
-        merge_range(storage.settings, date=DAY, rng=0, ranges=3, groups=3)
-    stage_files(storage.settings, date=DAY, group=1, ranges=3, keys=t[1]["keys"])
-    done = [merge_range(storage.settings, date=DAY, rng=r, ranges=3, groups=3) for r in (0, 2)]
-    with pytest.raises(DataError, match="not one complete set of 2 hour range"):
+    done = [ingest_group(storage.settings, date=DAY, group=g, groups=3, keys=t[g]["keys"]) for g in (0, 2)]
+    with pytest.raises(DataError, match="not one complete set of 2 file group"):
         commit_ingest(storage.settings, date=DAY, parts=done)
+    forged = [done[0], {**done[0], "group": 1, "key": layout.lake_part(DAY, 1, 3)}, done[1]]
+    with pytest.raises(DataError, match=r"part\(s\) .*part-00001-of-00003.parquet.* missing; re-run their file groups"):
+        commit_ingest(storage.settings, date=DAY, parts=forged)
     assert not storage.exists(layout.ingest_manifest(DAY))
+    done.insert(1, ingest_group(storage.settings, date=DAY, group=1, groups=3, keys=t[1]["keys"]))
+    first = commit_ingest(storage.settings, date=DAY, parts=done)
+    again = commit_ingest(storage.settings, date=DAY, parts=done)  # a retry after the rewrite: nothing left to drop
+    assert (first["rows_written"], first["duplicates_dropped"], len(first["parts_rewritten"])) == (300, 5, 1)
+    assert (again["rows_written"], again["duplicates_dropped"], again["parts_rewritten"]) == (300, 5, [])
+    assert parts(storage)[1].sort("event_ts").equals(events(300))

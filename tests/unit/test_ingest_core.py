@@ -44,3 +44,17 @@ def test_time_ranges_concatenate_to_the_whole_day_deduplicated():
     assert len(list(deduplicated_time_ranges(frames, 700))) > 1
     empty = list(deduplicated_time_ranges([df.clear()], 700))
     assert len(empty) == 1 and empty[0].height == 0 and empty[0].schema == canonical_schema()
+
+
+def test_file_groups_are_consecutive_runs_of_about_equal_bytes_and_never_empty():
+    from ncf_tasks.ingest_mapped import file_groups
+
+    def names(sizes, n):
+        files = [{"key": f"raw/dt=2026-11-26/f{i:02d}.csv", "size": s} for i, s in enumerate(sizes)]
+        return [[int(o["key"][-6:-4]) for o in g] for g in file_groups(files[::-1], n)]  # listing order is irrelevant
+
+    assert names([10] * 8, 4) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert names([10] * 3, 4) == [[0], [1], [2]]  # capped by the files
+    assert names([100, 1, 1, 1], 2) == [[0], [1, 2, 3]]
+    assert names([1, 1, 1, 100], 3) == [[0, 1], [2], [3]]
+    assert names([100, 1, 1], 3) == [[0], [1], [2]]  # every group gets a file, in name order
