@@ -2,7 +2,7 @@
 
 A day whose raw files exceed ``ingest_split_mb`` is split into ``n`` = min(ceil(MB / ingest_split_mb), files)
 groups of raw files, consecutive in name order and of about equal size (``plan_ingest``; smaller days keep
-``ingest.run_ingest``, one task). ``n`` is capped by the file count because a file is read whole: one huge
+``ingest.run_ingest``, one task). ``n`` is capped by the file count because a file is one task's work: one huge
 raw file cannot be spread over tasks (its producer should write several).
 
 1. ``ingest_group`` (mapped over file groups): reads its files, sorts and de-duplicates them as the single
@@ -19,8 +19,8 @@ it back, which doubled the time of the day (BENCHMARKS.md). Collectors rotate fi
 groups touch at an instant and the commit reads a row group or two per boundary. Files that each span the
 whole day (no rotation) make every pair of parts overlap: the commit then compares each part, one row
 group at a time, with the earlier parts' rows of the same span and rewrites the parts that share rows —
-correct, but serial: on a shuffled 10M-row day the commit took 6.6 s and 744 MB, the whole mapped path 3x
-the single task's time (BENCHMARKS.md). Such days should stay under ``ingest_split_mb`` or be rotated by
+correct, but serial: on a shuffled 10M-row day the commit took 6.7 s and ~750 MB, the whole mapped path
+2.3x the single task's time (BENCHMARKS.md). Such days should stay under ``ingest_split_mb`` or be rotated by
 their producer.
 
 Each part is sorted by every column; the parts concatenated equal the single task's file row for row when
@@ -47,10 +47,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_GROUPS = 96  # a finer split than this buys nothing but tasks
-# Rows per sorted range (one row group) in a group task: its largest working set once the task holds a
-# fraction of the day; a quarter of the single task's ranges halves a group task's peak growth on the 10M-row
-# day, at no cost in time (BENCHMARKS.md, mapped ingest).
-GROUP_ROWS_PER_RANGE = 1 << 17
+# A group task sorts its rows in ranges of SORT_ROWS: the sort's working set is the task's largest once it
+# holds a fraction of the day (peak growth ~400 MB at the single task's 512K rows, ~240 MB at 32K, for a
+# 2.5M-row group; BENCHMARKS.md, mapped ingest). Consecutive ranges are then written together as row groups
+# of at least ROW_GROUP_ROWS, so the lake's row groups stay as large as they were.
+SORT_ROWS = 1 << 15
+ROW_GROUP_ROWS = 1 << 17
 
 
 def file_groups(sources: list[dict], n: int) -> list[list[dict]]:
@@ -91,12 +93,23 @@ def plan_ingest(settings: Settings, *, date: str, groups: int | None = None) -> 
                                                   for i, g in enumerate(file_groups(sources, n))]}
 
 
-def _with_spans(ranges: "Iterator[pl.DataFrame]", spans: list[list]) -> "Iterator[pl.DataFrame]":
-    """Pass the sorted ranges through, noting each one's [first, last] timestamp (epoch µs, None when it has
-    none), rows and null timestamps."""
+def _row_groups(ranges: "Iterator[pl.DataFrame]", spans: list[list]) -> "Iterator[pl.DataFrame]":
+    """Consecutive sorted ranges joined into row groups of at least ``ROW_GROUP_ROWS`` rows (the last may be
+    smaller), noting each one's [first, last] timestamp (epoch µs, None when it has none), rows and null
+    timestamps."""
     import polars as pl
 
-    for frame in ranges:
+    def joined() -> "Iterator[pl.DataFrame]":
+        pending: list[pl.DataFrame] = []
+        for frame in ranges:
+            pending.append(frame)
+            if sum(f.height for f in pending) >= ROW_GROUP_ROWS:
+                yield pl.concat(pending)
+                pending = []
+        if pending:
+            yield pl.concat(pending)
+
+    for frame in joined():
         ts = pl.col("event_ts")
         us = ts.dt.epoch("us")
         lo, hi, nulls = frame.select(us.min().alias("lo"), us.max().alias("hi"), ts.null_count()).row(0)
@@ -115,7 +128,7 @@ def ingest_group(settings: Settings, *, date: str, group: int, groups: int, keys
     key = layout.lake_part(day, group, groups)
     storage.abort_uploads(key)  # a crashed earlier try may have left parts behind
     spans: list[list] = []
-    ranges = _with_spans(deduplicated_time_ranges(frames, GROUP_ROWS_PER_RANGE), spans)
+    ranges = _row_groups(deduplicated_time_ranges(frames, SORT_ROWS), spans)
     rows, nbytes = write_parquet_parts(storage, ranges, key, **LAKE_PARQUET)
     etag = next(o["etag"] for o in storage.list(key) if o["key"] == key)  # the commit knows the part by it
     secs = time.perf_counter() - t0
@@ -173,7 +186,7 @@ def _drop_shared(storage: Storage, key: str, shared: "pl.DataFrame") -> int:
     frame = storage.read_parquet(key)
     kept = frame.join(shared, on=list(rawio.CANONICAL), how="anti", nulls_equal=True, maintain_order="left")
     del frame
-    return write_parquet_parts(storage, kept.iter_slices(GROUP_ROWS_PER_RANGE), key, **LAKE_PARQUET)[0]
+    return write_parquet_parts(storage, kept.iter_slices(ROW_GROUP_ROWS), key, **LAKE_PARQUET)[0]
 
 
 def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:

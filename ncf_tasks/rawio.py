@@ -21,7 +21,8 @@ import io
 import json
 import re
 import sys
-from typing import TYPE_CHECKING, NoReturn
+import itertools
+from typing import TYPE_CHECKING, Iterator, NoReturn
 
 from ncf_tasks.config import Settings, env_name
 from ncf_tasks.errors import DataError, clip, quote
@@ -70,7 +71,7 @@ def format_of(name: str) -> tuple[str, bool] | None:
 
 
 def refuse_oversized(name: str, size: int, settings: Settings) -> NoReturn:
-    """The error for a raw file past ``raw_max_file_mb`` (a task holds a file whole)."""
+    """The error for a raw file past ``raw_max_file_mb`` (a task holds a file's rows at once)."""
     raise DataError(f"{name}: {size / 1e6:,.1f} MB, more than {env_name('raw_max_file_mb')}="
                     f"{settings.raw_max_file_mb} MB; split the day into several files")
 
@@ -136,13 +137,55 @@ def read_raw(data: bytes, name: str, settings: Settings) -> "pl.DataFrame":
     return to_canonical(df, name, settings)
 
 
-def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | None":
+def read_csv_pieces(pieces: Iterator[bytes], name: str, settings: Settings) -> "pl.DataFrame | None":
+    """A plain CSV file parsed as its pieces arrive (``Storage.iter_bytes``), so that neither the file's bytes
+    nor the parser's working set is ever held whole: each piece, cut after its last line end and carrying
+    the rest into the next, is parsed by ``_csv_fast`` under the file's header.
+
+    Returns None whenever the whole file must be read by ``read_raw`` instead, which then names any error
+    with its true row: a quote character (a quoted field may hold a line end), a piece ``_csv_fast``
+    declines, any empty field (telling a blank or truncated line from an empty value needs the whole
+    file), a file without line ends, a byte order mark, or no rows at all.
+    """
+    import polars as pl
+
+    header, carry, frames, size = None, b"", [], 0
+    for piece in itertools.chain(pieces, [b""]):  # b"": the end, which flushes the carry
+        size += len(piece)
+        if size > settings.raw_max_file_mb * 1_000_000:
+            refuse_oversized(name, size, settings)
+        data = carry + piece if carry else piece
+        if header is None:
+            if data[:3] == b"\xef\xbb\xbf" or data[:2] in UTF16_BOMS:
+                return None
+            end = data.find(b"\n")
+            if end < 0:
+                if not piece:
+                    return None
+                carry = data
+                continue
+            header, data = data[:end + 1], data[end + 1:]
+        cut = data.rfind(b"\n") + 1 if piece else len(data)
+        lines, carry = data[:cut], data[cut:]
+        if not lines.strip():
+            continue
+        if b'"' in header or b'"' in lines:
+            return None
+        frame = _csv_fast(header + lines, name, settings, gaps=False)
+        if frame is None:
+            return None
+        frames.append(frame)
+    return pl.concat(frames, rechunk=False) if frames else None
+
+
+def _csv_fast(data: bytes, name: str, settings: Settings, gaps: bool = True) -> "pl.DataFrame | None":
     """The common CSV case in one streaming query: text ids, fixed-width UTC timestamps, numeric values.
 
     Parsing, casting and timestamp decoding run morsel by morsel on all cores, so the file's text
     columns are never held whole (about half the CPU time and a fraction of the memory of reading
     all text first). Returns None whenever anything is off (a value or timestamp of another shape, a
     missing column, a parse error): the general path then handles the file or names the bad row.
+    ``gaps=False``: also None for any empty field (``read_csv_pieces``, which sees a piece of the file).
     """
     import polars as pl
 
@@ -181,6 +224,8 @@ def _csv_fast(data: bytes, name: str, settings: Settings) -> "pl.DataFrame | Non
     if ts.len() and (ts.min() < TS_MIN or ts.max() >= TS_MAX):
         return None  # the general path names the row
     if df.height and df.get_column("_gap").any():
+        if not gaps:
+            return None
         df = _without_blank_lines(df, data, name)
     return df.drop("_ok", "_gap")
 

@@ -140,6 +140,26 @@ class Storage:
         with self._errors("get", rel):
             return self.client.get_object(Bucket=self.bucket, Key=self.key(rel))["Body"].read()
 
+    def iter_bytes(self, rel: str, piece_bytes: int) -> Iterator[bytes]:
+        """An object's bytes as pieces of ``piece_bytes`` (the last shorter), the next piece downloading on a
+        second thread while the caller works on this one: a large file is never held whole."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._errors("get", rel):
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(rel))["Body"]
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                ahead = pool.submit(body.read, piece_bytes)
+                while True:
+                    with self._errors("get", rel):
+                        piece = ahead.result()
+                    if not piece:
+                        return
+                    ahead = pool.submit(body.read, piece_bytes)
+                    yield piece
+        finally:
+            body.close()
+
     def put_bytes(self, rel: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         with self._errors("put", rel):
             self.client.put_object(Bucket=self.bucket, Key=self.key(rel), Body=data, ContentType=content_type)

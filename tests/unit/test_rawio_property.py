@@ -41,6 +41,17 @@ def field(row, col, style):
             "value": "" if v is None else repr(v)}[col]
 
 
+def csv_text(rows, cols, quoting, newline, ts_style):
+    """The file Python's csv writer makes of ``rows`` (whole seconds for the naive timestamp style)."""
+    if ts_style == 1:
+        rows = [(u, i, t.replace(microsecond=0), e, v) for u, i, t, e, v in rows]
+    buf = io.StringIO()
+    w = csv.writer(buf, quoting=quoting, lineterminator=newline)
+    w.writerow(cols)
+    w.writerows([[field(r, c, ts_style) for c in cols] for r in rows])
+    return rows, buf.getvalue()
+
+
 def check(df, rows):
     assert df.height == len(rows)
     assert df["user_id"].to_list() == [r[0] for r in rows] and df["item_id"].to_list() == [r[1] for r in rows]
@@ -54,13 +65,7 @@ def check(df, rows):
 def test_csv_reads_what_the_csv_module_reads(rows, cols, quoting, newline, bom, gz, ts_style):
     if newline != "\r":  # a quoted field may span lines (not in CR-only files: see rawio's docstring)
         rows = [(u.replace(";", "\n"), i, t, e, v) for u, i, t, e, v in rows]
-    if ts_style == 1:
-        rows = [(u, i, t.replace(microsecond=0), e, v) for u, i, t, e, v in rows]
-    buf = io.StringIO()
-    w = csv.writer(buf, quoting=quoting, lineterminator=newline)
-    w.writerow(cols)
-    w.writerows([[field(r, c, ts_style) for c in cols] for r in rows])
-    text = buf.getvalue()
+    rows, text = csv_text(rows, cols, quoting, newline, ts_style)
     ref = list(csv.DictReader(io.StringIO(text, newline="")))
     assert [(d["user_id"], d["item_id"]) for d in ref] == [(r[0], r[1]) for r in rows]  # the reference agrees
     data = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
@@ -102,3 +107,39 @@ def test_text_that_is_not_utf8_is_refused_naming_the_file():
         assert "latin1.csv" in str(exc) and "utf" in str(exc).lower()
     else:
         raise AssertionError("latin-1 bytes were accepted")
+
+
+def pieces_of(data: bytes, size: int):
+    return (data[i:i + size] for i in range(0, len(data), size))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=ROWS, cols=COLUMNS, quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
+       newline=st.sampled_from(["\n", "\r\n", "\r"]), bom=st.booleans(), ts_style=st.integers(0, 2),
+       piece=st.integers(1, 300), trailing=st.booleans())
+def test_csv_read_in_pieces_is_the_whole_file_or_declined(rows, cols, quoting, newline, bom, ts_style, piece, trailing):
+    """``read_csv_pieces`` over a file cut anywhere returns exactly ``read_raw``'s frame, or None (then the
+    file is read whole); never another frame, never an error of its own."""
+    from ncf_tasks.rawio import read_csv_pieces
+
+    text = csv_text(rows, cols, quoting, newline, ts_style)[1]
+    text = text if trailing else text[:-len(newline)]
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+    name = "s3://b/raw/interactions/dt=2026-11-26/f.csv"
+    whole = read_raw(data, name, SETTINGS)
+    pieces = read_csv_pieces(pieces_of(data, piece), name, SETTINGS)
+    assert pieces is None or pieces.equals(whole)
+
+
+def test_a_plain_csv_file_is_read_in_pieces_and_an_irregular_one_declined():
+    from ncf_tasks.rawio import read_csv_pieces
+
+    lines = [f"u{k},i{k % 7},2026-11-26T{k % 24:02d}:00:00Z,view,{k}.5" for k in range(500)]
+    data = ("user_id,item_id,event_ts,event_type,value\r\n" + "\r\n".join(lines)).encode()
+    whole = read_raw(data, "f.csv", SETTINGS)
+    for size in (7, 100, 4096, len(data)):
+        got = read_csv_pieces(pieces_of(data, size), "f.csv", SETTINGS)
+        assert got is not None and got.equals(whole) and got.height == 500
+    for odd in (data.replace(b"u3,", b'"u3",'), data.replace(b",view,1.5", b",view,"), b"\xef\xbb\xbf" + data,
+                data.replace(b"\r\n", b"\r"), data.split(b"\r\n")[0] + b"\r\n", data.replace(b"T05:", b"X05:")):
+        assert read_csv_pieces(pieces_of(odd, 64), "f.csv", SETTINGS) is None  # read_raw then reads or names it
