@@ -58,8 +58,8 @@ class Settings:
     raw_value_col: str = _f("value", "optional raw column holding a numeric value (rating, watch time)")
     raw_ts_unit: str = _f("s", "unit of numeric epoch timestamps", choices=("s", "ms", "us"))
 
-    raw_max_file_mb: int = _f(4096, "largest raw file, once decompressed, that ingest reads (a task holds its rows, and "
-                                    "a gzip, JSON or Parquet file whole): a bigger one, or a gzip that expands past it (a decompression bomb), fails the day "
+    raw_max_file_mb: int = _f(4096, "largest raw file, once decompressed, that ingest reads (a task holds a file whole): "
+                                    "a bigger one, or a gzip that expands past it (a decompression bomb), fails the day "
                                     "naming the file instead of the worker dying out of memory; write several files",
                               min=1)
     ingest_split_mb: int = _f(1024, "a day whose raw files exceed this many MB is ingested by mapped tasks (one per group "

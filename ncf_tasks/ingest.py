@@ -87,29 +87,32 @@ def in_time_range(lo, hi) -> "pl.Expr":
     return keep & (ts < hi) if hi is not None else keep | ts.is_null()
 
 
-def read_raw_file(storage: Storage, key: str, settings: Settings) -> "pl.DataFrame":
-    """One raw file in the canonical schema. A plain CSV file is parsed piece by piece as it downloads
-    (``rawio.read_csv_pieces``: ~100 MB less peak memory for a 130 MB file, BENCHMARKS.md); anything that
-    path declines, and every other format, is read whole by ``rawio.read_raw``."""
+def read_raw_file(storage: Storage, key: str, settings: Settings, pieces: bool = False) -> "pl.DataFrame":
+    """One raw file in the canonical schema, read whole by ``rawio.read_raw``; with ``pieces``, a plain CSV
+    file is parsed piece by piece as it downloads instead (``rawio.read_csv_pieces``; whatever that path
+    declines is read whole). Pieces take ~100 MB off the read peak of a 130 MB file, but cost the single
+    task ~0.2 s and, oddly, ~60 MB of its peak on the 10M-row day (BENCHMARKS.md), so only the mapped
+    ingest's group tasks, which must hold little, use them."""
     import contextlib
 
     name = storage.uri(key)
-    if rawio.format_of(key) == ("csv", False):
-        with contextlib.closing(storage.iter_bytes(key, CSV_PIECE_BYTES)) as pieces:
-            frame = rawio.read_csv_pieces(pieces, name, settings)
+    if pieces and rawio.format_of(key) == ("csv", False):
+        with contextlib.closing(storage.iter_bytes(key, CSV_PIECE_BYTES)) as stream:
+            frame = rawio.read_csv_pieces(stream, name, settings)
         if frame is not None:
             return frame
     return rawio.read_raw(storage.get_bytes(key), name, settings)
 
 
-def read_sources(storage: Storage, sources: list[dict], settings: Settings) -> "list[pl.DataFrame]":
-    """GET and parse every raw file, two at a time (polars and the HTTP reads release the GIL, so one
-    file's download overlaps another's parsing); results in listing order."""
+def read_sources(storage: Storage, sources: list[dict], settings: Settings,
+                 pieces: bool = False) -> "list[pl.DataFrame]":
+    """GET and parse every raw file (``read_raw_file``), two at a time (polars and the HTTP reads release
+    the GIL, so one file's download overlaps another's parsing); results in listing order."""
     from concurrent.futures import ThreadPoolExecutor
 
     def read(numbered: tuple[int, dict]) -> "pl.DataFrame":
         i, src = numbered
-        frame = read_raw_file(storage, src["key"], settings)
+        frame = read_raw_file(storage, src["key"], settings, pieces)
         log.info("read %s (%d/%d): %d rows", storage.uri(src["key"]), i, len(sources), frame.height)
         return frame
 

@@ -19,8 +19,8 @@ it back, which doubled the time of the day (BENCHMARKS.md). Collectors rotate fi
 groups touch at an instant and the commit reads a row group or two per boundary. Files that each span the
 whole day (no rotation) make every pair of parts overlap: the commit then compares each part, one row
 group at a time, with the earlier parts' rows of the same span and rewrites the parts that share rows —
-correct, but serial: on a shuffled 10M-row day the commit took 6.7 s and ~750 MB, the whole mapped path
-2.3x the single task's time (BENCHMARKS.md). Such days should stay under ``ingest_split_mb`` or be rotated by
+correct, but serial: on a shuffled 10M-row day the commit took 7 s and ~820 MB, the whole mapped path
+2.7x the single task's time (BENCHMARKS.md). Such days should stay under ``ingest_split_mb`` or be rotated by
 their producer.
 
 Each part is sorted by every column; the parts concatenated equal the single task's file row for row when
@@ -47,12 +47,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_GROUPS = 96  # a finer split than this buys nothing but tasks
-# A group task sorts its rows in ranges of SORT_ROWS: the sort's working set is the task's largest once it
-# holds a fraction of the day (peak growth ~400 MB at the single task's 512K rows, ~240 MB at 32K, for a
-# 2.5M-row group; BENCHMARKS.md, mapped ingest). Consecutive ranges are then written together as row groups
-# of at least ROW_GROUP_ROWS, so the lake's row groups stay as large as they were.
+# A group task sorts and writes its rows in ranges of SORT_ROWS (one row group each): the sort's working
+# set and the writer's buffers are the task's largest once it holds a fraction of the day (task peak growth
+# for a 2.5M-row group: ~390 MB at 128K rows, ~310 MB at 32K; BENCHMARKS.md, mapped ingest).
 SORT_ROWS = 1 << 15
-ROW_GROUP_ROWS = 1 << 17
+WINDOW_ROWS = 1 << 19  # the commit compares parts where they overlap in windows of up to this many rows
 
 
 def file_groups(sources: list[dict], n: int) -> list[list[dict]]:
@@ -93,23 +92,12 @@ def plan_ingest(settings: Settings, *, date: str, groups: int | None = None) -> 
                                                   for i, g in enumerate(file_groups(sources, n))]}
 
 
-def _row_groups(ranges: "Iterator[pl.DataFrame]", spans: list[list]) -> "Iterator[pl.DataFrame]":
-    """Consecutive sorted ranges joined into row groups of at least ``ROW_GROUP_ROWS`` rows (the last may be
-    smaller), noting each one's [first, last] timestamp (epoch µs, None when it has none), rows and null
-    timestamps."""
+def _with_spans(ranges: "Iterator[pl.DataFrame]", spans: list[list]) -> "Iterator[pl.DataFrame]":
+    """Pass the sorted ranges (row groups to be) through, noting each one's [first, last] timestamp (epoch µs,
+    None when it has none), rows and null timestamps."""
     import polars as pl
 
-    def joined() -> "Iterator[pl.DataFrame]":
-        pending: list[pl.DataFrame] = []
-        for frame in ranges:
-            pending.append(frame)
-            if sum(f.height for f in pending) >= ROW_GROUP_ROWS:
-                yield pl.concat(pending)
-                pending = []
-        if pending:
-            yield pl.concat(pending)
-
-    for frame in joined():
+    for frame in ranges:
         ts = pl.col("event_ts")
         us = ts.dt.epoch("us")
         lo, hi, nulls = frame.select(us.min().alias("lo"), us.max().alias("hi"), ts.null_count()).row(0)
@@ -123,12 +111,12 @@ def ingest_group(settings: Settings, *, date: str, group: int, groups: int, keys
     t0 = time.perf_counter()
     day = layout.day(date)
     storage = Storage(settings)
-    frames = read_sources(storage, [{"key": k} for k in keys], settings)
+    frames = read_sources(storage, [{"key": k} for k in keys], settings, pieces=True)
     rows_in = sum(f.height for f in frames)
     key = layout.lake_part(day, group, groups)
     storage.abort_uploads(key)  # a crashed earlier try may have left parts behind
     spans: list[list] = []
-    ranges = _row_groups(deduplicated_time_ranges(frames, SORT_ROWS), spans)
+    ranges = _with_spans(deduplicated_time_ranges(frames, SORT_ROWS), spans)
     rows, nbytes = write_parquet_parts(storage, ranges, key, **LAKE_PARQUET)
     etag = next(o["etag"] for o in storage.list(key) if o["key"] == key)  # the commit knows the part by it
     secs = time.perf_counter() - t0
@@ -139,16 +127,26 @@ def ingest_group(settings: Settings, *, date: str, group: int, groups: int, keys
 
 
 def _overlaps(part: dict, earlier: list[dict]) -> list[tuple[int, int] | None]:
-    """The windows of ``part`` that earlier parts' spans reach: per row group of ``part``, the hull of its
-    intersections with theirs ([lo, hi] epoch µs), and None for null timestamps when both sides have some."""
+    """The windows of ``part`` that earlier parts' spans reach ([lo, hi] epoch µs): per row group of ``part``,
+    the hull of its intersections with theirs, consecutive ones merged while the part's rows from the first
+    to the last stay within ``WINDOW_ROWS`` (each window is one scan of the part and one of the earlier
+    parts); and None for null timestamps when both sides have some."""
     theirs = [(lo, hi) for p in earlier for lo, hi, _rows, _nulls in p["spans"] if lo is not None]
     windows: list[tuple[int, int] | None] = []
-    for lo, hi, _rows, _nulls in part["spans"]:
+    span_rows = 0  # the part's rows from the current window's first row group to here
+    for lo, hi, rows, _nulls in part["spans"]:
+        span_rows += rows
         if lo is None:
             continue
         hits = [(max(lo, a), min(hi, b)) for a, b in theirs if a <= hi and lo <= b]
-        if hits:
-            windows.append((min(h[0] for h in hits), max(h[1] for h in hits)))
+        if not hits:
+            continue
+        start, end = min(h[0] for h in hits), max(h[1] for h in hits)
+        if windows and span_rows <= WINDOW_ROWS:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+            span_rows = rows
     if any(s[3] for s in part["spans"]) and any(s[3] for p in earlier for s in p["spans"]):
         windows.append(None)
     return windows
@@ -186,7 +184,7 @@ def _drop_shared(storage: Storage, key: str, shared: "pl.DataFrame") -> int:
     frame = storage.read_parquet(key)
     kept = frame.join(shared, on=list(rawio.CANONICAL), how="anti", nulls_equal=True, maintain_order="left")
     del frame
-    return write_parquet_parts(storage, kept.iter_slices(ROW_GROUP_ROWS), key, **LAKE_PARQUET)[0]
+    return write_parquet_parts(storage, kept.iter_slices(SORT_ROWS), key, **LAKE_PARQUET)[0]
 
 
 def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:

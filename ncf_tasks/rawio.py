@@ -71,7 +71,7 @@ def format_of(name: str) -> tuple[str, bool] | None:
 
 
 def refuse_oversized(name: str, size: int, settings: Settings) -> NoReturn:
-    """The error for a raw file past ``raw_max_file_mb`` (a task holds a file's rows at once)."""
+    """The error for a raw file past ``raw_max_file_mb`` (a task holds a file whole)."""
     raise DataError(f"{name}: {size / 1e6:,.1f} MB, more than {env_name('raw_max_file_mb')}="
                     f"{settings.raw_max_file_mb} MB; split the day into several files")
 

@@ -38,9 +38,11 @@ def test_time_ranges_concatenate_to_the_whole_day_deduplicated():
     frames = [df.slice(0, 1_000), df.slice(1_000, 1_500), df.slice(2_500)]
     whole = drop_exact_duplicates(df)
     assert whole.equals(df.unique().sort(list(SORT_COLUMNS), nulls_last=True))  # the plain definition
-    for rows_per_range in (1, 50, 700, 10_000):
-        parts = list(deduplicated_time_ranges(frames, rows_per_range))
-        assert pl.concat(parts).equals(whole)
+    in_order = [f.sort("event_ts", nulls_last=True) for f in frames]  # sliced by binary search, not filtered
+    for files in (frames, in_order, [in_order[0], frames[1], in_order[2]]):
+        for rows_per_range in (1, 50, 700, 10_000):
+            parts = list(deduplicated_time_ranges(files, rows_per_range))
+            assert pl.concat(parts).equals(whole)
     assert len(list(deduplicated_time_ranges(frames, 700))) > 1
     empty = list(deduplicated_time_ranges([df.clear()], 700))
     assert len(empty) == 1 and empty[0].height == 0 and empty[0].schema == canonical_schema()
@@ -58,3 +60,14 @@ def test_file_groups_are_consecutive_runs_of_about_equal_bytes_and_never_empty()
     assert names([100, 1, 1, 1], 2) == [[0], [1, 2, 3]]
     assert names([1, 1, 1, 100], 3) == [[0, 1], [2], [3]]
     assert names([100, 1, 1], 3) == [[0], [1], [2]]  # every group gets a file, in name order
+
+
+def test_the_commit_reads_only_where_parts_overlap_in_time(monkeypatch):
+    from ncf_tasks import ingest_mapped
+
+    part = {"spans": [[0, 9, 10, 0], [10, 19, 10, 0], [20, 29, 10, 0], [40, 49, 10, 2]]}
+    earlier = [{"spans": [[5, 25, 30, 0]]}, {"spans": [[60, 70, 5, 1]]}]
+    assert ingest_mapped._overlaps(part, earlier) == [(5, 25), None]  # nulls on both sides: compared too
+    monkeypatch.setattr(ingest_mapped, "WINDOW_ROWS", 10)
+    assert ingest_mapped._overlaps(part, earlier) == [(5, 9), (10, 19), (20, 25), None]
+    assert ingest_mapped._overlaps(part, [{"spans": [[30, 39, 10, 0]]}]) == []  # rotated files: nothing to read
