@@ -67,11 +67,13 @@ def main() -> None:
               f"(parts rewritten: {len(done['out']['parts_rewritten'])})", flush=True)
     assert done["out"]["rows_written"] == single["out"]["rows_written"]
     rows = [{"path": "one task (run_ingest)", "rows": f"{single['out']['rows_read']:,}", "wall s": f"{single_wall:.1f}",
-             "tasks": 1, "peak RSS growth MB per task": f"{single['peak_mb']:.0f}"},
+             "tasks": 1, "peak RSS growth MB per task": f"{single['peak_mb']:.0f}",
+             "lake MB": f"{single['out']['bytes'] / 1e6:.0f}"},
             {"path": f"mapped: plan, {len(tasks)} file groups, commit ({args.slots} at once)",
              "rows": f"{done['out']['rows_read']:,}", "wall s": f"{mapped_wall:.1f}", "tasks": 2 + len(tasks),
              "peak RSS growth MB per task": f"groups {max(g['peak_mb'] for g in grouped):.0f}, "
-                                            f"plan {plan['peak_mb']:.0f}, commit {done['peak_mb']:.0f}"}]
+                                            f"plan {plan['peak_mb']:.0f}, commit {done['peak_mb']:.0f}",
+             "lake MB": f"{done['out']['bytes'] / 1e6:.0f}"}]
     print(f"\nbenchmarks/ingest_mapped.py --rows {args.rows} --tasks {args.tasks} --slots {args.slots} --order "
           f"{args.order} — {today()} — {machine()}\n")
     print(table(rows))
