@@ -152,6 +152,12 @@ def _overlaps(part: dict, earlier: list[dict]) -> list[tuple[int, int] | None]:
     return windows
 
 
+def _reaches(span: list, window: tuple[int, int] | None) -> bool:
+    """Whether a row group's span ([lo, hi, rows, nulls]) has rows in ``window`` (None: null times)."""
+    lo, hi, _rows, nulls = span
+    return bool(nulls) if window is None else lo is not None and lo <= window[1] and window[0] <= hi
+
+
 def _in_window(window: tuple[int, int] | None) -> "pl.Expr":
     import polars as pl
 
@@ -170,11 +176,12 @@ def _shared_rows(storage: Storage, part: dict, earlier: list[dict]) -> "pl.DataF
     if not windows:
         return None
     found = []
-    for window in windows:  # one row group of the part against the earlier parts' rows of its span
+    for window in windows:  # the part's rows in the window against those of the earlier parts that reach it
         keep = _in_window(window)
         mine = storage.scan_parquet(part["key"]).filter(keep).collect()
-        if mine.height:
-            theirs = storage.scan_parquet([p["key"] for p in earlier]).filter(keep).collect()
+        reaching = [p["key"] for p in earlier if any(_reaches(span, window) for span in p["spans"])]
+        if mine.height and reaching:
+            theirs = storage.scan_parquet(reaching).filter(keep).collect()
             found.append(mine.join(theirs, on=list(rawio.CANONICAL), how="semi", nulls_equal=True))
     return pl.concat(found) if found else None
 
