@@ -188,6 +188,7 @@ def _shared_rows(storage: Storage, part: dict, earlier: list[dict]) -> "pl.DataF
 
 def _drop_shared(storage: Storage, key: str, shared: "pl.DataFrame") -> int:
     """Rewrite part ``key`` without ``shared`` (order kept; one atomic upload replaces it); returns its rows."""
+    storage.abort_uploads(key)  # a crashed earlier commit may have left parts behind
     frame = storage.read_parquet(key)
     kept = frame.join(shared, on=list(rawio.CANONICAL), how="anti", nulls_equal=True, maintain_order="left")
     del frame
@@ -211,7 +212,7 @@ def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
     missing = [k for k in keys if k not in listed]
     if missing:
         raise DataError(f"ingest of {day}: part(s) {[storage.uri(k) for k in missing[:3]]} missing; re-run their "
-                        "file groups (ingest_group)")
+                        "file groups (the DAG's ingest_files tasks)")
     # a part as its group wrote it has the group's row count; one an earlier try rewrote is counted below
     rows_of = {p["key"]: p["rows_written"] if listed[p["key"]]["etag"] == p["etag"] else None for p in parts}
     rewritten = []
