@@ -19,8 +19,8 @@ it back, which doubled the time of the day (BENCHMARKS.md). Collectors rotate fi
 groups touch at an instant and the commit reads a row group or two per boundary. Files that each span the
 whole day (no rotation) make every pair of parts overlap: the commit then compares each part, one row
 group at a time, with the earlier parts' rows of the same span and rewrites the parts that share rows —
-correct, but serial: on a shuffled 10M-row day the commit took 7 s and ~820 MB, the whole mapped path
-2.7x the single task's time (BENCHMARKS.md). Such days should stay under ``ingest_split_mb`` or be rotated by
+correct, but serial: on a shuffled 10M-row day the commit took 7–9 s and ~820 MB, the whole mapped path
+~3x the single task's time (BENCHMARKS.md). Such days should stay under ``ingest_split_mb`` or be rotated by
 their producer.
 
 Each part is sorted by every column; the parts concatenated equal the single task's file row for row when
