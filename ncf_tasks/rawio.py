@@ -34,6 +34,7 @@ CANONICAL = ("user_id", "item_id", "event_ts", "event_type", "value")
 REQUIRED = ("user_id", "item_id", "event_ts")
 FORMATS = ("csv", "jsonl", "parquet")
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+PIECE_LINE_MAX = 1 << 20  # read_csv_pieces carries at most this much of an unfinished line into the next piece
 GUNZIP_STEP = 64 << 20  # bytes of output per decompression step: the bomb check's granularity
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 TS_MIN, TS_MAX = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)
@@ -145,7 +146,7 @@ def read_csv_pieces(pieces: Iterator[bytes], name: str, settings: Settings) -> "
     Returns None whenever the whole file must be read by ``read_raw`` instead, which then names any error
     with its true row: a quote character (a quoted field may hold a line end), a piece ``_csv_fast``
     declines, any empty field (telling a blank or truncated line from an empty value needs the whole
-    file), a file without line ends, a byte order mark, or no rows at all.
+    file), a line longer than ``PIECE_LINE_MAX`` (a file without line ends), a byte order mark, or no rows.
     """
     import polars as pl
 
@@ -160,13 +161,15 @@ def read_csv_pieces(pieces: Iterator[bytes], name: str, settings: Settings) -> "
                 return None
             end = data.find(b"\n")
             if end < 0:
-                if not piece:
+                if not piece or len(data) > PIECE_LINE_MAX:
                     return None
                 carry = data
                 continue
             header, data = data[:end + 1], data[end + 1:]
         cut = data.rfind(b"\n") + 1 if piece else len(data)
         lines, carry = data[:cut], data[cut:]
+        if len(carry) > PIECE_LINE_MAX:
+            return None  # no line end for a long way (a CR-only file, one giant field): not worth carrying
         if not lines.strip():
             continue
         if b'"' in header or b'"' in lines:

@@ -143,3 +143,22 @@ def test_a_plain_csv_file_is_read_in_pieces_and_an_irregular_one_declined():
     for odd in (data.replace(b"u3,", b'"u3",'), data.replace(b",view,1.5", b",view,"), b"\xef\xbb\xbf" + data,
                 data.replace(b"\r\n", b"\r"), data.split(b"\r\n")[0] + b"\r\n", data.replace(b"T05:", b"X05:")):
         assert read_csv_pieces(pieces_of(odd, 64), "f.csv", SETTINGS) is None  # read_raw then reads or names it
+
+
+def test_a_file_without_line_ends_is_declined_after_one_long_line_not_at_its_end(monkeypatch):
+    """A CR-only file (or one giant field) would be carried piece after piece, copied each time; the
+    reader gives up once an unfinished line passes ``PIECE_LINE_MAX`` and leaves the file to ``read_raw``."""
+    from ncf_tasks import rawio
+
+    monkeypatch.setattr(rawio, "PIECE_LINE_MAX", 1000)
+    body = b"user_id,item_id,event_ts\r" + b"u1,i1,2026-11-26T01:00:00Z\r" * 10_000
+    seen = []
+
+    def pieces():
+        for i in range(0, len(body), 100):
+            seen.append(i)
+            yield body[i:i + 100]
+
+    assert rawio.read_csv_pieces(pieces(), "cr.csv", SETTINGS) is None and len(seen) <= 11
+    long_line = b"user_id,item_id,event_ts\n" + b"u1,i1,2026-11-26T01:00:00Z\n" + b"x" * 5000 + b"\n"
+    assert rawio.read_csv_pieces(pieces_of(long_line, 100), "long.csv", SETTINGS) is None
