@@ -90,6 +90,28 @@ def test_bad_file_fails_ingest_and_writes_nothing(storage, name, match):
     assert storage.list_keys("lake/") == []
 
 
+PLAIN_CSV = sorted(p for p in [*EDGE.iterdir(), *BAD.iterdir()] if p.name.lower().endswith(".csv"))
+
+
+@pytest.mark.parametrize("path", PLAIN_CSV, ids=[p.name for p in PLAIN_CSV])
+def test_the_mapped_ingests_piece_reader_reads_or_refuses_as_the_whole_file_reader(storage, path, monkeypatch):
+    """Group tasks read plain CSV in pieces as it downloads (pieces of 64 bytes here): every file of both
+    corpora gives the same frame, or the same error, as the single task's reader."""
+    from ncf_tasks import ingest
+
+    monkeypatch.setattr(ingest, "CSV_PIECE_BYTES", 64)
+    put(storage, path)
+    key = layout.raw_partition(DAY) + path.name
+    outcomes = []
+    for pieces in (False, True):
+        try:
+            outcomes.append(ingest.read_raw_file(storage, key, storage.settings, pieces=pieces))
+        except DataError as exc:
+            outcomes.append(str(exc))
+    whole, in_pieces = outcomes
+    assert in_pieces == whole if isinstance(whole, str) else in_pieces.equals(whole)
+
+
 def test_a_day_of_only_unsupported_files_is_an_error_not_a_skip(s3_env, storage):
     put(storage, BAD / "more.tsv")
     r = cli(s3_env, "ingest", "--date", DAY)
