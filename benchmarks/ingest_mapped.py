@@ -7,9 +7,8 @@ collectors write them (``time``), or each file a random quarter of the day (``sh
 parts overlaps, the commit's worst case). The single task (``ingest.run_ingest``) and the mapped path
 (``ingest_mapped``: plan, ``--tasks`` file-group tasks, commit) run each task as Airflow 3 runs one
 (``common.run_tasks``), ``--slots`` at a time (a LocalExecutor runs all mapped task instances at once: its
-parallelism is 32). Wall time is from the first
-process's start to the last one's end; a task's memory is its peak RSS growth after the libraries were
-imported (as in ``benchmarks/ingest.py``).
+parallelism is 32). Wall time is from the first process's start to the last one's end; a task's memory is
+its peak RSS growth after the libraries were imported (as in ``benchmarks/ingest.py``).
 """
 
 from __future__ import annotations

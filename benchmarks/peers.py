@@ -1,7 +1,6 @@
 """Our trainer against the peers a user would pick instead — cornac's and RecBole's NeuMF — at equal split and batch.
 
-    python -m venv .peers && .peers/bin/pip install torch==2.13.0 cornac==3.0.1   # once: each peer's own venv
-    python -m venv .peers-recbole && .peers-recbole/bin/pip install recbole==1.2.1 "numpy<2" torch==2.5.1
+    make peers   # once: each peer's own venv (the Makefile holds their pins), then this with both peers
     python benchmarks/peers.py [--seeds 0 1 2] [--peers cornac recbole] [--path ../shared/data/ml-100k/u.data]
 
 Per seed: the pipeline's training set of MovieLens 100K (``build.build_training_set``: leave-one-out, 99
@@ -88,10 +87,6 @@ PEERS = {  # name -> (script, default venv python, how its batch is given: corna
     "cornac 3.0.1": ("peer_cornac.py", ".peers", lambda s, b: ["--batch-positives", str(b // (1 + s.train_negatives))]),
     "RecBole 1.2.1": ("peer_recbole.py", ".peers-recbole", lambda s, b: ["--batch", str(b)]),
 }
-VENVS = {".peers": "python -m venv .peers && .peers/bin/pip install torch==2.13.0 cornac==3.0.1",
-         ".peers-recbole": 'python -m venv .peers-recbole && .peers-recbole/bin/pip install recbole==1.2.1 "numpy<2" '
-                           "torch==2.5.1"}
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -106,7 +101,7 @@ def main() -> None:
     peers = {n: v for n, v in PEERS.items() if n.split()[0].lower() in args.peers}
     for script, venv, _ in peers.values():
         if not (ROOT / venv / "bin" / "python").exists():
-            sys.exit(f"{ROOT / venv}: no peer venv; create it with: {VENVS[venv]}")
+            sys.exit(f"{ROOT / venv}: no peer venv; create the peers' venvs with: make peers")
     base = Settings.from_env(env={}, **parse_sets(args.set or ["factors=8"]))
     if "cornac 3.0.1" in peers and base.factors != base.mlp_layers[-1]:
         sys.exit(f"cornac's NeuMF needs factors == the last MLP layer ({base.mlp_layers[-1]}); got factors {base.factors}")

@@ -131,14 +131,14 @@ def _overlaps(part: dict, earlier: list[dict]) -> list[tuple[int, int] | None]:
     the hull of its intersections with theirs, consecutive ones merged while the part's rows from the first
     to the last stay within ``WINDOW_ROWS`` (each window is one scan of the part and one of the earlier
     parts); and None for null timestamps when both sides have some."""
-    theirs = [(lo, hi) for p in earlier for lo, hi, _rows, _nulls in p["spans"] if lo is not None]
+    theirs = [span for p in earlier for span in p["spans"]]
     windows: list[tuple[int, int] | None] = []
     span_rows = 0  # the part's rows from the current window's first row group to here
     for lo, hi, rows, _nulls in part["spans"]:
         span_rows += rows
         if lo is None:
             continue
-        hits = [(max(lo, a), min(hi, b)) for a, b in theirs if a <= hi and lo <= b]
+        hits = [(max(lo, span[0]), min(hi, span[1])) for span in theirs if _reaches(span, (lo, hi))]
         if not hits:
             continue
         start, end = min(h[0] for h in hits), max(h[1] for h in hits)

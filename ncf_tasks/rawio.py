@@ -18,10 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
+import itertools
 import json
 import re
 import sys
-import itertools
 from typing import TYPE_CHECKING, Iterator, NoReturn
 
 from ncf_tasks.config import Settings, env_name
