@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MAX_GROUPS = 96  # a finer split than this buys nothing but tasks
 # A group task sorts and writes its rows in ranges of SORT_ROWS (one row group each): the sort's working
-# set and the writer's buffers are the task's largest once it holds a fraction of the day (task peak growth
-# for a 2.5M-row group: ~390 MB at 128K rows, ~310 MB at 32K; BENCHMARKS.md, mapped ingest).
+# set and the writer's buffers are the task's largest once it holds a fraction of the day. The trade, for a
+# 2.5M-row group (BENCHMARKS.md, mapped ingest, 2026-12-03): 32K rows hold ~290 MB (0.30 of the single
+# task) at ~0.6 CPU s more than 128K (~360 MB) or 512K (~500 MB); memory is what the mapped path is for.
 SORT_ROWS = 1 << 15
 WINDOW_ROWS = 1 << 19  # the commit compares parts where they overlap in windows of up to this many rows
 
