@@ -5,10 +5,11 @@
 Synthetic ML-1M-sized logs → ``build_training_set`` → the run's tensors on ``--device`` → GMF and MLP
 pretrained, NeuMF fused from them and fine-tuned (``fitting``: the loop ``train`` runs, bf16 autocast and
 negative sampling on a GPU) → test HR@10 / NDCG@10 (``metrics``, as ``evaluate``) → every user's top-10 unseen
-items (``scoring.top_k``, publish's GPU scorer). Then the checks a CUDA run can break and a CPU run cannot
+items (``scoring.top_k``, publish's GPU scorer), and GMF once more through ``DistributedDataParallel`` with
+one rank (``distributed``: NCCL on CUDA). Then the checks a CUDA run can break and a CPU run cannot
 show: each model's weights moved to the CPU score the test candidates as on the device (bf16 training,
 float32 scoring: the same ranking up to float rounding), and the top-10 of the first 1,000 users agrees
-with the CPU scorer's on the same weights. Object storage is left out (its code does not depend on the
+with the CPU scorer's on the same weights; the one-rank DDP GMF reaches the plain GMF's validation HR. Object storage is left out (its code does not depend on the
 device and the device machine has no S3 endpoint): this is the part that has never run on a GPU.
 
 Prints one line per model and a table; exits 1 if a check fails. ``benchmarks/gpu_check.sh`` runs it on the
@@ -19,18 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 import torch
 from common import machine, table, today
 
+from ncf_tasks import distributed
 from ncf_tasks.__main__ import parse_sets
 from ncf_tasks.artifacts import from_frames
 from ncf_tasks.build import build_training_set
 from ncf_tasks.config import Settings
 from ncf_tasks.fitting import fit, initial_state, make_optimizer, new_model
 from ncf_tasks.generate import SyntheticSpec, synthesize
+from ncf_tasks.local_s3 import free_port
 from ncf_tasks.metrics import evaluate_model
 from ncf_tasks.sampling import PositiveSet
 from ncf_tasks.scoring import top_k
@@ -55,7 +59,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args()
     device = torch.device(args.device)
-    settings = Settings.from_env(env={}, **{"epochs": args.epochs, **parse_sets(args.set)})
+    settings = Settings.from_env(env={}, **{"epochs": args.epochs, "device": device.type, **parse_sets(args.set)})
     k = settings.eval_k
     t0 = time.perf_counter()
     events = synthesize(SyntheticSpec(users=args.users, items=args.items, days=30, events_per_day=args.events_per_day,
@@ -92,6 +96,21 @@ def main() -> int:
         print(json.dumps(row), flush=True)
         if abs(hr - hr_cpu) > 2 / data.test_users.numel():  # one user's hit either way is rounding at a tie
             failed.append(f"{kind}: test HR@10 {hr:.4f} on {device} but {hr_cpu:.4f} with the same weights on the CPU")
+
+    # data-parallel training's own path on this device (NCCL on CUDA) with one rank: the same GMF as above
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    me = distributed.init(settings)
+    torch.manual_seed(settings.seed)
+    net = new_model("gmf", data.n_users, data.n_items, settings).to(device)
+    opt = make_optimizer("gmf", net, settings)
+    state = initial_state(net, data, k, "gmf")
+    fit("gmf", net, opt, data, pos, settings, device, state, rank=me, train_net=distributed.wrap(net, me, device))
+    distributed.finish({}, me)
+    ddp_hr, gmf_hr = state["best_hr"], float(rows[0]["val HR@10"])
+    print(f"gmf through DistributedDataParallel, 1 rank ({'nccl' if device.type == 'cuda' else 'gloo'}): val HR@10 "
+          f"{ddp_hr:.4f} against {gmf_hr:.4f} without", flush=True)
+    if abs(ddp_hr - gmf_hr) > 2 / data.valid_users.numel():
+        failed.append(f"gmf: val HR@10 {ddp_hr:.4f} through DDP with 1 rank but {gmf_hr:.4f} without")
 
     net = nets["neumf"]
     users = torch.arange(data.n_users, device=device)
