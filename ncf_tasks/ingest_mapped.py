@@ -10,17 +10,19 @@ raw file cannot be spread over tasks (its producer should write several).
    each row group it wrote;
 2. ``commit_ingest``: refuses an incomplete set of parts, then removes the duplicates *across* parts. A
    re-sent row shares its timestamp with the first copy, so two parts can hold one row only where their
-   time spans overlap, and only those rows are read (row groups are pruned by their ``event_ts``
-   statistics); a part holding rows that an earlier part holds is rewritten without them (the earliest
-   part keeps the row). Last, it removes the partition's other data files and writes the manifest.
+   time spans overlap, and only those rows are read: in one pass over the windows of time where two or
+   more parts have rows, each window's rows of all those parts together (row groups are pruned by their
+   ``event_ts`` statistics). A part holding rows that an earlier part holds is rewritten without them, a
+   row group at a time (the earliest part keeps the row). Last, it removes the partition's other data
+   files and writes the manifest.
 
 Why no shuffle by hour range (the design before 2026-11-29): it wrote every row to a staging area and read
 it back, which doubled the time of the day (BENCHMARKS.md). Collectors rotate files in time, so consecutive
 groups touch at an instant and the commit reads a row group or two per boundary. Files that each span the
-whole day (no rotation) make every pair of parts overlap: the commit then compares each part, one row
-group at a time, with the earlier parts' rows of the same span and rewrites the parts that share rows —
-correct, but serial: on a shuffled 10M-row day the commit took 7–9 s and ~820 MB, the whole mapped path
-~3x the single task's time (BENCHMARKS.md). Such days should stay under ``ingest_split_mb`` or be rotated by
+whole day (collector hosts that do not rotate) make every pair of parts overlap: the commit then reads the
+whole day once, a window at a time, and rewrites the parts that share rows. Correct and bounded in memory,
+but serial: on a shuffled 10M-row day the commit took 7.3 s and 382 MB, the whole mapped path ~2x the
+single task's time (BENCHMARKS.md). Such days are better left under ``ingest_split_mb``, or rotated by
 their producer.
 
 Each part is sorted by every column; the parts concatenated equal the single task's file row for row when
@@ -52,7 +54,9 @@ MAX_GROUPS = 96  # a finer split than this buys nothing but tasks
 # 2.5M-row group (BENCHMARKS.md, mapped ingest, 2026-12-03): 32K rows hold ~290 MB (0.30 of the single
 # task) at ~0.6 CPU s more than 128K (~360 MB) or 512K (~500 MB); memory is what the mapped path is for.
 SORT_ROWS = 1 << 15
-WINDOW_ROWS = 1 << 19  # the commit compares parts where they overlap in windows of up to this many rows
+# The commit reads the parts where they overlap in windows of about this many rows of all parts together:
+# on a shuffled 10M-row day, 512K rows took 7.3 s and 382 MB, 128K 11.3 s and 292 MB (BENCHMARKS.md).
+WINDOW_ROWS = 1 << 19
 
 
 def file_groups(sources: list[dict], n: int) -> list[list[dict]]:
@@ -127,36 +131,50 @@ def ingest_group(settings: Settings, *, date: str, group: int, groups: int, keys
             "rows_written": rows, "bytes": nbytes, "etag": etag, "spans": spans, "seconds": round(secs, 2)}
 
 
-def _overlaps(part: dict, earlier: list[dict]) -> list[tuple[int, int] | None]:
-    """The windows of ``part`` that earlier parts' spans reach ([lo, hi] epoch µs): per row group of ``part``,
-    the hull of its intersections with theirs, consecutive ones merged while the part's rows from the first
-    to the last stay within ``WINDOW_ROWS`` (each window is one scan of the part and one of the earlier
-    parts); and None for null timestamps when both sides have some."""
-    theirs = [span for p in earlier for span in p["spans"]]
+def _windows(parts: list[dict]) -> list[tuple[int, int] | None]:
+    """Where two or more parts have rows: half-open time windows ``[lo, hi)`` (epoch µs), in time order, each
+    reaching about ``WINDOW_ROWS`` rows of all parts together (by their row groups' spans), and None for null
+    timestamps when two or more parts have some. A re-sent row shares its copy's timestamp, so rows outside
+    these windows are in one part only; rotated files give a window an instant wide per boundary."""
+    spans = [(lo, hi + 1, rows, j) for j, p in enumerate(parts) for lo, hi, rows, _nulls in p["spans"] if lo is not None]
+    # the times covered by two or more parts: a sweep over the spans' ends (an end before a start at one time:
+    # [a, b) and [b, c) do not meet)
+    active: dict[int, int] = {}
+    regions: list[list[int]] = []
+    for t, delta, j in sorted([(lo, 1, j) for lo, _, _, j in spans] + [(hi, -1, j) for _, hi, _, j in spans],
+                              key=lambda e: (e[0], e[1])):
+        before = len(active)
+        active[j] = active.get(j, 0) + delta
+        if not active[j]:
+            del active[j]
+        if before < 2 <= len(active):
+            if regions and regions[-1][1] == t:
+                regions[-1][1] = -1  # touches the previous region: one region
+            else:
+                regions.append([t, -1])
+        elif len(active) < 2 <= before:
+            regions[-1][1] = t
     windows: list[tuple[int, int] | None] = []
-    span_rows = 0  # the part's rows from the current window's first row group to here
-    for lo, hi, rows, _nulls in part["spans"]:
-        span_rows += rows
-        if lo is None:
-            continue
-        hits = [(max(lo, span[0]), min(hi, span[1])) for span in theirs if _reaches(span, (lo, hi))]
-        if not hits:
-            continue
-        start, end = min(h[0] for h in hits), max(h[1] for h in hits)
-        if windows and span_rows <= WINDOW_ROWS:
-            windows[-1] = (windows[-1][0], end)
-        else:
-            windows.append((start, end))
-            span_rows = rows
-    if any(s[3] for s in part["spans"]) and any(s[3] for p in earlier for s in p["spans"]):
+    by_start = sorted(spans)
+    for lo, hi in regions:  # cut where the rows of the spans that reach the region pass WINDOW_ROWS
+        start, rows = lo, 0
+        for s_lo, s_hi, s_rows, _ in by_start:
+            if s_hi <= lo or s_lo >= hi:
+                continue
+            if rows >= WINDOW_ROWS and start < s_lo:
+                windows.append((start, s_lo))
+                start, rows = s_lo, 0
+            rows += s_rows
+        windows.append((start, hi))
+    if sum(1 for p in parts if any(span[3] for span in p["spans"])) >= 2:
         windows.append(None)
     return windows
 
 
 def _reaches(span: list, window: tuple[int, int] | None) -> bool:
-    """Whether a row group's span ([lo, hi, rows, nulls]) has rows in ``window`` (None: null times)."""
+    """Whether a row group's span ([lo, hi, rows, nulls], closed) has rows in ``window`` (None: null times)."""
     lo, hi, _rows, nulls = span
-    return bool(nulls) if window is None else lo is not None and lo <= window[1] and window[0] <= hi
+    return bool(nulls) if window is None else lo is not None and lo < window[1] and window[0] <= hi
 
 
 def _in_window(window: tuple[int, int] | None) -> "pl.Expr":
@@ -166,34 +184,49 @@ def _in_window(window: tuple[int, int] | None) -> "pl.Expr":
     if window is None:
         return ts.is_null()
     lo, hi = (pl.lit(v).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") for v in window)
-    return ts.is_between(lo, hi, closed="both")
+    return ts.is_between(lo, hi, closed="left")
 
 
-def _shared_rows(storage: Storage, part: dict, earlier: list[dict]) -> "pl.DataFrame | None":
-    """Rows of ``part`` that an earlier part also holds (None: their spans do not meet)."""
+def _shared_rows(storage: Storage, parts: list[dict]) -> "dict[int, pl.DataFrame]":
+    """Per part (its index), the rows that an earlier part also holds (the earliest part keeps a row). One
+    pass over the windows where parts overlap: each window's rows of every part that reaches it are read
+    together, so every row is read once, and a window's rows are all the commit holds."""
     import polars as pl
 
-    windows = _overlaps(part, earlier)
-    if not windows:
-        return None
-    found = []
-    for window in windows:  # the part's rows in the window against those of the earlier parts that reach it
+    part = "__part"
+    found: dict[int, list] = {}
+    for window in _windows(parts):
+        reaching = [j for j, p in enumerate(parts) if any(_reaches(span, window) for span in p["spans"])]
+        if len(reaching) < 2:
+            continue
         keep = _in_window(window)
-        mine = storage.scan_parquet(part["key"]).filter(keep).collect()
-        reaching = [p["key"] for p in earlier if any(_reaches(span, window) for span in p["spans"])]
-        if mine.height and reaching:
-            theirs = storage.scan_parquet(reaching).filter(keep).collect()
-            found.append(mine.join(theirs, on=list(rawio.CANONICAL), how="semi", nulls_equal=True))
-    return pl.concat(found) if found else None
+        rows = pl.concat([storage.scan_parquet(parts[j]["key"]).filter(keep).with_columns(pl.lit(j, pl.UInt32).alias(part))
+                          for j in reaching]).collect()
+        later = rows.filter(pl.col(part) > pl.col(part).min().over(rawio.CANONICAL))
+        for (j,), shared in later.partition_by(part, as_dict=True, include_key=False).items():
+            found.setdefault(j, []).append(shared)
+    return {j: pl.concat(frames) for j, frames in found.items()}
 
 
 def _drop_shared(storage: Storage, key: str, shared: "pl.DataFrame") -> int:
-    """Rewrite part ``key`` without ``shared`` (order kept; one atomic upload replaces it); returns its rows."""
+    """Rewrite part ``key`` without ``shared`` (order kept; one atomic upload replaces it); returns its rows.
+
+    A row group at a time, from the part's bytes (about a tenth of its rows' size in memory): the commit
+    holds one row group's rows, not the part's, whatever the size of the day."""
+    import io
+
+    import polars as pl
+    import pyarrow.parquet as pq
+
     storage.abort_uploads(key)  # a crashed earlier commit may have left parts behind
-    frame = storage.read_parquet(key)
-    kept = frame.join(shared, on=list(rawio.CANONICAL), how="anti", nulls_equal=True, maintain_order="left")
-    del frame
-    return write_parquet_parts(storage, kept.iter_slices(SORT_ROWS), key, **LAKE_PARQUET)[0]
+    part = pq.ParquetFile(io.BytesIO(storage.get_bytes(key)))
+
+    def kept() -> "Iterator[pl.DataFrame]":
+        for g in range(part.num_row_groups):
+            rows = pl.from_arrow(part.read_row_group(g))
+            yield rows.join(shared, on=list(rawio.CANONICAL), how="anti", nulls_equal=True, maintain_order="left")
+
+    return write_parquet_parts(storage, kept(), key, **LAKE_PARQUET)[0]
 
 
 def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
@@ -217,12 +250,10 @@ def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
     # a part as its group wrote it has the group's row count; one an earlier try rewrote is counted below
     rows_of = {p["key"]: p["rows_written"] if listed[p["key"]]["etag"] == p["etag"] else None for p in parts}
     rewritten = []
-    for j in range(1, n):
-        shared = _shared_rows(storage, parts[j], parts[:j])
-        if shared is not None and shared.height:
-            rows_of[keys[j]] = _drop_shared(storage, keys[j], shared)
-            rewritten.append(keys[j])
-            log.info("part %d/%d of %s: %d row(s) that earlier parts hold dropped", j + 1, n, day, shared.height)
+    for j, shared in sorted(_shared_rows(storage, parts).items()):
+        rows_of[keys[j]] = _drop_shared(storage, keys[j], shared)
+        rewritten.append(keys[j])
+        log.info("part %d/%d of %s: %d row(s) that earlier parts hold dropped", j + 1, n, day, shared.height)
     unknown = [k for k, r in rows_of.items() if r is None]
     if unknown:
         import polars

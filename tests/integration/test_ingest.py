@@ -140,6 +140,37 @@ def test_mapped_ingest_equals_the_single_task_and_replaces_it(storage):
     assert [p["key"] for p in validated_partitions(storage, DAY, 0)[0]] == keys
 
 
+def test_mapped_ingest_of_files_that_each_span_the_day(storage, monkeypatch):
+    """Collectors that do not rotate: every file spans the day, so every pair of parts overlaps, and rows are
+    re-sent into several files (one into all four). The commit reads the overlap in many small windows (each
+    row once, all parts at a time), the earliest part keeps a shared row, and the parts hold the single task's
+    rows, each part still sorted."""
+    from ncf_tasks import ingest_mapped
+
+    monkeypatch.setattr(ingest_mapped, "SORT_ROWS", 16)
+    monkeypatch.setattr(ingest_mapped, "WINDOW_ROWS", 40)
+    day = events(400).sample(fraction=1.0, shuffle=True, seed=7)
+    resent = day.slice(0, 30)
+    untimed = events(2, 50).with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("event_ts"))
+    files = [pl.concat([day.slice(100 * f, 100), resent.slice(10 * f, 10), resent.slice(0, 1), untimed])
+             for f in range(4)]
+    for f, frame in enumerate(files):
+        put(storage, f"host{f}.csv", frame, "csv")
+    single = run_ingest(storage.settings, date=DAY)
+    whole = lake(storage)
+    plan = ingest_mapped.plan_ingest(storage.settings, date=DAY, groups=4)
+    done = [ingest_mapped.ingest_group(storage.settings, date=DAY, group=t["index"], groups=t["n"], keys=t["keys"])
+            for t in plan["tasks"]]
+    out = ingest_mapped.commit_ingest(storage.settings, date=DAY, parts=done)
+    keys, mapped = parts(storage)
+    assert mapped.sort(list(SORT_COLUMNS), nulls_last=True).equals(whole) and whole.height == 402
+    assert all(storage.read_parquet(k)["event_ts"].is_sorted(nulls_last=True) for k in keys)
+    assert (out["rows_written"], out["duplicates_dropped"]) == (single["rows_written"], single["duplicates_dropped"])
+    assert out["parts_rewritten"] == keys[1:]  # each later file re-sent rows of an earlier one (and the untimed two)
+    again = ingest_mapped.commit_ingest(storage.settings, date=DAY, parts=done)  # a retry: nothing left to drop
+    assert again["parts_rewritten"] == [] and again["rows_written"] == 402
+
+
 def test_mapped_ingest_refuses_an_incomplete_day_and_keeps_it_unvalidated(storage):
     from ncf_tasks.ingest_mapped import commit_ingest, ingest_group, plan_ingest
 

@@ -66,8 +66,13 @@ def test_the_commit_reads_only_where_parts_overlap_in_time(monkeypatch):
     from ncf_tasks import ingest_mapped
 
     part = {"spans": [[0, 9, 10, 0], [10, 19, 10, 0], [20, 29, 10, 0], [40, 49, 10, 2]]}
-    earlier = [{"spans": [[5, 25, 30, 0]]}, {"spans": [[60, 70, 5, 1]]}]
-    assert ingest_mapped._overlaps(part, earlier) == [(5, 25), None]  # nulls on both sides: compared too
-    monkeypatch.setattr(ingest_mapped, "WINDOW_ROWS", 10)
-    assert ingest_mapped._overlaps(part, earlier) == [(5, 9), (10, 19), (20, 25), None]
-    assert ingest_mapped._overlaps(part, [{"spans": [[30, 39, 10, 0]]}]) == []  # rotated files: nothing to read
+    parts = [{"spans": [[5, 25, 30, 0]]}, {"spans": [[60, 70, 5, 1]]}, part]
+    assert ingest_mapped._windows(parts) == [(5, 26), None]  # half-open, in µs; nulls in two parts: compared too
+    assert ingest_mapped._windows([part, {"spans": [[30, 39, 10, 0]]}]) == []  # rotated files: nothing to read
+    assert ingest_mapped._windows([part, {"spans": [[29, 39, 10, 0]]}]) == [(29, 30)]  # one shared instant
+    three = [{"spans": [[0, 9, 5, 0]]}, {"spans": [[5, 14, 5, 0]]}, {"spans": [[12, 20, 5, 0]]}]
+    assert ingest_mapped._windows(three) == [(5, 10), (12, 15)]  # only where two or more parts meet
+    chain = [{"spans": [[0, 9, 5, 0]]}, {"spans": [[5, 14, 5, 0]]}, {"spans": [[10, 20, 5, 0]]}]
+    assert ingest_mapped._windows(chain) == [(5, 15)]  # regions that touch are one
+    monkeypatch.setattr(ingest_mapped, "WINDOW_ROWS", 10)  # cut where the spans reaching it pass 10 rows
+    assert ingest_mapped._windows(parts) == [(5, 10), (10, 20), (20, 26), None]
