@@ -34,6 +34,7 @@ leaves the day unvalidated and the retry (or a re-run of the DAG) rewrites the s
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Iterator
 
@@ -155,20 +156,28 @@ def _windows(parts: list[dict]) -> list[tuple[int, int] | None]:
         elif len(active) < 2 <= before:
             regions[-1][1] = t
     windows: list[tuple[int, int] | None] = []
-    by_start = sorted(spans)
-    for lo, hi in regions:  # cut where the rows of the spans that reach the region pass WINDOW_ROWS
-        start, rows = lo, 0
-        for s_lo, s_hi, s_rows, _ in by_start:
-            if s_hi <= lo or s_lo >= hi:
-                continue
-            if rows >= WINDOW_ROWS and start < s_lo:
-                windows.append((start, s_lo))
-                start, rows = s_lo, 0
-            rows += s_rows
-        windows.append((start, hi))
+    for lo, hi in regions:
+        bounds = [lo, *_cuts(lo, hi, spans), hi]
+        windows += zip(bounds[:-1], bounds[1:])
     if sum(1 for p in parts if any(span[3] for span in p["spans"])) >= 2:
         windows.append(None)
     return windows
+
+
+def _cuts(lo: int, hi: int, spans: list[tuple[int, int, int, int]]) -> list[int]:
+    """Times that cut ``[lo, hi)`` into windows of about ``WINDOW_ROWS`` rows, each span's rows taken as spread
+    evenly over its time: a window may end inside a row group, so many parts' row groups over one stretch of
+    time still make windows of the budget's size (an instant holding more rows cannot be cut)."""
+    edges = sorted(e for s_lo, s_hi, rows, _ in spans if max(s_lo, lo) < min(s_hi, hi)
+                   for e in ((max(s_lo, lo), rows / (s_hi - s_lo)), (min(s_hi, hi), -rows / (s_hi - s_lo))))
+    cuts: list[int] = []
+    t, rows, rate = lo, 0.0, 0.0  # rows since the last cut; rows per µs from t on
+    for x, change in edges:
+        while rate > 0 and rows + rate * (x - t) >= WINDOW_ROWS:
+            t, rows = t + max(1, math.ceil((WINDOW_ROWS - rows) / rate)), 0.0
+            cuts.append(t)
+        rows, t, rate = rows + rate * (x - t), x, rate + change
+    return sorted({c for c in cuts if lo < c < hi})  # float rounding may repeat a cut
 
 
 def _reaches(span: list, window: tuple[int, int] | None) -> bool:

@@ -1,6 +1,7 @@
 import datetime as dt
 
 import polars as pl
+from hypothesis import given, strategies as st
 
 from ncf_tasks.ingest import SORT_COLUMNS, drop_exact_duplicates
 from ncf_tasks.rawio import canonical_schema
@@ -74,5 +75,30 @@ def test_the_commit_reads_only_where_parts_overlap_in_time(monkeypatch):
     assert ingest_mapped._windows(three) == [(5, 10), (12, 15)]  # only where two or more parts meet
     chain = [{"spans": [[0, 9, 5, 0]]}, {"spans": [[5, 14, 5, 0]]}, {"spans": [[10, 20, 5, 0]]}]
     assert ingest_mapped._windows(chain) == [(5, 15)]  # regions that touch are one
-    monkeypatch.setattr(ingest_mapped, "WINDOW_ROWS", 10)  # cut where the spans reaching it pass 10 rows
-    assert ingest_mapped._windows(parts) == [(5, 10), (10, 20), (20, 26), None]
+    monkeypatch.setattr(ingest_mapped, "WINDOW_ROWS", 10)  # ~10 rows a window, a span's rows spread over its time
+    assert ingest_mapped._windows(parts) == [(5, 10), (10, 15), (15, 20), (20, 25), (25, 26), None]
+    aligned = [{"spans": [[0, 99, 8, 0]]}] * 4  # four parts' row groups over the same time: cut inside them
+    assert ingest_mapped._windows(aligned) == [(0, 32), (32, 64), (64, 96), (96, 100)]
+    assert ingest_mapped._windows([{"spans": [[7, 7, 50, 0]]}] * 2) == [(7, 8)]  # an instant cannot be cut
+
+
+def _part(cuts: list[int]) -> dict:
+    """A part's row-group spans from sorted times: consecutive pairs, closed, 5 rows each."""
+    return {"spans": [[lo, hi, 5, 0] for lo, hi in zip(cuts[:-1], cuts[1:])]}
+
+
+@given(st.lists(st.lists(st.integers(0, 120), min_size=2, max_size=6).map(sorted), min_size=1, max_size=5),
+       st.integers(1, 30))
+def test_the_commit_windows_cover_every_time_two_parts_share_and_nothing_else(parts, budget):
+    from ncf_tasks import ingest_mapped
+
+    parts = [_part(p) for p in parts]
+    old, ingest_mapped.WINDOW_ROWS = ingest_mapped.WINDOW_ROWS, budget
+    try:
+        windows = ingest_mapped._windows(parts)
+    finally:
+        ingest_mapped.WINDOW_ROWS = old
+    covered = [sum(any(lo <= t <= hi for lo, hi, _, _ in p["spans"]) for p in parts) for t in range(122)]
+    inside = [any(lo <= t < hi for lo, hi in windows) for t in range(122)]
+    assert all(a < b for a, b in windows) and all(w[1] <= v[0] for w, v in zip(windows, windows[1:]))
+    assert inside == [c >= 2 for c in covered]
