@@ -21,8 +21,8 @@ it back, which doubled the time of the day (BENCHMARKS.md). Collectors rotate fi
 groups touch at an instant and the commit reads a row group or two per boundary. Files that each span the
 whole day (collector hosts that do not rotate) make every pair of parts overlap: the commit then reads the
 whole day once, a window at a time, and rewrites the parts that share rows. Correct and bounded in memory,
-but serial: on a shuffled 10M-row day the commit took 7.3 s and 382 MB, the whole mapped path ~2x the
-single task's time (BENCHMARKS.md). Such days are better left under ``ingest_split_mb``, or rotated by
+but serial: on a shuffled 10M-row day the commit took 7.2–7.5 s and 380–410 MB, the whole mapped path
+2.1–2.4x the single task's time (BENCHMARKS.md). Such days are better left under ``ingest_split_mb``, or rotated by
 their producer.
 
 Each part is sorted by every column; the parts concatenated equal the single task's file row for row when
@@ -56,7 +56,7 @@ MAX_GROUPS = 96  # a finer split than this buys nothing but tasks
 # task) at ~0.6 CPU s more than 128K (~360 MB) or 512K (~500 MB); memory is what the mapped path is for.
 SORT_ROWS = 1 << 15
 # The commit reads the parts where they overlap in windows of about this many rows of all parts together:
-# on a shuffled 10M-row day, 512K rows took 7.3 s and 382 MB, 128K 11.3 s and 292 MB (BENCHMARKS.md).
+# on a shuffled 10M-row day, 512K rows took 7.2–7.5 s and 380–410 MB, 128K 11.3 s and 292 MB (BENCHMARKS.md).
 WINDOW_ROWS = 1 << 19
 
 
