@@ -141,7 +141,7 @@ def _windows(parts: list[dict]) -> list[tuple[int, int] | None]:
     # the times covered by two or more parts: a sweep over the spans' ends (an end before a start at one time:
     # [a, b) and [b, c) do not meet)
     active: dict[int, int] = {}
-    regions: list[list[int]] = []
+    regions: list[list] = []  # [start, end]; end None while open
     for t, delta, j in sorted([(lo, 1, j) for lo, _, _, j in spans] + [(hi, -1, j) for _, hi, _, j in spans],
                               key=lambda e: (e[0], e[1])):
         before = len(active)
@@ -150,9 +150,9 @@ def _windows(parts: list[dict]) -> list[tuple[int, int] | None]:
             del active[j]
         if before < 2 <= len(active):
             if regions and regions[-1][1] == t:
-                regions[-1][1] = -1  # touches the previous region: one region
+                regions[-1][1] = None  # touches the previous region: one region
             else:
-                regions.append([t, -1])
+                regions.append([t, None])
         elif len(active) < 2 <= before:
             regions[-1][1] = t
     windows: list[tuple[int, int] | None] = []
