@@ -12,11 +12,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-polars_version() { sed -n 's/^polars==//p' requirements.txt; }
-
 case "${1:-run}" in
   wheels)
-    v="$(polars_version)"
+    v="$(sed -n 's/^polars==//p' requirements.txt)"
     rm -rf .whl && mkdir -p .whl
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

@@ -70,19 +70,27 @@ def main() -> int:
     print(f"built {data.train_users.numel():,} train positives, {data.n_users:,} users x {data.n_items:,} items "
           f"in {time.perf_counter() - t0:.1f}s; device {device}", flush=True)
 
-    rows, nets, failed = [], {}, []
-    for kind in ("gmf", "mlp", "neumf"):
+    def train(kind: str, parts=None, rank=None) -> tuple[torch.nn.Module, dict, float]:
+        """One model as ``train`` trains it (seed, optimiser, early stopping), on ``device``; with ``rank``,
+        through ``DistributedDataParallel``. Returns the model at its best epoch, the loop's state, seconds."""
         torch.manual_seed(settings.seed)
-        parts = (nets["gmf"], nets["mlp"]) if kind == "neumf" else None
         net = new_model(kind, data.n_users, data.n_items, settings, parts).to(device)
         opt = make_optimizer(kind, net, settings)
         state = initial_state(net, data, k, kind)
         t = time.perf_counter()
-        fit(kind, net, opt, data, pos, settings, device, state)
+        fit(kind, net, opt, data, pos, settings, device, state, rank=rank,
+            train_net=distributed.wrap(net, rank, device) if rank else None)
         if device.type == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t
         net.load_state_dict(state["best_state"])
+        return net, state, secs
+
+    rows, nets, failed = [], {}, []
+    for kind in ("gmf", "mlp", "neumf"):
+        net, state, secs = train(kind, (nets["gmf"], nets["mlp"]) if kind == "neumf" else None)
+        if kind == "gmf":
+            gmf_hr = state["best_hr"]
         net.eval()
         nets[kind] = net
         hr, ndcg = evaluate_model(net, data.test_users, data.test_candidates, k)
@@ -100,13 +108,8 @@ def main() -> int:
     # data-parallel training's own path on this device (NCCL on CUDA) with one rank: the same GMF as above
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     me = distributed.init(settings)
-    torch.manual_seed(settings.seed)
-    net = new_model("gmf", data.n_users, data.n_items, settings).to(device)
-    opt = make_optimizer("gmf", net, settings)
-    state = initial_state(net, data, k, "gmf")
-    fit("gmf", net, opt, data, pos, settings, device, state, rank=me, train_net=distributed.wrap(net, me, device))
+    ddp_hr = train("gmf", rank=me)[1]["best_hr"]
     distributed.finish({}, me)
-    ddp_hr, gmf_hr = state["best_hr"], float(rows[0]["val HR@10"])
     print(f"gmf through DistributedDataParallel, 1 rank ({'nccl' if device.type == 'cuda' else 'gloo'}): val HR@10 "
           f"{ddp_hr:.4f} against {gmf_hr:.4f} without", flush=True)
     if abs(ddp_hr - gmf_hr) > 2 / data.valid_users.numel():
