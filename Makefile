@@ -1,29 +1,39 @@
 # make demo   — the whole pipeline once, on embedded defaults (S3 on 127.0.0.1, SQLite Airflow, CPU);
 #               DATA=movielens-100k runs it on ../shared/data/ml-100k/u.data instead of synthetic logs
 # make test   — the whole test suite
-# Both create .venv from requirements-dev.txt (production's requirements.txt plus test tools) on first use.
+# make lint   — ruff (lint, format check) and the import contracts of pyproject.toml
+# All create .venv from requirements-dev.txt (production's requirements.txt plus test tools) on first use
+# and install this project into it (pip install -e .): nothing needs PYTHONPATH.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
-export PYTHONPATH := $(CURDIR)
 export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test venv up down stack stack-down bench peers clean s3-reset
+.PHONY: demo test test-fast lint venv up down stack stack-down bench peers clean s3-reset
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv  ## the inner loop: unit and integration tests, no Airflow servers or browser
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not servers" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 demo: venv
 	bash include/demo.sh
@@ -51,7 +61,7 @@ peers: venv  ## our trainer against cornac's and RecBole's NeuMF (each in its ow
 
 s3-reset:  ## empty the embedded S3 endpoint's persisted buckets (.data/s3/); stop it first (make down)
 	bash include/up.sh stop >/dev/null
-	$(PYTHON) -m ncf_tasks.local_s3 reset --data-dir .data/s3
+	$(PYTHON) -m ncf_tasks.dev.local_s3 reset --data-dir .data/s3
 
 clean:
 	rm -rf .demo .airflow .pytest_cache test-artifacts

@@ -16,19 +16,21 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from common import ROOT, machine, table, today
 
 
 def measure(code: str, ratings: str, days: int | None) -> dict:
-    """Load and backfill in a child process importing ``ncf_tasks`` from ``code``."""
+    """Load and backfill in a child process importing ``ncf_tasks`` from ``code`` (its working folder: ``python -c``
+    puts it first on the path, ahead of the installed checkout)."""
     script = f"""
 import datetime as dt, json, logging, sys, time
-sys.path.insert(0, {code!r})
 logging.disable(logging.WARNING)
 t0 = time.perf_counter()
-from ncf_tasks import local_s3
+try:
+    from ncf_tasks.dev import local_s3
+except ImportError:  # a checkout from before ncf_tasks.dev
+    from ncf_tasks import local_s3
 from ncf_tasks.backfill import run_backfill
 from ncf_tasks.config import Settings
 from ncf_tasks.movielens import run_load_movielens
@@ -48,7 +50,7 @@ finally:
 print(json.dumps({{"imports_s": imports, "seconds": secs, "days": out["days"], "passed": out["passed"],
                   "without_logs": out["without_logs"], "rows": out["rows"]}}))
 """
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    res = subprocess.run([sys.executable, "-c", script], cwd=code, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -59,12 +61,21 @@ def main() -> None:
     ap.add_argument("--against", default=None, help="another checkout to measure in the same run")
     args = ap.parse_args()
     rows = []
-    for label, code in [("this checkout", str(ROOT))] + ([("against " + args.against, args.against)] if args.against else []):
+    for label, code in [("this checkout", str(ROOT))] + (
+        [("against " + args.against, args.against)] if args.against else []
+    ):
         r = measure(code, args.ratings, args.days)
         with_logs = r["days"] - r["without_logs"]
-        rows.append({"code": label, "days (with logs)": f"{r['days']} ({with_logs})", "rows": f"{r['rows']:,}",
-                     "backfill s": f"{r['seconds']:.1f}", "s per day with logs": f"{r['seconds'] / with_logs:.3f}",
-                     "imports s": f"{r['imports_s']:.1f}"})
+        rows.append(
+            {
+                "code": label,
+                "days (with logs)": f"{r['days']} ({with_logs})",
+                "rows": f"{r['rows']:,}",
+                "backfill s": f"{r['seconds']:.1f}",
+                "s per day with logs": f"{r['seconds'] / with_logs:.3f}",
+                "imports s": f"{r['imports_s']:.1f}",
+            }
+        )
         print(rows[-1], flush=True)
     print(f"\nbenchmarks/backfill.py --ratings {args.ratings} — {today()} — {machine()}\n")
     print(table(rows))

@@ -6,17 +6,15 @@ import datetime as dt
 import os
 import platform
 import resource
-import sys
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from ncf_tasks.config import Settings
+from ncf_tasks.dev import local_s3
 
-from ncf_tasks import local_s3  # noqa: E402
-from ncf_tasks.config import Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager

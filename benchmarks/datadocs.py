@@ -29,19 +29,32 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     end = dt.date(2026, 11, 26)
     with embedded_s3() as settings:
-        run_generate(settings, spec=SyntheticSpec(users=300, items=200, days=args.days, events_per_day=500,
-                                                  end_date=end.isoformat()))
+        run_generate(
+            settings,
+            spec=SyntheticSpec(users=300, items=200, days=args.days, events_per_day=500, end_date=end.isoformat()),
+        )
         t = time.perf_counter()
         for k in range(args.days - 1, -1, -1):
             day = (end - dt.timedelta(days=k)).isoformat()
             run_ingest(settings, date=day)
-            run_validate(settings, date=day, now=dt.datetime(2026, 11, 27, 2, tzinfo=dt.timezone.utc))
+            run_validate(settings, date=day, now=dt.datetime(2026, 11, 27, 2, tzinfo=dt.UTC))
         secs = time.perf_counter() - t
         objects = Storage(settings).list("reports/validation/")
     size = sum(o["size"] for o in objects)
     print(f"\nbenchmarks/datadocs.py — {today()} — {machine()}\n")
-    print(table([{"days": args.days, "objects": len(objects), "MB": f"{size / 1e6:.2f}",
-                  "MB per day": f"{size / 1e6 / args.days:.3f}", "ingest + validate s": f"{secs:.0f}"}]))
+    print(
+        table(
+            [
+                {
+                    "days": args.days,
+                    "objects": len(objects),
+                    "MB": f"{size / 1e6:.2f}",
+                    "MB per day": f"{size / 1e6 / args.days:.3f}",
+                    "ingest + validate s": f"{secs:.0f}",
+                }
+            ]
+        )
+    )
 
 
 if __name__ == "__main__":

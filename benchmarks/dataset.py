@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from common import PeakRSS, machine, table, today
 
-from ncf_tasks.config import Settings
 from ncf_tasks.build import build_training_set
+from ncf_tasks.config import Settings
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.sampling import PositiveSet, train_negatives
 
@@ -63,27 +63,58 @@ def main() -> None:
     ref = reference_sampler(u.numpy(), i.numpy(), n_items, 4, 0)
     reference = time.perf_counter() - t
     assert neg.numel() == ref.size
-    rows.append({"measure": f"one epoch of 4 negatives, {u.numel():,} train positives ({ts.report['interactions']:,} interactions)",
-                 "ours s": f"{ours:.3f}", "reference loop s": f"{reference:.1f}", "speed-up": f"{reference / ours:,.0f}x",
-                 "peak RSS MB": "-"})
-    rows.append({"measure": f"build_training_set, {ts.report['interactions']:,} interactions, {ts.report['users']:,} users x {ts.report['items']:,} items",
-                 "ours s": f"{build_1m:.2f}", "reference loop s": "-", "speed-up": "-", "peak RSS MB": "-"})
+    rows.append(
+        {
+            "measure": f"one epoch of 4 negatives, {u.numel():,} train positives ({ts.report['interactions']:,} interactions)",
+            "ours s": f"{ours:.3f}",
+            "reference loop s": f"{reference:.1f}",
+            "speed-up": f"{reference / ours:,.0f}x",
+            "peak RSS MB": "-",
+        }
+    )
+    rows.append(
+        {
+            "measure": f"build_training_set, {ts.report['interactions']:,} interactions, {ts.report['users']:,} users x {ts.report['items']:,} items",
+            "ours s": f"{build_1m:.2f}",
+            "reference loop s": "-",
+            "speed-up": "-",
+            "peak RSS MB": "-",
+        }
+    )
     print(rows, flush=True)
 
     n_users, n_items = 138_000, 27_000
-    ev = synthesize(SyntheticSpec(users=n_users, items=n_items, days=1, events_per_day=args.big, seed=4, duplicate_rate=0))
+    ev = synthesize(
+        SyntheticSpec(users=n_users, items=n_items, days=1, events_per_day=args.big, seed=4, duplicate_rate=0)
+    )
     with PeakRSS() as mem:
         t = time.perf_counter()
         ts = build_training_set(ev, settings)
         big = time.perf_counter() - t
-    rows.append({"measure": f"build_training_set, {ts.report['interactions']:,} interactions, {ts.report['users']:,} users x {ts.report['items']:,} items",
-                 "ours s": f"{big:.1f}", "reference loop s": "-", "speed-up": "-", "peak RSS MB": f"{mem.peak:.0f}"})
+    rows.append(
+        {
+            "measure": f"build_training_set, {ts.report['interactions']:,} interactions, {ts.report['users']:,} users x {ts.report['items']:,} items",
+            "ours s": f"{big:.1f}",
+            "reference loop s": "-",
+            "speed-up": "-",
+            "peak RSS MB": f"{mem.peak:.0f}",
+        }
+    )
     u = torch.from_numpy(ts.train["user_idx"].to_numpy(writable=True)).long()
-    pos = PositiveSet(u, torch.from_numpy(ts.train["item_idx"].to_numpy(writable=True)).long(), ts.users.height, ts.items.height)
+    pos = PositiveSet(
+        u, torch.from_numpy(ts.train["item_idx"].to_numpy(writable=True)).long(), ts.users.height, ts.items.height
+    )
     t = time.perf_counter()
     train_negatives(pos, u, 4, torch.Generator().manual_seed(0))
-    rows.append({"measure": f"one epoch of 4 negatives, {u.numel():,} train positives (bitset membership)",
-                 "ours s": f"{time.perf_counter() - t:.2f}", "reference loop s": "-", "speed-up": "-", "peak RSS MB": "-"})
+    rows.append(
+        {
+            "measure": f"one epoch of 4 negatives, {u.numel():,} train positives (bitset membership)",
+            "ours s": f"{time.perf_counter() - t:.2f}",
+            "reference loop s": "-",
+            "speed-up": "-",
+            "peak RSS MB": "-",
+        }
+    )
     print(f"\nbenchmarks/dataset.py — {today()} — {machine()}, torch threads 2\n")
     print(table(rows))
 

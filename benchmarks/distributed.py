@@ -34,9 +34,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--path", default=str(ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"))
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
-    ap.add_argument("--noise", action="store_true",
-                    help="also train 1 process with another training seed on the same split: the difference a "
-                         "second random stream alone makes, to hold the data-parallel difference against")
+    ap.add_argument(
+        "--noise",
+        action="store_true",
+        help="also train 1 process with another training seed on the same split: the difference a "
+        "second random stream alone makes, to hold the data-parallel difference against",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rows, diffs = [], []
@@ -57,23 +60,35 @@ def main() -> None:
                 t = s.replace(train_procs=1, seed=seed + 1000) if other else s.replace(train_procs=procs)
                 out = {m: run_train(t, run_id=rid, model=m) for m in MODELS}
                 by_procs[procs] = out
-                rows.append({"seed": seed, "processes": procs,
-                             **{f"{m} val HR / NDCG": f"{out[m]['val_hr@10']:.4f} / {out[m]['val_ndcg@10']:.4f}"
-                                for m in MODELS},
-                             "epochs G/M/N": "/".join(str(out[m]["epochs"]) for m in MODELS),
-                             "train s": f"{sum(out[m]['seconds'] for m in MODELS):.1f}"})
+                rows.append(
+                    {
+                        "seed": seed,
+                        "processes": procs,
+                        **{
+                            f"{m} val HR / NDCG": f"{out[m]['val_hr@10']:.4f} / {out[m]['val_ndcg@10']:.4f}"
+                            for m in MODELS
+                        },
+                        "epochs G/M/N": "/".join(str(out[m]["epochs"]) for m in MODELS),
+                        "train s": f"{sum(out[m]['seconds'] for m in MODELS):.1f}",
+                    }
+                )
                 print(rows[-1], flush=True)
             base = by_procs[args.procs[0]]
             for procs in [p for p in by_procs if p != args.procs[0]]:
                 diffs += [((procs, m), by_procs[procs][m]["val_hr@10"] - base[m]["val_hr@10"]) for m in MODELS]
-    print(f"\nbenchmarks/distributed.py — {today()} — {machine()} — {Path(args.path).name}"
-          + (f" — {' '.join(args.set)}" if args.set else "") + "\n")
+    print(
+        f"\nbenchmarks/distributed.py — {today()} — {machine()} — {Path(args.path).name}"
+        + (f" — {' '.join(args.set)}" if args.set else "")
+        + "\n"
+    )
     print(table(rows))
     for procs in dict.fromkeys(p for (p, _), _ in diffs):
         for m in MODELS:
             d = [x for (p, name), x in diffs if (p, name) == (procs, m)]
-            print(f"{m}: validation HR@10 of {procs} process(es) minus {args.procs[0]}: mean {statistics.mean(d):+.4f}, "
-                  f"largest |difference| {max(map(abs, d)):.4f}")
+            print(
+                f"{m}: validation HR@10 of {procs} process(es) minus {args.procs[0]}: mean {statistics.mean(d):+.4f}, "
+                f"largest |difference| {max(map(abs, d)):.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -29,13 +29,13 @@ from common import machine, table, today
 
 from ncf_tasks import distributed
 from ncf_tasks.__main__ import parse_sets
-from ncf_tasks.artifacts import from_frames
 from ncf_tasks.build import build_training_set
 from ncf_tasks.config import Settings
+from ncf_tasks.dev.local_s3 import free_port
 from ncf_tasks.fitting import fit, initial_state, make_optimizer, new_model
 from ncf_tasks.generate import SyntheticSpec, synthesize
-from ncf_tasks.local_s3 import free_port
 from ncf_tasks.metrics import evaluate_model
+from ncf_tasks.rundata import from_frames
 from ncf_tasks.sampling import PositiveSet
 from ncf_tasks.scoring import top_k
 
@@ -62,13 +62,19 @@ def main() -> int:
     settings = Settings.from_env(env={}, **{"epochs": args.epochs, "device": device.type, **parse_sets(args.set)})
     k = settings.eval_k
     t0 = time.perf_counter()
-    events = synthesize(SyntheticSpec(users=args.users, items=args.items, days=30, events_per_day=args.events_per_day,
-                                      seed=3, duplicate_rate=0))
+    events = synthesize(
+        SyntheticSpec(
+            users=args.users, items=args.items, days=30, events_per_day=args.events_per_day, seed=3, duplicate_rate=0
+        )
+    )
     ts = build_training_set(events, settings)
     data = from_frames({}, ts.users.height, ts.items.height, ts.train, ts.valid, ts.test, device=device)
     pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items, device=device)
-    print(f"built {data.train_users.numel():,} train positives, {data.n_users:,} users x {data.n_items:,} items "
-          f"in {time.perf_counter() - t0:.1f}s; device {device}", flush=True)
+    print(
+        f"built {data.train_users.numel():,} train positives, {data.n_users:,} users x {data.n_items:,} items "
+        f"in {time.perf_counter() - t0:.1f}s; device {device}",
+        flush=True,
+    )
 
     def train(kind: str, parts=None, rank=None) -> tuple[torch.nn.Module, dict, float]:
         """One model as ``train`` trains it (seed, optimiser, early stopping), on ``device``; with ``rank``,
@@ -78,8 +84,18 @@ def main() -> int:
         opt = make_optimizer(kind, net, settings)
         state = initial_state(net, data, k, kind)
         t = time.perf_counter()
-        fit(kind, net, opt, data, pos, settings, device, state, rank=rank,
-            train_net=distributed.wrap(net, rank, device) if rank else None)
+        fit(
+            kind,
+            net,
+            opt,
+            data,
+            pos,
+            settings,
+            device,
+            state,
+            rank=rank,
+            train_net=distributed.wrap(net, rank, device) if rank else None,
+        )
         if device.type == "cuda":
             torch.cuda.synchronize()
         secs = time.perf_counter() - t
@@ -94,12 +110,19 @@ def main() -> int:
         net.eval()
         nets[kind] = net
         hr, ndcg = evaluate_model(net, data.test_users, data.test_candidates, k)
-        hr_cpu, _ = evaluate_model(on_cpu(kind, net, data, settings), data.test_users.cpu(), data.test_candidates.cpu(), k)
+        hr_cpu, _ = evaluate_model(
+            on_cpu(kind, net, data, settings), data.test_users.cpu(), data.test_candidates.cpu(), k
+        )
         sps = [h["samples_per_s"] for h in state["history"]]
-        row = {"model": kind, "epochs (best)": f"{state['epoch']} ({state['best_epoch']})",
-               "val HR@10": f"{state['best_hr']:.4f}", "test HR@10 / NDCG@10": f"{hr:.4f} / {ndcg:.4f}",
-               "test HR@10, weights on CPU": f"{hr_cpu:.4f}", "train samples/s": f"{max(sps, default=0):,.0f}",
-               "s": f"{secs:.1f}"}
+        row = {
+            "model": kind,
+            "epochs (best)": f"{state['epoch']} ({state['best_epoch']})",
+            "val HR@10": f"{state['best_hr']:.4f}",
+            "test HR@10 / NDCG@10": f"{hr:.4f} / {ndcg:.4f}",
+            "test HR@10, weights on CPU": f"{hr_cpu:.4f}",
+            "train samples/s": f"{max(sps, default=0):,.0f}",
+            "s": f"{secs:.1f}",
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
         if abs(hr - hr_cpu) > 2 / data.test_users.numel():  # one user's hit either way is rounding at a tie
@@ -109,9 +132,12 @@ def main() -> int:
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     me = distributed.init(settings)
     ddp_hr = train("gmf", rank=me)[1]["best_hr"]
-    distributed.finish({}, me)
-    print(f"gmf through DistributedDataParallel, 1 rank ({'nccl' if device.type == 'cuda' else 'gloo'}): val HR@10 "
-          f"{ddp_hr:.4f} against {gmf_hr:.4f} without", flush=True)
+    distributed.leave()
+    print(
+        f"gmf through DistributedDataParallel, 1 rank ({'nccl' if device.type == 'cuda' else 'gloo'}): val HR@10 "
+        f"{ddp_hr:.4f} against {gmf_hr:.4f} without",
+        flush=True,
+    )
     if abs(ddp_hr - gmf_hr) > 2 / data.valid_users.numel():
         failed.append(f"gmf: val HR@10 {ddp_hr:.4f} through DDP with 1 rank but {gmf_hr:.4f} without")
 
@@ -126,14 +152,19 @@ def main() -> int:
     cpu_seen = tuple(x.cpu() for x in seen)
     cpu_items, _ = top_k(cpu_net, users[:m].cpu(), data.n_items, 10, exclude=cpu_seen)
     agree = (items[:m].sort(dim=1).values == cpu_items.sort(dim=1).values).all(dim=1).float().mean().item()
-    print(f"top-10 of {data.n_users:,} users x {data.n_items:,} items on {device}: {secs:.2f}s "
-          f"({data.n_users * data.n_items / secs:,.0f} pairs/s); same top-10 as the CPU scorer for {agree:.1%} of "
-          f"the first {m:,} users", flush=True)
+    print(
+        f"top-10 of {data.n_users:,} users x {data.n_items:,} items on {device}: {secs:.2f}s "
+        f"({data.n_users * data.n_items / secs:,.0f} pairs/s); same top-10 as the CPU scorer for {agree:.1%} of "
+        f"the first {m:,} users",
+        flush=True,
+    )
     if agree < 0.99:  # float rounding may swap the 10th and 11th item of a few users, no more
         failed.append(f"top-10 on {device} agrees with the CPU scorer's for only {agree:.1%} of {m} users")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else machine()
-    print(f"\nbenchmarks/gpu_pipeline.py --device {device} --epochs {args.epochs} — {today()} — {name}, "
-          f"torch {torch.__version__}\n")
+    print(
+        f"\nbenchmarks/gpu_pipeline.py --device {device} --epochs {args.epochs} — {today()} — {name}, "
+        f"torch {torch.__version__}\n"
+    )
     print(table(rows))
     for f in failed:
         print("FAILED:", f, file=sys.stderr)

@@ -33,8 +33,9 @@ def _generate(env: dict, n: int, order: str) -> None:
     from ncf_tasks import rawio
     from ncf_tasks.generate import SyntheticSpec, run_generate
 
-    spec = SyntheticSpec(users=max(n // 50, 100), items=max(n // 200, 100), days=1, events_per_day=n,
-                         end_date=DAY, duplicate_rate=0.01)
+    spec = SyntheticSpec(
+        users=max(n // 50, 100), items=max(n // 200, 100), days=1, events_per_day=n, end_date=DAY, duplicate_rate=0.01
+    )
     settings = Settings.from_env(env=env)
     run_generate(settings, spec=spec, fmt="csv", files_per_day=4)
     if order == "shuffled":
@@ -52,15 +53,15 @@ def _ingest(env: dict, rows_per_range: int) -> dict:
     import polars  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    from ncf_tasks import ingest
+    from ncf_tasks import ingest_core
 
-    ingest.ROWS_PER_RANGE = rows_per_range
+    ingest_core.ROWS_PER_RANGE = rows_per_range
     settings = Settings.from_env(env=env)
     Storage(settings).list("raw/")  # client created outside the measurement
     with PeakRSS() as mem:
         base = mem.peak
         t = time.perf_counter()
-        r = ingest.run_ingest(settings, date=DAY)
+        r = ingest_core.ingest_day(settings, DAY)
         secs = time.perf_counter() - t
     return {**r, "wall": secs, "peak_mb": mem.peak - base}
 
@@ -68,14 +69,21 @@ def _ingest(env: dict, rows_per_range: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    ap.add_argument("--order", choices=["time", "shuffled"], default="time",
-                    help="rows of the raw files in time order (log rotation) or shuffled")
-    ap.add_argument("--persist", action="store_true",
-                    help="also measure against the persisted embedded endpoint (make demo / make up: a saver "
-                         "mirrors the bucket to disk every 5 s), same run; the final save at stop is timed too")
+    ap.add_argument(
+        "--order",
+        choices=["time", "shuffled"],
+        default="time",
+        help="rows of the raw files in time order (log rotation) or shuffled",
+    )
+    ap.add_argument(
+        "--persist",
+        action="store_true",
+        help="also measure against the persisted embedded endpoint (make demo / make up: a saver "
+        "mirrors the bucket to disk every 5 s), same run; the final save at stop is timed too",
+    )
     args = ap.parse_args()
     spawn = multiprocessing.get_context("spawn")
-    from ncf_tasks.ingest import ROWS_PER_RANGE
+    from ncf_tasks.ingest_core import ROWS_PER_RANGE
 
     rows = []
     for n, persist in [(n, p) for n in args.rows for p in ((False, True) if args.persist else (False,))]:
@@ -85,18 +93,28 @@ def main() -> None:
             with spawn.Pool(1) as pool:
                 pool.apply(_generate, (env, n, args.order))
             raw_mb = sum(o["size"] for o in Storage(settings).list("raw/")) / 1e6
-            sorts = ((f"ranges of {ROWS_PER_RANGE:,} rows", ROWS_PER_RANGE),) if args.persist else \
-                ((f"ranges of {ROWS_PER_RANGE:,} rows", ROWS_PER_RANGE), ("whole day as one range", 1 << 62))
+            sorts = (
+                ((f"ranges of {ROWS_PER_RANGE:,} rows", ROWS_PER_RANGE),)
+                if args.persist
+                else ((f"ranges of {ROWS_PER_RANGE:,} rows", ROWS_PER_RANGE), ("whole day as one range", 1 << 62))
+            )
             for label, per_range in sorts:
                 with spawn.Pool(1) as pool:  # a fresh process per measurement
                     r = pool.apply(_ingest, (env, per_range))
                 phases = " / ".join(f"{k} {v:.1f}" for k, v in r["phase_seconds"].items())
-                rows.append({"raw rows": f"{r['rows_read']:,}", "raw CSV MB": f"{raw_mb:.0f}",
-                             "sort": label + (" (persisted endpoint)" if persist else ""),
-                             "phases s": phases, "seconds": f"{r['wall']:.2f}",
-                             "rows/s": f"{r['rows_read'] / r['wall']:,.0f}",
-                             "peak RSS growth MB": f"{r['peak_mb']:.0f}",
-                             "peak / raw": f"{r['peak_mb'] / raw_mb:.2f}x", "lake MB": f"{r['bytes'] / 1e6:.0f}"})
+                rows.append(
+                    {
+                        "raw rows": f"{r['rows_read']:,}",
+                        "raw CSV MB": f"{raw_mb:.0f}",
+                        "sort": label + (" (persisted endpoint)" if persist else ""),
+                        "phases s": phases,
+                        "seconds": f"{r['wall']:.2f}",
+                        "rows/s": f"{r['rows_read'] / r['wall']:,.0f}",
+                        "peak RSS growth MB": f"{r['peak_mb']:.0f}",
+                        "peak / raw": f"{r['peak_mb'] / raw_mb:.2f}x",
+                        "lake MB": f"{r['bytes'] / 1e6:.0f}",
+                    }
+                )
                 print(rows[-1], flush=True)
             t = time.perf_counter()
         if persist:

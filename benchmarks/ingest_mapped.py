@@ -44,8 +44,12 @@ def _task(env: dict, what: str, kw: dict, sort_rows: int | None = None) -> dict:
         ingest_mapped.SORT_ROWS = sort_rows
     settings = Settings.from_env(env=env)
     Storage(settings).list("raw/")  # client created outside the measurement
-    fn = {"single": ingest.run_ingest, "plan": ingest_mapped.plan_ingest, "group": ingest_mapped.ingest_group,
-          "commit": ingest_mapped.commit_ingest}[what]
+    fn = {
+        "single": ingest.run_ingest,
+        "plan": ingest_mapped.plan_ingest,
+        "group": ingest_mapped.ingest_group,
+        "commit": ingest_mapped.commit_ingest,
+    }[what]
     with PeakRSS() as mem:
         base = mem.peak
         out = fn(settings, date=DAY, **kw)
@@ -62,8 +66,12 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=4, help="file groups (at most the 4 raw files)")
     ap.add_argument("--slots", type=int, default=4, help="mapped tasks at once")
     ap.add_argument("--order", choices=["time", "shuffled"], default="time")
-    ap.add_argument("--sort-rows", type=int, help="rows per sorted range and row group of a group task "
-                    "(ingest_mapped.SORT_ROWS unless given): the group tasks' memory against their time")
+    ap.add_argument(
+        "--sort-rows",
+        type=int,
+        help="rows per sorted range and row group of a group task "
+        "(ingest_mapped.SORT_ROWS unless given): the group tasks' memory against their time",
+    )
     args = ap.parse_args()
     with embedded_s3_env() as env:
         run_tasks([(_generate, env, args.rows, args.order)])
@@ -71,28 +79,49 @@ def main() -> None:
         print("single:", single_wall, single["peak_mb"], flush=True)
         (plan,), t_plan = run(env, "plan", [{"groups": args.tasks}], 1)
         tasks = plan["out"]["tasks"]
-        grouped, t_group = run(env, "group", [{"group": x["index"], "groups": x["n"], "keys": x["keys"]} for x in tasks],
-                               args.slots, args.sort_rows)
+        grouped, t_group = run(
+            env,
+            "group",
+            [{"group": x["index"], "groups": x["n"], "keys": x["keys"]} for x in tasks],
+            args.slots,
+            args.sort_rows,
+        )
         (done,), t_commit = run(env, "commit", [{"parts": [g["out"] for g in grouped]}], 1)
         mapped_wall = t_plan + t_group + t_commit
         mapped_cpu = plan["cpu_s"] + sum(g["cpu_s"] for g in grouped) + done["cpu_s"]
-        print(f"mapped: plan {t_plan:.1f}s, file groups {t_group:.1f}s, commit {t_commit:.1f}s "
-              f"(parts rewritten: {len(done['out']['parts_rewritten'])})", flush=True)
+        print(
+            f"mapped: plan {t_plan:.1f}s, file groups {t_group:.1f}s, commit {t_commit:.1f}s "
+            f"(parts rewritten: {len(done['out']['parts_rewritten'])})",
+            flush=True,
+        )
     assert done["out"]["rows_written"] == single["out"]["rows_written"]
     group_cpu = ", ".join(f"{g['cpu_s']:.1f}" for g in grouped)
-    rows = [{"path": "one task (run_ingest)", "rows": f"{single['out']['rows_read']:,}", "wall s": f"{single_wall:.1f}",
-             "task CPU s": f"{single['cpu_s']:.1f}", "tasks": 1, "peak RSS growth MB per task": f"{single['peak_mb']:.0f}",
-             "lake MB": f"{single['out']['bytes'] / 1e6:.0f}"},
-            {"path": f"mapped: plan, {len(tasks)} file groups, commit ({args.slots} at once)",
-             "rows": f"{done['out']['rows_read']:,}", "wall s": f"{mapped_wall:.1f}",
-             "task CPU s": f"{mapped_cpu:.1f} (groups {group_cpu})",
-             "tasks": 2 + len(tasks),
-             "peak RSS growth MB per task": f"groups {max(g['peak_mb'] for g in grouped):.0f}, "
-                                            f"plan {plan['peak_mb']:.0f}, commit {done['peak_mb']:.0f}",
-             "lake MB": f"{done['out']['bytes'] / 1e6:.0f}"}]
+    rows = [
+        {
+            "path": "one task (run_ingest)",
+            "rows": f"{single['out']['rows_read']:,}",
+            "wall s": f"{single_wall:.1f}",
+            "task CPU s": f"{single['cpu_s']:.1f}",
+            "tasks": 1,
+            "peak RSS growth MB per task": f"{single['peak_mb']:.0f}",
+            "lake MB": f"{single['out']['bytes'] / 1e6:.0f}",
+        },
+        {
+            "path": f"mapped: plan, {len(tasks)} file groups, commit ({args.slots} at once)",
+            "rows": f"{done['out']['rows_read']:,}",
+            "wall s": f"{mapped_wall:.1f}",
+            "task CPU s": f"{mapped_cpu:.1f} (groups {group_cpu})",
+            "tasks": 2 + len(tasks),
+            "peak RSS growth MB per task": f"groups {max(g['peak_mb'] for g in grouped):.0f}, "
+            f"plan {plan['peak_mb']:.0f}, commit {done['peak_mb']:.0f}",
+            "lake MB": f"{done['out']['bytes'] / 1e6:.0f}",
+        },
+    ]
     sort_rows = f" --sort-rows {args.sort_rows}" if args.sort_rows else ""
-    print(f"\nbenchmarks/ingest_mapped.py --rows {args.rows} --tasks {args.tasks} --slots {args.slots} --order "
-          f"{args.order}{sort_rows} — {today()} — {machine()}\n")
+    print(
+        f"\nbenchmarks/ingest_mapped.py --rows {args.rows} --tasks {args.tasks} --slots {args.slots} --order "
+        f"{args.order}{sort_rows} — {today()} — {machine()}\n"
+    )
     print(table(rows))
 
 

@@ -28,10 +28,21 @@ def main() -> None:
     z = np.load(args.split)
     ones = np.ones(len(z["train_users"]))
     train = Dataset.build(list(zip(z["train_users"].astype(str), z["train_items"].astype(str), ones)), seed=args.seed)
-    val = Dataset.build(list(zip(z["valid_users"].astype(str), z["valid_items"].astype(str), np.ones(len(z["valid_users"])))),
-                        global_uid_map=train.uid_map, global_iid_map=train.iid_map, exclude_unknowns=True)
-    common = dict(num_epochs=args.epochs, batch_size=args.batch_positives, num_neg=args.negatives, backend="pytorch",
-                  early_stopping={"min_delta": 0.0, "patience": args.patience}, verbose=False, seed=args.seed)
+    val = Dataset.build(
+        list(zip(z["valid_users"].astype(str), z["valid_items"].astype(str), np.ones(len(z["valid_users"])))),
+        global_uid_map=train.uid_map,
+        global_iid_map=train.iid_map,
+        exclude_unknowns=True,
+    )
+    common = dict(
+        num_epochs=args.epochs,
+        batch_size=args.batch_positives,
+        num_neg=args.negatives,
+        backend="pytorch",
+        early_stopping={"min_delta": 0.0, "patience": args.patience},
+        verbose=False,
+        seed=args.seed,
+    )
     gmf = GMF(num_factors=args.factors, lr=args.lr, learner="adam", **common)
     mlp = MLP(layers=tuple(args.layers), lr=args.lr, learner="adam", **common)
     neumf = NeuMF(num_factors=args.factors, layers=tuple(args.layers), lr=args.neumf_lr, learner="adam", **common)

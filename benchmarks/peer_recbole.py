@@ -30,8 +30,11 @@ import peer_args
 def write_atomic(folder: Path, z) -> None:
     """The split as RecBole atomic files: one per role, user and item as tokens (our indices as strings)."""
     folder.mkdir(parents=True)
-    roles = {"train": (z["train_users"], z["train_items"]), "valid": (z["valid_users"], z["valid_items"]),
-             "test": (z["test_users"], z["test_candidates"][:, 0])}
+    roles = {
+        "train": (z["train_users"], z["train_items"]),
+        "valid": (z["valid_users"], z["valid_items"]),
+        "test": (z["test_users"], z["test_candidates"][:, 0]),
+    }
     for role, (users, items) in roles.items():
         rows = "\n".join(f"{u}\t{i}" for u, i in zip(users.tolist(), items.tolist()))
         (folder / f"ncf.{role}.inter").write_text("user_id:token\titem_id:token\n" + rows + "\n")
@@ -54,17 +57,36 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="recbole-"))
     write_atomic(tmp / "ncf", z)
     base = {
-        "data_path": str(tmp), "checkpoint_dir": str(tmp / "saved"), "benchmark_filename": ["train", "valid", "test"],
-        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "load_col": {"inter": ["user_id", "item_id"]},
-        "train_neg_sample_args": {"distribution": "uniform", "sample_num": args.negatives, "dynamic": False,
-                                  "candidate_num": 0},
+        "data_path": str(tmp),
+        "checkpoint_dir": str(tmp / "saved"),
+        "benchmark_filename": ["train", "valid", "test"],
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "load_col": {"inter": ["user_id", "item_id"]},
+        "train_neg_sample_args": {
+            "distribution": "uniform",
+            "sample_num": args.negatives,
+            "dynamic": False,
+            "candidate_num": 0,
+        },
         "eval_args": {"group_by": "user", "order": "RO", "mode": {"valid": "uni100", "test": "uni100"}},
-        "metrics": ["Hit", "NDCG"], "topk": [10], "valid_metric": "hit@10",
-        "epochs": args.epochs, "stopping_step": args.patience, "train_batch_size": args.batch,
-        "eval_batch_size": 4096, "learner": "adam", "seed": args.seed, "reproducibility": True,
-        "use_gpu": False, "show_progress": False, "state": "ERROR",
-        "mf_embedding_size": args.factors, "mlp_embedding_size": args.layers[0] // 2,
-        "mlp_hidden_size": list(args.layers[1:]) or [args.layers[0]], "dropout_prob": 0.0,
+        "metrics": ["Hit", "NDCG"],
+        "topk": [10],
+        "valid_metric": "hit@10",
+        "epochs": args.epochs,
+        "stopping_step": args.patience,
+        "train_batch_size": args.batch,
+        "eval_batch_size": 4096,
+        "learner": "adam",
+        "seed": args.seed,
+        "reproducibility": True,
+        "use_gpu": False,
+        "show_progress": False,
+        "state": "ERROR",
+        "mf_embedding_size": args.factors,
+        "mlp_embedding_size": args.layers[0] // 2,
+        "mlp_hidden_size": list(args.layers[1:]) or [args.layers[0]],
+        "dropout_prob": 0.0,
     }
     stages = {
         "gmf": {"mf_train": True, "mlp_train": False, "use_pretrain": False, "learning_rate": args.lr},
@@ -87,7 +109,9 @@ def main() -> None:
         trainer.fit(train_data, valid_data, saved=True, show_progress=False)
         seconds = time.perf_counter() - t
         saved[name] = trainer.saved_model_file
-        model.load_state_dict(torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)["state_dict"])
+        model.load_state_dict(
+            torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)["state_dict"]
+        )
         model.eval()
         epochs = len(trainer.train_loss_dict)  # epoch -> loss of every epoch run
         # RecBole's ids are tokens of ours (index strings): a lookup array from ours to RecBole's; an item it
@@ -98,8 +122,12 @@ def main() -> None:
         iid, known = iid_of[cands], iid_of[cands] > 0
         uid = dataset.token2id("user_id", [str(u) for u in users.tolist()])
         with torch.no_grad():
-            inter = Interaction({"user_id": torch.from_numpy(np.repeat(uid, cands.shape[1])),
-                                 "item_id": torch.from_numpy(iid.reshape(-1))})
+            inter = Interaction(
+                {
+                    "user_id": torch.from_numpy(np.repeat(uid, cands.shape[1])),
+                    "item_id": torch.from_numpy(iid.reshape(-1)),
+                }
+            )
             scores = model.predict(inter).double().numpy().reshape(cands.shape)
         scores[~known] = -np.inf
         out[f"{name}_scores"], out[f"{name}_seconds"], out[f"{name}_epochs"] = scores, seconds, epochs

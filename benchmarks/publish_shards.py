@@ -57,8 +57,11 @@ def _task(env: dict, what: str, threads: int, shards: int, shard: int = 0, parts
         out = publish.score_shard(s, run_id="bench", date=DAY, shard=shard, shards=shards)
     else:
         out = publish.commit(s, run_id="bench", date=DAY, parts=parts)
-    return {"out": out, "seconds": time.perf_counter() - t,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "out": out,
+        "seconds": time.perf_counter() - t,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def measure(env: dict, shards: int, slots: int) -> tuple[dict, dict]:
@@ -67,9 +70,13 @@ def measure(env: dict, shards: int, slots: int) -> tuple[dict, dict]:
     single = {"wall": wall, "peak": one["peak_mb"], "rows": one["out"]["rows"]}
     parts, wall = run_tasks([(_task, env, "shard", max(1, cores // slots), shards, n) for n in range(shards)], slots)
     (done,), commit_wall = run_tasks([(_task, env, "commit", 1, shards, 0, [p["out"] for p in parts])])
-    sharded = {"wall": wall + commit_wall, "peak": max(p["peak_mb"] for p in parts),
-               "commit_peak": done["peak_mb"], "rows": done["out"]["rows"],
-               "shard_s": [round(p["seconds"], 1) for p in parts]}
+    sharded = {
+        "wall": wall + commit_wall,
+        "peak": max(p["peak_mb"] for p in parts),
+        "commit_peak": done["peak_mb"],
+        "rows": done["out"]["rows"],
+        "shard_s": [round(p["seconds"], 1) for p in parts],
+    }
     assert sharded["rows"] == single["rows"], (sharded, single)
     return single, sharded
 
@@ -88,11 +95,18 @@ def main() -> None:
             run_tasks([(_make_run, env, users, items)])
             print(f"{size}: run made in {time.perf_counter() - t:.0f}s", flush=True)
             single, sharded = measure(env, args.shards, args.slots)
-        rows.append({"users x items": f"{users:,} x {items:,}", "rows": f"{single['rows']:,}",
-                     "1 task: wall s": f"{single['wall']:.1f}", "1 task: peak MB": f"{single['peak']:.0f}",
-                     f"{args.shards} shards ({args.slots} at once): wall s": f"{sharded['wall']:.1f}",
-                     "per shard s": " ".join(map(str, sharded["shard_s"])),
-                     "peak MB per shard": f"{sharded['peak']:.0f}", "commit peak MB": f"{sharded['commit_peak']:.0f}"})
+        rows.append(
+            {
+                "users x items": f"{users:,} x {items:,}",
+                "rows": f"{single['rows']:,}",
+                "1 task: wall s": f"{single['wall']:.1f}",
+                "1 task: peak MB": f"{single['peak']:.0f}",
+                f"{args.shards} shards ({args.slots} at once): wall s": f"{sharded['wall']:.1f}",
+                "per shard s": " ".join(map(str, sharded["shard_s"])),
+                "peak MB per shard": f"{sharded['peak']:.0f}",
+                "commit peak MB": f"{sharded['commit_peak']:.0f}",
+            }
+        )
         print(rows[-1], flush=True)
     print(f"\nbenchmarks/publish_shards.py — {today()} — {machine()}\n")
     print(table(rows))

@@ -22,14 +22,14 @@ from common import machine, table, today
 from torch.utils.data import DataLoader, Dataset
 
 from ncf_tasks.__main__ import parse_sets
-from ncf_tasks.config import Settings
 from ncf_tasks.build import build_training_set
+from ncf_tasks.config import Settings
+from ncf_tasks.fitting import batch_size_for, make_optimizer, train_epoch
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.metrics import evaluate_model
 from ncf_tasks.models import NeuMF
-from ncf_tasks.artifacts import from_frames
+from ncf_tasks.rundata import from_frames
 from ncf_tasks.sampling import PositiveSet, train_negatives
-from ncf_tasks.fitting import batch_size_for, make_optimizer, train_epoch
 
 
 class PairDataset(Dataset):
@@ -50,16 +50,25 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cuda for the GPU figure (the port is then skipped)")
     ap.add_argument("--users", type=int, default=6040)
     ap.add_argument("--items", type=int, default=3706)
-    ap.add_argument("--events-per-day", type=int, default=60_000,
-                    help="x 30 days: 850000 (with 140000 users, 27000 items) gives 20.2M train positives")
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a setting for our loop (e.g. l2=0.001)")
+    ap.add_argument(
+        "--events-per-day",
+        type=int,
+        default=60_000,
+        help="x 30 days: 850000 (with 140000 users, 27000 items) gives 20.2M train positives",
+    )
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a setting for our loop (e.g. l2=0.001)"
+    )
     ap.add_argument("--no-port", action="store_true", help="time our loop only")
     args = ap.parse_args()
     device = torch.device(args.device)
     settings = Settings.from_env(env={}, **parse_sets(args.set))
     torch.set_num_threads(2)
-    ev = synthesize(SyntheticSpec(users=args.users, items=args.items, days=30, events_per_day=args.events_per_day,
-                                  seed=3, duplicate_rate=0))
+    ev = synthesize(
+        SyntheticSpec(
+            users=args.users, items=args.items, days=30, events_per_day=args.events_per_day, seed=3, duplicate_rate=0
+        )
+    )
     ts = build_training_set(ev, settings)
     data = from_frames({}, ts.users.height, ts.items.height, ts.train, ts.valid, ts.test, device=device)
     pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items, device=device)
@@ -82,9 +91,15 @@ def main() -> None:
     secs = sorted(epoch_secs)[len(epoch_secs) // 2]  # median epoch
     ours = samples / secs
     how = "auto batch" if not settings.batch_size else "batch"
-    rows.append({"loop": f"ours (tensor slices, {how} {batch:,}), median of {args.epochs} epochs",
-                 "samples/epoch": f"{samples:,}", "s/epoch": f"{secs:.2f} (min {min(epoch_secs):.2f}, max {max(epoch_secs):.2f})",
-                 "samples/s": f"{ours:,.0f}", "val HR@10 after 1 epoch": f"{hr1:.4f}"})
+    rows.append(
+        {
+            "loop": f"ours (tensor slices, {how} {batch:,}), median of {args.epochs} epochs",
+            "samples/epoch": f"{samples:,}",
+            "s/epoch": f"{secs:.2f} (min {min(epoch_secs):.2f}, max {max(epoch_secs):.2f})",
+            "samples/s": f"{ours:,.0f}",
+            "val HR@10 after 1 epoch": f"{hr1:.4f}",
+        }
+    )
 
     if args.no_port:
         print(f"\nbenchmarks/train.py — {today()} — {machine()}, torch {torch.__version__} — {' '.join(args.set)}\n")
@@ -117,9 +132,18 @@ def main() -> None:
     port = timed[0] / timed[1]
     total = time.perf_counter() - t
     hr, _ = evaluate_model(model, data.valid_users, data.valid_candidates, 10)
-    rows.append({"loop": "straightforward port (Dataset + DataLoader, batch 256)", "samples/epoch": f"{seen:,}",
-                 "s/epoch": f"{total:.1f}", "samples/s": f"{port:,.0f}", "val HR@10 after 1 epoch": f"{hr:.4f}"})
-    print(f"\nbenchmarks/train.py — {today()} — {machine()}, torch {torch.__version__}, 2 threads; speed-up {ours / port:.1f}x\n")
+    rows.append(
+        {
+            "loop": "straightforward port (Dataset + DataLoader, batch 256)",
+            "samples/epoch": f"{seen:,}",
+            "s/epoch": f"{total:.1f}",
+            "samples/s": f"{port:,.0f}",
+            "val HR@10 after 1 epoch": f"{hr:.4f}",
+        }
+    )
+    print(
+        f"\nbenchmarks/train.py — {today()} — {machine()}, torch {torch.__version__}, 2 threads; speed-up {ours / port:.1f}x\n"
+    )
     print(table(rows))
 
 

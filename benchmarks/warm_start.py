@@ -16,18 +16,17 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-from pathlib import Path
 
 from common import ROOT, embedded_s3, machine, table, today
 
 from ncf_tasks import layout
 from ncf_tasks.__main__ import parse_sets
+from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.backfill import run_backfill
 from ncf_tasks.build import run_build
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.generate import SyntheticSpec, run_generate
 from ncf_tasks.movielens import run_load_movielens
-from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.publish import run_publish
 from ncf_tasks.report import time_curve
 from ncf_tasks.storage import Storage
@@ -42,8 +41,14 @@ def train_run(settings, storage, run_id: str, day: str) -> dict:
     # the curve the run report draws
     curve = [(round(t, 1), hr) for t, hr in time_curve(RunArtifacts(storage, run_id).histories(), 10)]
     n = out["neumf"]
-    return {"hr": n["val_hr@10"], "ndcg": n["val_ndcg@10"], "train_s": sum(o["seconds"] for o in out.values()),
-            "epochs": [out[m]["epochs"] for m in MODELS], "warm": bool(built and n.get("warm_from")), "curve": curve}
+    return {
+        "hr": n["val_hr@10"],
+        "ndcg": n["val_ndcg@10"],
+        "train_s": sum(o["seconds"] for o in out.values()),
+        "epochs": [out[m]["epochs"] for m in MODELS],
+        "warm": bool(built and n.get("warm_from")),
+        "curve": curve,
+    }
 
 
 def main() -> None:
@@ -65,11 +70,14 @@ def main() -> None:
             run_generate(settings, spec=spec)
             first, last = "2026-10-28", spec.end_date
         run_backfill(settings, start=first, end=last)
-        rows = [(layout.date_of_partition(k), o["size"]) for o in storage.list(layout.lake_root())
-                if (k := o["key"]).endswith(".parquet")]
+        rows = [
+            (layout.date_of_partition(k), o["size"])
+            for o in storage.list(layout.lake_root())
+            if (k := o["key"]).endswith(".parquet")
+        ]
         dates = sorted(d for d, _ in rows)
         # replayed dates: spread over the last fifth of the partitions, each with a partition before it
-        tail = dates[int(len(dates) * 0.8):]
+        tail = dates[int(len(dates) * 0.8) :]
         picks = [tail[round(i * (len(tail) - 1) / max(args.days - 1, 1))] for i in range(args.days)]
         results = []
         for day in picks:
@@ -84,21 +92,37 @@ def main() -> None:
             warm = train_run(settings.replace(warm_start=True, cold_weekday=-1), storage, f"warm-{day}", day)
             results.append({"day": day, "prev": prev, "cold": cold, "warm": warm})
             print(results[-1], flush=True)
-    head = f"benchmarks/warm_start.py — {today()} — {machine()} — {args.source}" + (f" — {' '.join(args.set)}" if args.set else "")
+    head = f"benchmarks/warm_start.py — {today()} — {machine()} — {args.source}" + (
+        f" — {' '.join(args.set)}" if args.set else ""
+    )
     print(f"\n{head}\n")
-    print(table([{"data date": r["day"], "production": r["prev"],
-                  "cold: val HR / NDCG": f"{r['cold']['hr']:.4f} / {r['cold']['ndcg']:.4f}",
-                  "warm: val HR / NDCG": f"{r['warm']['hr']:.4f} / {r['warm']['ndcg']:.4f}",
-                  "HR warm - cold": f"{r['warm']['hr'] - r['cold']['hr']:+.4f}",
-                  "cold train s (epochs G/M/N)": f"{r['cold']['train_s']:.1f} ({'/'.join(map(str, r['cold']['epochs']))})",
-                  "warm train s (epochs G/M/N)": f"{r['warm']['train_s']:.1f} ({'/'.join(map(str, r['warm']['epochs']))})",
-                  "warm / cold time": f"{r['warm']['train_s'] / r['cold']['train_s']:.2f}"} for r in results]))
+    print(
+        table(
+            [
+                {
+                    "data date": r["day"],
+                    "production": r["prev"],
+                    "cold: val HR / NDCG": f"{r['cold']['hr']:.4f} / {r['cold']['ndcg']:.4f}",
+                    "warm: val HR / NDCG": f"{r['warm']['hr']:.4f} / {r['warm']['ndcg']:.4f}",
+                    "HR warm - cold": f"{r['warm']['hr'] - r['cold']['hr']:+.4f}",
+                    "cold train s (epochs G/M/N)": f"{r['cold']['train_s']:.1f} ({'/'.join(map(str, r['cold']['epochs']))})",
+                    "warm train s (epochs G/M/N)": f"{r['warm']['train_s']:.1f} ({'/'.join(map(str, r['warm']['epochs']))})",
+                    "warm / cold time": f"{r['warm']['train_s'] / r['cold']['train_s']:.2f}",
+                }
+                for r in results
+            ]
+        )
+    )
     diff = statistics.mean(r["warm"]["hr"] - r["cold"]["hr"] for r in results)
     ratio = statistics.mean(r["warm"]["train_s"] / r["cold"]["train_s"] for r in results)
-    print(f"\nmean HR warm - cold {diff:+.4f} (target >= -0.005: {'met' if diff >= -0.005 else 'NOT met'}); mean time "
-          f"ratio {ratio:.2f} (target <= 0.33: {'met' if ratio <= 1 / 3 else 'NOT met'})\n")
-    print("NeuMF validation HR@10 by cumulative training seconds of the run (GMF, MLP, then NeuMF; first point: "
-          "NeuMF's start)")
+    print(
+        f"\nmean HR warm - cold {diff:+.4f} (target >= -0.005: {'met' if diff >= -0.005 else 'NOT met'}); mean time "
+        f"ratio {ratio:.2f} (target <= 0.33: {'met' if ratio <= 1 / 3 else 'NOT met'})\n"
+    )
+    print(
+        "NeuMF validation HR@10 by cumulative training seconds of the run (GMF, MLP, then NeuMF; first point: "
+        "NeuMF's start)"
+    )
     for r in results:
         for kind in ("cold", "warm"):
             print(f"  {r['day']} {kind}: " + " ".join(f"{t}s:{hr:.3f}" for t, hr in r[kind]["curve"]))

@@ -18,7 +18,7 @@ from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryActi
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings, env_name
-from ncf_tasks.errors import clip
+from ncf_tasks.errors import RETRIED, clip
 
 log = logging.getLogger("ncf")
 
@@ -27,7 +27,7 @@ log = logging.getLogger("ncf")
 BASE = Settings.from_env()
 # 'none' (or empty): no nightly runs, manual and API triggers only (a staging stack, tests/stack/)
 SCHEDULE = None if BASE.schedule.strip().lower() in ("", "none") else BASE.schedule
-START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 # The Asset's identity is logical: Airflow stores name and URI, and an Asset whose URI changed with the
 # bucket or prefix (another deployment, or the demo and the tests sharing one metadata DB) would be
@@ -37,10 +37,16 @@ TOPK_ASSET = Asset(uri="ncf://recs/topk", name="ncf_topk", group="recommendation
 # Storage and network errors are worth retrying; bad data, bad params and rejected validation are not.
 RETRY_POLICY = ExceptionRetryPolicy(
     rules=[
-        RetryRule(exception="ncf_tasks.errors.StorageError", action=RetryAction.RETRY,
-                  reason="object storage error: retrying with backoff"),
-        RetryRule(exception=["botocore.exceptions.BotoCoreError", "builtins.ConnectionError", "builtins.TimeoutError"],
-                  action=RetryAction.RETRY, reason="network error: retrying with backoff"),
+        RetryRule(
+            exception=list(RETRIED),  # the catalogue's retryable classes (ncf_tasks/errors.py): StorageError
+            action=RetryAction.RETRY,
+            reason="object storage error: retrying with backoff",
+        ),
+        RetryRule(
+            exception=["botocore.exceptions.BotoCoreError", "builtins.ConnectionError", "builtins.TimeoutError"],
+            action=RetryAction.RETRY,
+            reason="network error: retrying with backoff",
+        ),
     ],
     default=RetryAction.FAIL,
 )
@@ -72,11 +78,15 @@ def failure_line(context: dict, lag_days: int | None = None) -> str:
         why = f"{type(exc).__name__}: {clip(first, 300)}"
     elif getattr(ti, "queue", None) and not getattr(ti, "hostname", None):
         # failed without ever reaching a worker: the scheduler's task_queued_timeout (the GPU-outage policy)
-        why = (f"never started: no worker of queue '{ti.queue}' took it within the scheduler's "
-               f"task_queued_timeout (is the '{ti.queue}' worker up?)")
+        why = (
+            f"never started: no worker of queue '{ti.queue}' took it within the scheduler's "
+            f"task_queued_timeout (is the '{ti.queue}' worker up?)"
+        )
     else:
         why = clip(str(context.get("reason") or "no exception reached the callback: see the task's log"), 300)
-    return f"NCF FAILED dag={dag_id} task={getattr(ti, 'task_id', '?')} run={context.get('run_id')} date={day} why={why}"
+    return (
+        f"NCF FAILED dag={dag_id} task={getattr(ti, 'task_id', '?')} run={context.get('run_id')} date={day} why={why}"
+    )
 
 
 def failure_summary(lag_days: int | None = None):
@@ -96,9 +106,29 @@ def failure_summary(lag_days: int | None = None):
 
 # -- trigger-form params, generated from the settings so that names, bounds and docs agree ------------
 FORM_SETTINGS = (
-    "window_days", "factors", "mlp_layers", "train_negatives", "epochs", "batch_size", "lr", "neumf_lr",
-    "neumf_optimizer", "pretrain", "refit", "warm_start", "alpha", "l2", "dropout", "recency_boost", "tuned_profile", "publish_k",
-    "publish_shards", "gate_min_lift", "gate_tolerance", "waive_rules", "force_publish",
+    "window_days",
+    "factors",
+    "mlp_layers",
+    "train_negatives",
+    "epochs",
+    "batch_size",
+    "lr",
+    "neumf_lr",
+    "neumf_optimizer",
+    "pretrain",
+    "refit",
+    "warm_start",
+    "alpha",
+    "l2",
+    "dropout",
+    "recency_boost",
+    "tuned_profile",
+    "publish_k",
+    "publish_shards",
+    "gate_min_lift",
+    "gate_tolerance",
+    "waive_rules",
+    "force_publish",
 )
 
 
@@ -129,14 +159,23 @@ def _param(name: str) -> Param:
         schema["minimum"] = meta["min"]
     if "max" in meta:
         schema["maximum"] = meta["max"]
-    return Param(value, description=f"{meta['doc']} (setting {name}, env {env_name(name)})",
-                 title=name.replace("_", " "), **schema)
+    return Param(
+        value,
+        description=f"{meta['doc']} (setting {name}, env {env_name(name)})",
+        title=name.replace("_", " "),
+        **schema,
+    )
 
 
 PARAMS: dict[str, Param] = {
-    "data_date": Param(None, type=["null", "string"], format="date", title="data date",
-                       description="YYYY-MM-DD of the logs to ingest and validate; empty = logical date "
-                                   f"minus {BASE.date_lag_days} day(s) ({env_name('date_lag_days')})"),
+    "data_date": Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        title="data date",
+        description="YYYY-MM-DD of the logs to ingest and validate; empty = logical date "
+        f"minus {BASE.date_lag_days} day(s) ({env_name('date_lag_days')})",
+    ),
     **{name: _param(name) for name in FORM_SETTINGS},
 }
 
@@ -155,7 +194,8 @@ def run_settings(context: dict) -> Settings:
         conn = BaseHook.get_connection(settings.aws_conn_id)
         extra = conn.extra_dejson or {}
         settings = settings.replace(
-            s3_access_key_id=conn.login or "", s3_secret_access_key=conn.password or "",
+            s3_access_key_id=conn.login or "",
+            s3_secret_access_key=conn.password or "",
             s3_endpoint_url=extra.get("endpoint_url") or settings.s3_endpoint_url,
             s3_region=extra.get("region_name") or settings.s3_region,
         )
@@ -167,8 +207,12 @@ def explicit_params(context: dict) -> list[str]:
     tuned profile (a form always sends every field, so a value equal to the deployment's counts as unset;
     switch ``tuned_profile`` off to run on the deployment's values)."""
     params = context.get("params") or {}
-    same = lambda name, v: (list(v) if isinstance(v, (list, tuple)) else v) == (  # noqa: E731
-        list(getattr(BASE, name)) if isinstance(getattr(BASE, name), tuple) else getattr(BASE, name))
+    same = lambda name, v: (
+        (list(v) if isinstance(v, (list, tuple)) else v)
+        == (  # noqa: E731
+            list(getattr(BASE, name)) if isinstance(getattr(BASE, name), tuple) else getattr(BASE, name)
+        )
+    )
     return sorted(k for k, v in params.items() if k in FORM_SETTINGS and not same(k, v))
 
 
@@ -198,8 +242,11 @@ def ingest_and_validate(lag_days: int | None = None):
     Returns the ``validate`` result (its ``date`` is the day that was processed).
     """
 
-    @task_group(group_id="ingest_validate", prefix_group_id=False,
-                tooltip="raw logs of one day → lake partition → Great Expectations")
+    @task_group(
+        group_id="ingest_validate",
+        prefix_group_id=False,
+        tooltip="raw logs of one day → lake partition → Great Expectations",
+    )
     def group():
         @task(execution_timeout=dt.timedelta(minutes=30))
         def ingest() -> list[dict]:
@@ -222,15 +269,19 @@ def ingest_and_validate(lag_days: int | None = None):
                 log.info("ingest: %s", run_ingest(settings, date=day))
             return plan["tasks"]
 
-        @task(execution_timeout=dt.timedelta(hours=1), map_index_template="{{ label }}",
-              doc_md="A big day's group of raw files: read, sorted, de-duplicated, written as one part of the partition.")
+        @task(
+            execution_timeout=dt.timedelta(hours=1),
+            map_index_template="{{ label }}",
+            doc_md="A big day's group of raw files: read, sorted, de-duplicated, written as one part of the partition.",
+        )
         def ingest_files(part: dict) -> dict:
             from ncf_tasks.ingest_mapped import ingest_group
 
             ctx = get_current_context()
             ctx["label"] = f"file group {part['index'] + 1}/{part['n']}: {len(part['keys'])} file(s)"
-            return ingest_group(run_settings(ctx), date=part["date"], group=part["index"], groups=part["n"],
-                                keys=part["keys"])
+            return ingest_group(
+                run_settings(ctx), date=part["date"], group=part["index"], groups=part["n"], keys=part["keys"]
+            )
 
         @task(execution_timeout=dt.timedelta(hours=1))  # rewrites parts when files overlap in time
         def ingest_commit(parts: list[dict]) -> dict:

@@ -15,7 +15,6 @@ The DAG is scheduled daily only so that backfills have dates to create; leave it
 from __future__ import annotations
 
 from airflow.sdk import dag
-
 from ncf_common import DEFAULT_ARGS, START_DATE, failure_summary, ingest_and_validate
 
 

@@ -22,9 +22,19 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import dag, get_current_context, task
-
-from ncf_common import (BASE, DEFAULT_ARGS, PARAMS, SCHEDULE, START_DATE, TOPK_ASSET, data_date, explicit_params,
-                        failure_summary, ingest_and_validate, run_settings)
+from ncf_common import (
+    BASE,
+    DEFAULT_ARGS,
+    PARAMS,
+    SCHEDULE,
+    START_DATE,
+    TOPK_ASSET,
+    data_date,
+    explicit_params,
+    failure_summary,
+    ingest_and_validate,
+    run_settings,
+)
 
 
 @dag(
@@ -49,12 +59,17 @@ def ncf_retrain():
         from ncf_tasks.build import run_build
 
         ctx = get_current_context()
-        return run_build(run_settings(ctx), run_id=ctx["run_id"], end_date=validated["date"],
-                         explicit=explicit_params(ctx))
+        return run_build(
+            run_settings(ctx), run_id=ctx["run_id"], end_date=validated["date"], explicit=explicit_params(ctx)
+        )
 
     def train_task(model: str, doc: str):
-        @task(task_id=f"pretrain_{model}" if model != "neumf" else "train_neumf", queue=BASE.train_queue,
-              execution_timeout=dt.timedelta(hours=2), doc_md=doc)
+        @task(
+            task_id=f"pretrain_{model}" if model != "neumf" else "train_neumf",
+            queue=BASE.train_queue,
+            execution_timeout=dt.timedelta(hours=2),
+            doc_md=doc,
+        )
         def _train(built: dict) -> dict:
             from ncf_tasks.train import run_train
 
@@ -64,11 +79,17 @@ def ncf_retrain():
         return _train
 
     built = build(ingest_and_validate())
-    gmf = train_task("gmf", "GMF pretraining (Adam). Runs on the `gpu` queue (CPU when none); resumes from "
-                            "`runs/<run_id>/gmf_checkpoint.pt` after a killed try.")(built)
+    gmf = train_task(
+        "gmf",
+        "GMF pretraining (Adam). Runs on the `gpu` queue (CPU when none); resumes from "
+        "`runs/<run_id>/gmf_checkpoint.pt` after a killed try.",
+    )(built)
     mlp = train_task("mlp", "MLP pretraining (Adam), in parallel with GMF.")(built)
-    neumf = train_task("neumf", "NeuMF fused from GMF and MLP (α-weighted output layer), fine-tuned; "
-                                "best epoch chosen on validation HR@10 only.")(built)
+    neumf = train_task(
+        "neumf",
+        "NeuMF fused from GMF and MLP (α-weighted output layer), fine-tuned; "
+        "best epoch chosen on validation HR@10 only.",
+    )(built)
     [gmf, mlp] >> neumf
 
     @task(queue=BASE.train_queue, execution_timeout=dt.timedelta(minutes=30))
@@ -91,8 +112,11 @@ def ncf_retrain():
         decision = evaluated["gate"]
         log = logging.getLogger("ncf")
         (log.info if decision["publish"] else log.warning)(
-            "gate %s: %s (report: %s)", "PUBLISH" if decision["publish"] else "REJECTED",
-            "; ".join(decision["reasons"]), evaluated["report_uri"])
+            "gate %s: %s (report: %s)",
+            "PUBLISH" if decision["publish"] else "REJECTED",
+            "; ".join(decision["reasons"]),
+            evaluated["report_uri"],
+        )
         return bool(decision["publish"])
 
     @task(execution_timeout=dt.timedelta(minutes=5))
@@ -102,20 +126,27 @@ def ncf_retrain():
 
         return plan_shards(run_settings(get_current_context()), run_id=evaluated["run_id"])
 
-    @task(queue=BASE.train_queue, execution_timeout=dt.timedelta(hours=1), map_index_template="{{ shard_label }}",
-          doc_md="Scores one user range against the whole catalogue and writes its part of the table "
-                 "(`recs/topk/dt=D/topk-<run>-part-i-of-n.parquet`). Nothing points to it yet; a re-run rewrites "
-                 "the same bytes. Scores the model `evaluate` exported (`runs/<run>/neumf.npz`): numpy on a CPU "
-                 "worker (no torch import), torch on a GPU worker. Mapped (a mapped task keeps no docstring): the "
-                 "shards run side by side on the train queue's workers.")
+    @task(
+        queue=BASE.train_queue,
+        execution_timeout=dt.timedelta(hours=1),
+        map_index_template="{{ shard_label }}",
+        doc_md="Scores one user range against the whole catalogue and writes its part of the table "
+        "(`recs/topk/dt=D/topk-<run>-part-i-of-n.parquet`). Nothing points to it yet; a re-run rewrites "
+        "the same bytes. Scores the model `evaluate` exported (`runs/<run>/neumf.npz`): numpy on a CPU "
+        "worker (no torch import), torch on a GPU worker. Mapped (a mapped task keeps no docstring): the "
+        "shards run side by side on the train queue's workers.",
+    )
     def score_shard(part: dict) -> dict:
         from ncf_tasks.publish import score_shard as score
 
         ctx = get_current_context()
-        ctx["shard_label"] = f"shard {part['shard'] + 1}/{part['shards']}: users {part['users'][0]}..{part['users'][1] - 1}"
+        ctx["shard_label"] = (
+            f"shard {part['shard'] + 1}/{part['shards']}: users {part['users'][0]}..{part['users'][1] - 1}"
+        )
         settings = run_settings(ctx)
-        return score(settings, run_id=part["run_id"], date=data_date(ctx, settings), shard=part["shard"],
-                     shards=part["shards"])
+        return score(
+            settings, run_id=part["run_id"], date=data_date(ctx, settings), shard=part["shard"], shards=part["shards"]
+        )
 
     @task(outlets=[TOPK_ASSET], execution_timeout=dt.timedelta(minutes=30))
     def publish(evaluated: dict, parts: list[dict]) -> dict:

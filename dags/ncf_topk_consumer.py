@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import dag, get_current_context, task
-
 from ncf_common import DEFAULT_ARGS, START_DATE, TOPK_ASSET, failure_summary, run_settings
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Param, dag, get_current_context, task
-
 from ncf_common import BASE, DEFAULT_ARGS, PARAMS, START_DATE, data_date, failure_summary, run_settings
 
 
@@ -34,10 +33,22 @@ from ncf_common import BASE, DEFAULT_ARGS, PARAMS, START_DATE, data_date, failur
     default_args=DEFAULT_ARGS,
     params={
         "data_date": PARAMS["data_date"],
-        "trials": Param(40, type="integer", minimum=1, maximum=1000, title="trials",
-                        description="trial budget of the study (trial 0 runs today's settings)"),
-        "time_budget_minutes": Param(20, type="number", minimum=1, maximum=24 * 60, title="time budget (minutes)",
-                                     description="stop starting trials after this long (counted per try of `tune`)"),
+        "trials": Param(
+            40,
+            type="integer",
+            minimum=1,
+            maximum=1000,
+            title="trials",
+            description="trial budget of the study (trial 0 runs today's settings)",
+        ),
+        "time_budget_minutes": Param(
+            20,
+            type="number",
+            minimum=1,
+            maximum=24 * 60,
+            title="time budget (minutes)",
+            description="stop starting trials after this long (counted per try of `tune`)",
+        ),
         **{name: PARAMS[name] for name in ("window_days", "epochs", "batch_size")},
     },
     tags=["ncf", "tuning", "ml"],
@@ -61,9 +72,13 @@ def ncf_tune():
 
         ctx = get_current_context()
         params = ctx["params"]
-        return run_tune(run_settings(ctx).replace(tuned_profile=False), run_id=built["run_id"],
-                        study=built["run_id"], trials=int(params["trials"]),
-                        timeout_s=float(params["time_budget_minutes"]) * 60)
+        return run_tune(
+            run_settings(ctx).replace(tuned_profile=False),
+            run_id=built["run_id"],
+            study=built["run_id"],
+            trials=int(params["trials"]),
+            timeout_s=float(params["time_budget_minutes"]) * 60,
+        )
 
     tune(build())
 

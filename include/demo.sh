@@ -24,9 +24,9 @@ S3_DATA_DIR="${S3_DATA_DIR:-.data/s3}"   # where the embedded endpoint persists 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "starting the embedded S3 endpoint"
-python -m ncf_tasks.local_s3 stop --state "$STATE"   # a previous demo that was killed hard
-python -m ncf_tasks.local_s3 start --state "$STATE" --bucket "$NCF_BUCKET" --log "$DEMO/s3.log" --data-dir "$S3_DATA_DIR" >/dev/null
-trap 'python -m ncf_tasks.local_s3 stop --state "$STATE"; echo "stopped the embedded S3 endpoint"' EXIT
+python -m ncf_tasks.dev.local_s3 stop --state "$STATE"   # a previous demo that was killed hard
+python -m ncf_tasks.dev.local_s3 start --state "$STATE" --bucket "$NCF_BUCKET" --log "$DEMO/s3.log" --data-dir "$S3_DATA_DIR" >/dev/null
+trap 'python -m ncf_tasks.dev.local_s3 stop --state "$STATE"; echo "stopped the embedded S3 endpoint"' EXIT
 NCF_S3_ENDPOINT_URL="$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['url'])" "$STATE")"
 export NCF_S3_ENDPOINT_URL NCF_S3_ACCESS_KEY_ID=testing NCF_S3_SECRET_ACCESS_KEY=testing
 echo "endpoint $NCF_S3_ENDPOINT_URL, bucket $NCF_BUCKET"
@@ -73,5 +73,5 @@ step "metrics of the published run, and recommendations read back through ncf_ta
 python -m ncf_tasks show-latest --users 3 --limit 5 2>&1 >/dev/null | grep -v " INFO "
 
 step "files to open (kept in .data/s3/ after the demo; make s3-reset empties it)"
-python -m ncf_tasks.local_s3 save --state "$STATE"
-python -m ncf_tasks.local_s3 paths --state "$STATE"
+python -m ncf_tasks.dev.local_s3 save --state "$STATE"
+python -m ncf_tasks.dev.local_s3 paths --state "$STATE"

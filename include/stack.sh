@@ -74,14 +74,13 @@ write_env() {
   cat > "$STACK/env.sh" <<EOF
 set -a
 . "$STACK/secrets.env"
-PYTHONPATH="$ROOT"
 AIRFLOW_HOME="$STACK/airflow"
 AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 AIRFLOW__CORE__LOAD_EXAMPLES=False
 AIRFLOW__CORE__EXECUTOR=CeleryExecutor
 AIRFLOW__CORE__AUTH_MANAGER=airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager
 AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
-AIRFLOW__CORE__HOSTNAME_CALLABLE=include.stack_hostname.hostname
+AIRFLOW__CORE__HOSTNAME_CALLABLE=ncf_tasks.dev.stack_hostname.hostname
 AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://airflow:\${STACK_PG_PASSWORD}@127.0.0.1:$PGPORT/airflow"
 AIRFLOW__CELERY__RESULT_BACKEND="db+postgresql://airflow:\${STACK_PG_PASSWORD}@127.0.0.1:$PGPORT/airflow"
 AIRFLOW__CELERY__BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
@@ -152,7 +151,7 @@ component_cmd() {
     scheduler) echo "airflow scheduler" ;;
     dag-processor) echo "airflow dag-processor" ;;
     triggerer) echo "airflow triggerer" ;;
-    # --celery-hostname and STACK_WORKER_NAME (TI hostname, include/stack_hostname.py) tell the two workers
+    # --celery-hostname and STACK_WORKER_NAME (TI hostname, ncf_tasks/dev/stack_hostname.py) tell the two workers
     # apart on one host; in compose each is its own container and host
     worker-default) echo "airflow celery worker -q default --concurrency ${STACK_DEFAULT_CONCURRENCY:-4} --celery-hostname default@%h" ;;
     worker-gpu) echo "airflow celery worker -q gpu --concurrency 2 --celery-hostname gpu@%h" ;;
@@ -206,7 +205,7 @@ start() {
   write_env
   start_pg
   start_redis
-  "$PY" -m ncf_tasks.local_s3 start --state "$STACK/s3.json" --bucket "${NCF_BUCKET:-ncf-stack}" \
+  "$PY" -m ncf_tasks.dev.local_s3 start --state "$STACK/s3.json" --bucket "${NCF_BUCKET:-ncf-stack}" \
     --log "$STACK/logs/s3.log" --data-dir "$STACK/s3" >/dev/null
   "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['url'])" "$STACK/s3.json" > "$STACK/s3.url"
   . "$STACK/env.sh"
@@ -243,7 +242,7 @@ stop() {
   local rev=()
   for c in "${COMPONENTS[@]}"; do rev=("$c" "${rev[@]}"); done
   for c in "${rev[@]}"; do stop_component "$c"; done
-  if [ -f "$STACK/s3.json" ]; then "$PY" -m ncf_tasks.local_s3 stop --state "$STACK/s3.json" >/dev/null 2>&1 || true; fi
+  if [ -f "$STACK/s3.json" ]; then "$PY" -m ncf_tasks.dev.local_s3 stop --state "$STACK/s3.json" >/dev/null 2>&1 || true; fi
   stop_redis
   stop_pg
   log "stopped"

@@ -20,7 +20,7 @@ stop() {
     echo "stopped Airflow standalone"
   fi
   if [ -f "$STATE" ]; then
-    python -m ncf_tasks.local_s3 stop --state "$STATE"
+    python -m ncf_tasks.dev.local_s3 stop --state "$STATE"
     echo "stopped the embedded S3 endpoint"
   fi
 }
@@ -37,7 +37,7 @@ start() {
       return 1
     fi
   done
-  python -m ncf_tasks.local_s3 start --state "$STATE" --bucket "$NCF_BUCKET" --log "$UP/s3.log" --data-dir "$S3_DATA_DIR" >/dev/null
+  python -m ncf_tasks.dev.local_s3 start --state "$STATE" --bucket "$NCF_BUCKET" --log "$UP/s3.log" --data-dir "$S3_DATA_DIR" >/dev/null
   NCF_S3_ENDPOINT_URL="$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['url'])" "$STATE")"
   export NCF_S3_ENDPOINT_URL NCF_S3_ACCESS_KEY_ID=testing NCF_S3_SECRET_ACCESS_KEY=testing
   echo "embedded S3 endpoint $NCF_S3_ENDPOINT_URL, bucket $NCF_BUCKET"

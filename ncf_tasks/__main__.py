@@ -2,8 +2,17 @@
 
 Settings come from ``NCF_*`` environment variables; ``--set name=value`` overrides one for this call.
 Logs go to stderr; the JSON result is the last line of stdout, so scripts can read it with
-``tail -n1``. Exit codes: 0 ok, 2 bad setting, 3 no data, 4 bad input data, 5 validation failed
-(quarantined), 6 storage error, 1 anything else.
+``tail -n1``. Exit codes (the catalogue in ``ncf_tasks/errors.py``):
+
+0: ok
+1: unexpected (a traceback), or a data-parallel rank died (DistributedTrainingFailed)
+2: bad setting, argument or rules file (ConfigError)
+3: no data, or a prerequisite step has not run (NoDataError)
+4: bad input data (DataError)
+5: validation failed, the day is quarantined (ValidationFailed)
+6: storage error, retried by Airflow (StorageError)
+7: the gate rejected the model; what is served stays (GateRejected)
+8: another writer won a conditional write; nothing of this one is visible (ConflictError)
 """
 
 from __future__ import annotations
@@ -12,7 +21,8 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError, NcfError
@@ -21,8 +31,9 @@ from ncf_tasks.errors import ConfigError, NcfError
 def _generate(s: Settings, a: argparse.Namespace) -> dict:
     from ncf_tasks.generate import SyntheticSpec, run_generate
 
-    spec = SyntheticSpec(users=a.users, items=a.items, days=a.days, events_per_day=a.events_per_day,
-                         end_date=a.end_date, seed=a.seed)
+    spec = SyntheticSpec(
+        users=a.users, items=a.items, days=a.days, events_per_day=a.events_per_day, end_date=a.end_date, seed=a.seed
+    )
     return run_generate(s, spec=spec, fmt=a.format, gz=a.gzip, files_per_day=a.files_per_day)
 
 
@@ -98,10 +109,18 @@ def _inventory(s: Settings, a: argparse.Namespace) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ncf_tasks", description=__doc__.split("\n\n")[0],
-                                epilog="Settings: see README ('Configuration') or ncf_tasks/config.py.")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override one setting for this call (repeatable), e.g. --set epochs=5")
+    p = argparse.ArgumentParser(
+        prog="python -m ncf_tasks",
+        description=__doc__.split("\n\n")[0],
+        epilog="Settings: see README ('Configuration') or ncf_tasks/config.py.",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one setting for this call (repeatable), e.g. --set epochs=5",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
 
@@ -138,8 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = cmd("train", _train, "train GMF, MLP or NeuMF for a run (resumes from its checkpoint)")
     t.add_argument("--run-id", required=True)
     t.add_argument("--model", choices=("gmf", "mlp", "neumf"), required=True)
-    tu = cmd("tune", _tune, "Optuna study on a built run's validation split; writes tuning/profile.json if it "
-                           "beats the current settings (build the run with --set tuned_profile=false)")
+    tu = cmd(
+        "tune",
+        _tune,
+        "Optuna study on a built run's validation split; writes tuning/profile.json if it "
+        "beats the current settings (build the run with --set tuned_profile=false)",
+    )
     tu.add_argument("--run-id", required=True)
     tu.add_argument("--study", default=None, help="study name (default: the run id); rerun it to resume")
     tu.add_argument("--trials", type=int, default=40)
@@ -168,8 +191,11 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         settings = Settings.from_env(**parse_sets(args.set))
         result = args.fn(settings, args)

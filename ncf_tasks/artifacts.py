@@ -22,19 +22,18 @@ discarded with a log line, never resumed; a stale model is refused with a messag
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import io
 import json
 import logging
 import pickle
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError, NoDataError, clip
+from ncf_tasks.rundata import Manifest, RunData, from_frames
 from ncf_tasks.storage import Storage
 
 if TYPE_CHECKING:  # torch and polars load inside the functions: readers of a run need neither at import
@@ -48,137 +47,6 @@ log = logging.getLogger(__name__)
 TRAINING_FILES = ("users", "items", "train", "valid", "test")
 MODELS = ("gmf", "mlp", "neumf")
 PUBLISHED_MODEL = "neumf"  # the model whose top-K table is published and compared with production
-
-
-def setup_torch(settings: Settings) -> "torch.device":
-    """Resolve the device (NCF_DEVICE / CUDA when available) and pin the CPU thread count."""
-    import torch
-
-    device = torch.device(settings.torch_device)
-    torch.set_num_threads(settings.cpu_threads)
-    return device
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What build wrote, read back typed: sizes, the set's files (keys) and its content digest."""
-
-    run_id: str
-    digest: str                 # sha256 over the set's files (key, ETag, size): binds models to the set
-    n_users: int
-    n_items: int
-    n_train: int
-    n_valid: int
-    n_test: int
-    window_days: int
-    eval_negatives: int
-    train_negatives: int
-    seed: int
-    end_date: str
-    files: dict[str, str]       # role -> key relative to the storage prefix
-    partitions: list[dict] = field(default_factory=list)
-    skipped_unvalidated: list[str] = field(default_factory=list)
-    report: dict = field(default_factory=dict)
-    built_at: str = ""
-    build_seconds: float | None = None
-    # the tuned profile this run uses (profile.py): {"version", "uri", "applied": settings it set}; None = none
-    profile: dict | None = None
-    # warm start (warm.py): {"from_run", "since"} when this run's models start from production's; None = cold
-    warm: dict | None = None
-
-    def apply_profile(self, settings: Settings) -> Settings:
-        """``settings`` with the profile values build recorded: every stage of a run uses the same ones, even
-        if ``ncf_tune`` writes a new profile meanwhile (explicit params were left out of ``applied``)."""
-        return settings.replace(**self.profile["applied"]) if self.profile else settings
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str) -> "Manifest":
-        names = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-        missing = sorted(required - {"digest", "end_date"} - d.keys())
-        if missing:
-            raise DataError(f"{source}: manifest lacks {missing}; rebuild the run")
-        return cls(**{"digest": "", "end_date": "", **{k: v for k, v in d.items() if k in names}})
-
-
-@dataclass
-class RunData:
-    """A run's training set as device tensors. Candidate matrices hold the held-out item in column 0."""
-
-    manifest: Manifest | None
-    n_users: int
-    n_items: int
-    train_users: torch.Tensor       # (N,) int64
-    train_items: torch.Tensor       # (N,) int64
-    valid_users: torch.Tensor       # (V,)
-    valid_candidates: torch.Tensor  # (V, 1 + negatives), held-out item first
-    test_users: torch.Tensor
-    test_candidates: torch.Tensor
-    train_recency: torch.Tensor | None = None  # (N,) each train positive's rank from its user's latest, 0 = latest
-
-    def all_positives(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every (user, item) interaction of the run: train, validation and test positives."""
-        import torch
-
-        u = torch.cat([self.train_users, self.valid_users, self.test_users])
-        i = torch.cat([self.train_items, self.valid_candidates[:, 0], self.test_candidates[:, 0]])
-        return u, i
-
-    def with_validation(self) -> "RunData":
-        """The same set with the validation positives added to train: what a refit trains on (``fitting.refit``)."""
-        import torch
-
-        users, items = self.seen_before_test()
-        recency = None
-        if self.train_recency is not None:  # the validation item is each user's latest before the test item
-            recency = torch.cat([self.train_recency + 1, torch.zeros_like(self.valid_users)])
-        return dataclasses.replace(self, train_users=users, train_items=items, train_recency=recency)
-
-    def seen_before_test(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Train and validation positives: what full-catalogue evaluation excludes from the ranking."""
-        import torch
-
-        return (torch.cat([self.train_users, self.valid_users]),
-                torch.cat([self.train_items, self.valid_candidates[:, 0]]))
-
-
-def _tensor(series, device) -> "torch.Tensor":
-    import torch
-
-    return torch.from_numpy(series.to_numpy(writable=True)).to(device=device, dtype=torch.int64)
-
-
-def _recency(train, device) -> "torch.Tensor | None":
-    """Each train positive's rank among its user's train positives, latest first (ties share the rank)."""
-    import polars as pl
-
-    if "event_ts" not in train.columns:
-        return None
-    rank = train.select((pl.col("event_ts").rank("min", descending=True).over("user_idx") - 1).alias("r"))
-    return _tensor(rank["r"], device)
-
-
-def from_frames(manifest: Manifest | None, n_users: int, n_items: int, train, valid, test,
-                device: str | torch.device = "cpu") -> RunData:
-    """Tensors from the set's frames (train: user_idx, item_idx; valid/test: + negatives)."""
-    import torch
-
-    held = {}
-    for role, df in (("valid", valid), ("test", test)):
-        cands = torch.cat([_tensor(df["item_idx"], "cpu")[:, None],
-                           torch.from_numpy(df["negatives"].to_numpy(writable=True)).to(torch.int64)], dim=1)
-        held[role] = (_tensor(df["user_idx"], device), cands.to(device))
-    return RunData(
-        manifest=manifest, n_users=n_users, n_items=n_items,
-        train_users=_tensor(train["user_idx"], device), train_items=_tensor(train["item_idx"], device),
-        valid_users=held["valid"][0], valid_candidates=held["valid"][1],
-        test_users=held["test"][0], test_candidates=held["test"][1],
-        train_recency=_recency(train, device),
-    )
 
 
 class RunArtifacts:
@@ -197,8 +65,13 @@ class RunArtifacts:
     def uri(self, name: str) -> str:
         return self.storage.uri(self.key(name))
 
-    MANIFEST, CONFIG, METRICS, REPORT, PUBLISHED = "manifest.json", "config.json", "metrics.json", "report.html", \
-        "publish.json"
+    MANIFEST, CONFIG, METRICS, REPORT, PUBLISHED = (
+        "manifest.json",
+        "config.json",
+        "metrics.json",
+        "report.html",
+        "publish.json",
+    )
 
     @staticmethod
     def table(role: str) -> str:
@@ -223,10 +96,19 @@ class RunArtifacts:
         return f"{kind}_history.json"
 
     # -- training set ----------------------------------------------------------------------------
-    def write_training_set(self, frames: dict[str, "pl.DataFrame"], report: dict, settings: Settings,
-                           *, end_date: str = "", partitions: list[dict] | None = None,
-                           skipped_unvalidated: list[str] | None = None, build_seconds: float | None = None,
-                           profile: dict | None = None, warm: dict | None = None) -> Manifest:
+    def write_training_set(
+        self,
+        frames: dict[str, "pl.DataFrame"],
+        report: dict,
+        settings: Settings,
+        *,
+        end_date: str = "",
+        partitions: list[dict] | None = None,
+        skipped_unvalidated: list[str] | None = None,
+        build_seconds: float | None = None,
+        profile: dict | None = None,
+        warm: dict | None = None,
+    ) -> Manifest:
         """The set's files, the resolved settings, then the manifest (last: a set without one does not exist)."""
         s = self.storage
         for role in TRAINING_FILES:
@@ -234,16 +116,30 @@ class RunArtifacts:
         s.put_json(self.key(self.CONFIG), settings.to_dict())
         files = {role: self.key(self.table(role)) for role in TRAINING_FILES}
         listed = {o["key"]: o for o in s.list(self.prefix)}
-        digest = hashlib.sha256(json.dumps(
-            [[k, listed[k]["etag"], listed[k]["size"]] for k in files.values()]).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps([[k, listed[k]["etag"], listed[k]["size"]] for k in files.values()]).encode()
+        ).hexdigest()
         manifest = Manifest(
-            run_id=self.run_id, digest=digest, n_users=report["users"], n_items=report["items"],
-            n_train=report["train_positives"], n_valid=report["valid_users"], n_test=report["test_users"],
-            window_days=settings.window_days, eval_negatives=settings.eval_negatives,
-            train_negatives=settings.train_negatives, seed=settings.seed, end_date=end_date, files=files,
-            partitions=list(partitions or []), skipped_unvalidated=list(skipped_unvalidated or []), report=report,
-            built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), build_seconds=build_seconds,
-            profile=profile, warm=warm,
+            run_id=self.run_id,
+            digest=digest,
+            n_users=report["users"],
+            n_items=report["items"],
+            n_train=report["train_positives"],
+            n_valid=report["valid_users"],
+            n_test=report["test_users"],
+            window_days=settings.window_days,
+            eval_negatives=settings.eval_negatives,
+            train_negatives=settings.train_negatives,
+            seed=settings.seed,
+            end_date=end_date,
+            files=files,
+            partitions=list(partitions or []),
+            skipped_unvalidated=list(skipped_unvalidated or []),
+            report=report,
+            built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            build_seconds=build_seconds,
+            profile=profile,
+            warm=warm,
         )
         s.put_json(self.key(self.MANIFEST), manifest.to_dict())
         self._manifest = manifest
@@ -268,18 +164,39 @@ class RunArtifacts:
         return {f: self.storage.read_parquet(m.files[f]) for f in ("users", "items")}
 
     # -- models and checkpoints ------------------------------------------------------------------
-    def save_model(self, kind: str, state_dict: dict, settings: Settings, *, epoch: int, validation: dict,
-                   refit: dict | None = None, selected: bool = False) -> str:
+    def save_model(
+        self,
+        kind: str,
+        state_dict: dict,
+        settings: Settings,
+        *,
+        epoch: int,
+        validation: dict,
+        refit: dict | None = None,
+        selected: bool = False,
+    ) -> str:
         """The best state of a model with what is needed to rebuild and trust it; returns its URI.
         ``validation``: the selected epoch's figures (for a refit model, those of the model it repeats)."""
         m = self.manifest()
-        _save_torch(self.storage, self.key(self.model(kind, selected)), {
-            "model": kind, "state_dict": state_dict, "settings": settings.to_dict(), "epoch": epoch,
-            "n_users": m.n_users, "n_items": m.n_items, "factors": settings.factors,
-            "mlp_layers": list(settings.mlp_layers), "id_maps": {f: m.files[f] for f in ("users", "items")},
-            "validation": validation, "refit": refit, "manifest_digest": m.digest,
-            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        })
+        _save_torch(
+            self.storage,
+            self.key(self.model(kind, selected)),
+            {
+                "model": kind,
+                "state_dict": state_dict,
+                "settings": settings.to_dict(),
+                "epoch": epoch,
+                "n_users": m.n_users,
+                "n_items": m.n_items,
+                "factors": settings.factors,
+                "mlp_layers": list(settings.mlp_layers),
+                "id_maps": {f: m.files[f] for f in ("users", "items")},
+                "validation": validation,
+                "refit": refit,
+                "manifest_digest": m.digest,
+                "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            },
+        )
         return self.uri(self.model(kind, selected))
 
     def has_model(self, kind: str, selected: bool = False) -> bool:
@@ -292,12 +209,15 @@ class RunArtifacts:
             raise NoDataError(f"{self.storage.uri(key)} is missing: train {kind} for run {self.run_id} first")
         art = _load_torch(self.storage, key)
         if current and art.get("manifest_digest") != self.manifest().digest:
-            raise NoDataError(f"{self.storage.uri(key)} was trained on another training set than "
-                              f"{self.uri(self.MANIFEST)} (the run was rebuilt): train {kind} for run {self.run_id} again")
+            raise NoDataError(
+                f"{self.storage.uri(key)} was trained on another training set than "
+                f"{self.uri(self.MANIFEST)} (the run was rebuilt): train {kind} for run {self.run_id} again"
+            )
         return art
 
-    def load_model(self, kind: str, device: torch.device | str = "cpu", *, current: bool = True,
-                   selected: bool = False) -> tuple[torch.nn.Module, dict]:
+    def load_model(
+        self, kind: str, device: torch.device | str = "cpu", *, current: bool = True, selected: bool = False
+    ) -> tuple[torch.nn.Module, dict]:
         from ncf_tasks.models import build_model
 
         art = self.load_model_artifact(kind, current=current, selected=selected)
@@ -311,21 +231,34 @@ class RunArtifacts:
         this file (and plans its shards on the scorer's chunks)."""
         from ncf_tasks import serving
 
-        data = serving.export({k: v.detach().cpu() for k, v in net.state_dict().items()}, {
-            "model": kind, "run_id": self.run_id, "trained_at": art.get("trained_at"),
-            "manifest_digest": art.get("manifest_digest"), "epoch": art.get("epoch"), "factors": art["factors"],
-            "mlp_layers": list(art["mlp_layers"])})
+        data = serving.export(
+            {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            {
+                "model": kind,
+                "run_id": self.run_id,
+                "trained_at": art.get("trained_at"),
+                "manifest_digest": art.get("manifest_digest"),
+                "epoch": art.get("epoch"),
+                "factors": art["factors"],
+                "mlp_layers": list(art["mlp_layers"]),
+            },
+        )
         key = self.key(self.export_file(kind))
         self.storage.put_bytes(key, data)
-        return {"key": key, "sha256": serving.digest(data),
-                "chunk_users": serving.ServingModel(data, self.storage.uri(key)).chunk_users()}
+        return {
+            "key": key,
+            "sha256": serving.digest(data),
+            "chunk_users": serving.ServingModel(data, self.storage.uri(key)).chunk_users(),
+        }
 
     def serving_record(self, kind: str) -> dict:
         """What ``metrics.json`` records of the exported ``kind`` (``save_serving``); NoDataError when nothing."""
         recorded = (self.metrics().get("serving") or {}).get(kind)
         if not recorded:
-            raise NoDataError(f"{self.uri(self.export_file(kind))} is missing or not recorded in {self.uri(self.METRICS)}: "
-                              f"run evaluate for {self.run_id} again (it exports the model publish scores)")
+            raise NoDataError(
+                f"{self.uri(self.export_file(kind))} is missing or not recorded in {self.uri(self.METRICS)}: "
+                f"run evaluate for {self.run_id} again (it exports the model publish scores)"
+            )
         return recorded
 
     def load_serving(self, kind: str) -> "ServingModel":
@@ -337,17 +270,23 @@ class RunArtifacts:
         key = self.key(self.export_file(kind))
         recorded = self.serving_record(kind)
         if not self.storage.exists(key):
-            raise NoDataError(f"{self.storage.uri(key)} is missing: run evaluate for {self.run_id} again (it exports "
-                              "the model publish scores)")
+            raise NoDataError(
+                f"{self.storage.uri(key)} is missing: run evaluate for {self.run_id} again (it exports "
+                "the model publish scores)"
+            )
         data = self.storage.get_bytes(key)
         if serving.digest(data) != recorded["sha256"]:
-            raise DataError(f"{self.storage.uri(key)} is not the file evaluate exported (SHA-256 differs from "
-                            f"{self.uri(self.METRICS)}): run evaluate for {self.run_id} again")
+            raise DataError(
+                f"{self.storage.uri(key)} is not the file evaluate exported (SHA-256 differs from "
+                f"{self.uri(self.METRICS)}): run evaluate for {self.run_id} again"
+            )
         model = serving.ServingModel(data, self.storage.uri(key))
         m = self.manifest()
         if model.meta.get("manifest_digest") != m.digest or (model.n_users, model.n_items) != (m.n_users, m.n_items):
-            raise NoDataError(f"{self.storage.uri(key)} was trained on another training set than {self.uri(self.MANIFEST)} "
-                              f"(the run was rebuilt): train and evaluate run {self.run_id} again")
+            raise NoDataError(
+                f"{self.storage.uri(key)} was trained on another training set than {self.uri(self.MANIFEST)} "
+                f"(the run was rebuilt): train and evaluate run {self.run_id} again"
+            )
         return model
 
     def positives(self) -> tuple["np.ndarray", "np.ndarray"]:
@@ -356,9 +295,13 @@ class RunArtifacts:
         import numpy as np
 
         m = self.manifest()
-        frames = [self.storage.read_parquet(m.files[role], columns=["user_idx", "item_idx"])
-                  for role in ("train", "valid", "test")]
-        return tuple(np.concatenate([f[c].to_numpy().astype(np.int64) for f in frames]) for c in ("user_idx", "item_idx"))
+        frames = [
+            self.storage.read_parquet(m.files[role], columns=["user_idx", "item_idx"])
+            for role in ("train", "valid", "test")
+        ]
+        return tuple(
+            np.concatenate([f[c].to_numpy().astype(np.int64) for f in frames]) for c in ("user_idx", "item_idx")
+        )
 
     def save_checkpoint(self, kind: str, state: dict) -> None:
         _save_torch(self.storage, self.key(self.checkpoint(kind)), {**state, "manifest_digest": self.manifest().digest})
@@ -370,8 +313,13 @@ class RunArtifacts:
             return None
         ck = _load_torch(self.storage, key)
         if ck.get("manifest_digest") != self.manifest().digest:
-            log.warning("%s: discarding stale checkpoint %s (written for another training set of run %s); "
-                        "training from the start", kind, self.storage.uri(key), self.run_id)
+            log.warning(
+                "%s: discarding stale checkpoint %s (written for another training set of run %s); "
+                "training from the start",
+                kind,
+                self.storage.uri(key),
+                self.run_id,
+            )
             self.storage.delete([key])
             return None
         return ck
@@ -404,6 +352,17 @@ class RunArtifacts:
 
     def publication(self) -> dict | None:
         return self.storage.get_json(self.key(self.PUBLISHED), default=None)
+
+
+def id_translation(ours: "pl.DataFrame", theirs: "pl.DataFrame") -> "np.ndarray":
+    """For each of our indices (an id map: index, string id), the other run's index of the same string id, or
+    -1 if it never saw it: how evaluate rescores production's model and warm start carries its embeddings."""
+    import polars as pl
+
+    key = ours.columns[1]  # user_id / item_id
+    idx = ours.columns[0]
+    joined = ours.join(theirs.rename({theirs.columns[0]: "_their"}), on=key, how="left").sort(idx)
+    return joined["_their"].fill_null(-1).cast(pl.Int64).to_numpy(writable=True)  # torch wants writable arrays
 
 
 def list_runs(storage: Storage) -> list[RunArtifacts]:

@@ -1,6 +1,7 @@
 """Stage: ingest and validate a range of days in one process (a historical load, a user's first data set).
 
-The same two stages as every night, day by day, without a process (or an Airflow task) per day: a
+The same work as the nightly ``ingest`` and ``validate``, day by day (``ingest_core.ingest_day`` and
+``validation.day.validate_day``), without a process (or an Airflow task) per day: a
 MovieLens load of 215 days goes through the pipeline's own ingest and validation, with no hand-made
 markers. Days without raw files are skipped; a day that fails validation is quarantined, as always,
 and reported, and the backfill goes on with the next day (one bad day must not hide the others).
@@ -17,8 +18,8 @@ import time
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ValidationFailed, clip
-from ncf_tasks.ingest import run_ingest
-from ncf_tasks.validate import run_validate
+from ncf_tasks.ingest_core import ingest_day
+from ncf_tasks.validation.day import validate_day
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,35 @@ def run_backfill(settings: Settings, *, start: str, end: str, now: dt.datetime |
     days = [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     passed, empty, quarantined, rows = [], [], [], 0
     for n, day in enumerate(days, 1):
-        ingested = run_ingest(settings, date=day)
+        ingested = ingest_day(settings, day)
         if ingested["status"] == "no_data":
             empty.append(day)
             continue
         try:
-            rows += run_validate(settings, date=day, now=now)["rows"]
+            rows += validate_day(settings, day, now)["rows"]
             passed.append(day)
         except ValidationFailed as exc:
             lines = str(exc).splitlines()  # the headline, then one line per broken rule
             quarantined.append({"date": day, "why": clip("; ".join(x.strip(" -") for x in lines[1:] or lines), 500)})
         if n % 20 == 0 or n == len(days):
             elapsed = time.perf_counter() - t0
-            log.info("backfill: %d/%d days (%d passed, %d quarantined, %d without logs), %.0fs, ETA %.0fs", n, len(days),
-                     len(passed), len(quarantined), len(empty), elapsed, elapsed / n * (len(days) - n))
-    return {"start": days[0], "end": days[-1], "days": len(days), "passed": len(passed), "rows": rows,
-            "without_logs": len(empty), "quarantined": quarantined, "seconds": round(time.perf_counter() - t0, 1)}
+            log.info(
+                "backfill: %d/%d days (%d passed, %d quarantined, %d without logs), %.0fs, ETA %.0fs",
+                n,
+                len(days),
+                len(passed),
+                len(quarantined),
+                len(empty),
+                elapsed,
+                elapsed / n * (len(days) - n),
+            )
+    return {
+        "start": days[0],
+        "end": days[-1],
+        "days": len(days),
+        "passed": len(passed),
+        "rows": rows,
+        "without_logs": len(empty),
+        "quarantined": quarantined,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }

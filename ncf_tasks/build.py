@@ -18,13 +18,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from ncf_tasks import layout, profile, warm
-from ncf_tasks.artifacts import TRAINING_FILES, Manifest, RunArtifacts
+from ncf_tasks.artifacts import TRAINING_FILES, RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError, NoDataError
+from ncf_tasks.rundata import Manifest
 from ncf_tasks.storage import Storage
 
 if TYPE_CHECKING:
@@ -35,10 +37,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingSet:
-    users: "pl.DataFrame"   # user_idx:int32, user_id:str
-    items: "pl.DataFrame"   # item_idx:int32, item_id:str, train_count:int64
-    train: "pl.DataFrame"   # user_idx, item_idx
-    valid: "pl.DataFrame"   # user_idx, item_idx, negatives: Array(int32, n)
+    users: "pl.DataFrame"  # user_idx:int32, user_id:str
+    items: "pl.DataFrame"  # item_idx:int32, item_id:str, train_count:int64
+    train: "pl.DataFrame"  # user_idx, item_idx
+    valid: "pl.DataFrame"  # user_idx, item_idx, negatives: Array(int32, n)
     test: "pl.DataFrame"
     report: dict
 
@@ -63,8 +65,12 @@ def k_core(df: "pl.DataFrame", min_user: int, min_item: int) -> tuple["pl.DataFr
             break
         df = kept
     after = {"users": df["user_id"].n_unique(), "items": df["item_id"].n_unique(), "interactions": df.height}
-    return df, {"rounds": rounds, "min_user_interactions": min_user, "min_item_interactions": min_item,
-                **{f"{k}_dropped": before[k] - after[k] for k in before}}
+    return df, {
+        "rounds": rounds,
+        "min_user_interactions": min_user,
+        "min_item_interactions": min_item,
+        **{f"{k}_dropped": before[k] - after[k] for k in before},
+    }
 
 
 def tie_key() -> "pl.Expr":
@@ -89,11 +95,16 @@ def split_leave_one_out(pairs: "pl.DataFrame") -> "pl.DataFrame":
     ``pairs``: user_idx, item_idx, event_ts, tie (``tie_key``: the order among equal times)."""
     import polars as pl
 
-    ranked = pairs.sort(["user_idx", "event_ts", "tie", "item_idx"], descending=[False, True, True, True]) \
-        .with_columns(pl.int_range(pl.len()).over("user_idx").alias("_rank"), pl.len().over("user_idx").alias("_n"))
-    role = (pl.when((pl.col("_n") >= 3) & (pl.col("_rank") == 0)).then(pl.lit("test"))
-            .when((pl.col("_n") >= 3) & (pl.col("_rank") == 1)).then(pl.lit("valid"))
-            .otherwise(pl.lit("train")))
+    ranked = pairs.sort(["user_idx", "event_ts", "tie", "item_idx"], descending=[False, True, True, True]).with_columns(
+        pl.int_range(pl.len()).over("user_idx").alias("_rank"), pl.len().over("user_idx").alias("_n")
+    )
+    role = (
+        pl.when((pl.col("_n") >= 3) & (pl.col("_rank") == 0))
+        .then(pl.lit("test"))
+        .when((pl.col("_n") >= 3) & (pl.col("_rank") == 1))
+        .then(pl.lit("valid"))
+        .otherwise(pl.lit("train"))
+    )
     return ranked.with_columns(role.alias("role")).drop("_rank", "_n", "tie")
 
 
@@ -108,19 +119,39 @@ def build_training_set(events: "pl.DataFrame", settings: Settings) -> TrainingSe
     n_pairs = pairs.height
     pairs, filt = k_core(pairs, settings.min_user_interactions, settings.min_item_interactions)
     if pairs.height == 0:
-        raise DataError(f"no interactions left after filtering ({filt}); lower min_user_interactions / "
-                        "min_item_interactions or widen window_days")
-    users = pairs.select("user_id").unique().sort("user_id").with_row_index("user_idx") \
+        raise DataError(
+            f"no interactions left after filtering ({filt}); lower min_user_interactions / "
+            "min_item_interactions or widen window_days"
+        )
+    users = (
+        pairs.select("user_id")
+        .unique()
+        .sort("user_id")
+        .with_row_index("user_idx")
         .with_columns(pl.col("user_idx").cast(pl.Int32))
-    items = pairs.select("item_id").unique().sort("item_id").with_row_index("item_idx") \
+    )
+    items = (
+        pairs.select("item_id")
+        .unique()
+        .sort("item_id")
+        .with_row_index("item_idx")
         .with_columns(pl.col("item_idx").cast(pl.Int32))
-    idx = pairs.with_columns(tie_key()).join(users, on="user_id").join(items, on="item_id") \
+    )
+    idx = (
+        pairs.with_columns(tie_key())
+        .join(users, on="user_id")
+        .join(items, on="item_id")
         .select("user_idx", "item_idx", "event_ts", "tie")
+    )
     split = split_leave_one_out(idx)
     n_users, n_items, n_neg = users.height, items.height, settings.eval_negatives
 
-    pos = PositiveSet(torch.from_numpy(split["user_idx"].to_numpy(writable=True)), torch.from_numpy(split["item_idx"].to_numpy(writable=True)),
-                      n_users, n_items)
+    pos = PositiveSet(
+        torch.from_numpy(split["user_idx"].to_numpy(writable=True)),
+        torch.from_numpy(split["item_idx"].to_numpy(writable=True)),
+        n_users,
+        n_items,
+    )
     held, excluded = {}, {}
     for k, role in enumerate(("valid", "test")):
         rows = split.filter(pl.col("role") == role).select("user_idx", "item_idx").sort("user_idx")
@@ -133,24 +164,41 @@ def build_training_set(events: "pl.DataFrame", settings: Settings) -> TrainingSe
         held[role] = rows.with_columns(pl.Series("negatives", neg, dtype=pl.Array(pl.Int32, n_neg)))
 
     if held["valid"].height == 0 or held["test"].height == 0:
-        raise DataError(f"no user can be evaluated: each held-out item is ranked among eval_negatives={n_neg} items "
-                        f"the user never interacted with, and the catalogue has {n_items} items "
-                        f"({excluded['test']} of {excluded['test'] + held['test'].height} users with a test item have "
-                        "fewer); lower eval_negatives or widen window_days")
+        raise DataError(
+            f"no user can be evaluated: each held-out item is ranked among eval_negatives={n_neg} items "
+            f"the user never interacted with, and the catalogue has {n_items} items "
+            f"({excluded['test']} of {excluded['test'] + held['test'].height} users with a test item have "
+            "fewer); lower eval_negatives or widen window_days"
+        )
     # event_ts: a warm-started training reads the recent window's rows (warm.py)
-    train = split.filter(pl.col("role") == "train").select("user_idx", "item_idx", "event_ts").sort("user_idx", "item_idx")
+    train = (
+        split.filter(pl.col("role") == "train").select("user_idx", "item_idx", "event_ts").sort("user_idx", "item_idx")
+    )
     counts = train.group_by("item_idx").len("train_count")
-    items = items.join(counts, on="item_idx", how="left").with_columns(pl.col("train_count").fill_null(0)) \
-        .sort("item_idx")
+    items = (
+        items.join(counts, on="item_idx", how="left").with_columns(pl.col("train_count").fill_null(0)).sort("item_idx")
+    )
     total = split.height
     report = {
-        "users": n_users, "items": n_items, "interactions": total, "train_positives": train.height,
-        "valid_users": held["valid"].height, "test_users": held["test"].height,
-        "eval_users_excluded_too_dense": excluded, "duplicate_pairs_merged": events.height - n_pairs,
-        "filtered": filt, "sparsity": round(1 - total / (n_users * n_items), 6),
+        "users": n_users,
+        "items": n_items,
+        "interactions": total,
+        "train_positives": train.height,
+        "valid_users": held["valid"].height,
+        "test_users": held["test"].height,
+        "eval_users_excluded_too_dense": excluded,
+        "duplicate_pairs_merged": events.height - n_pairs,
+        "filtered": filt,
+        "sparsity": round(1 - total / (n_users * n_items), 6),
     }
-    return TrainingSet(users=users.select("user_idx", "user_id"), items=items, train=train,
-                       valid=held["valid"], test=held["test"], report=report)
+    return TrainingSet(
+        users=users.select("user_idx", "user_id"),
+        items=items,
+        train=train,
+        valid=held["valid"],
+        test=held["test"],
+        report=report,
+    )
 
 
 def validated_partitions(storage: Storage, end_date: str, window_days: int) -> tuple[list[dict], list[str]]:
@@ -188,30 +236,71 @@ def run_build(settings: Settings, *, run_id: str, end_date: str, explicit: Itera
     if unvalidated:
         log.warning("skipping %d lake partition(s) without a passed validation: %s", len(unvalidated), unvalidated)
     if not parts:
-        raise NoDataError(f"no validated partitions under {storage.uri(layout.lake_root())} up to {end_date}"
-                          + (f" within {settings.window_days} days" if settings.window_days else ""))
+        raise NoDataError(
+            f"no validated partitions under {storage.uri(layout.lake_root())} up to {end_date}"
+            + (f" within {settings.window_days} days" if settings.window_days else "")
+        )
     events = storage.read_parquet([p["key"] for p in parts], columns=["user_id", "item_id", "event_ts"])
     days = len({p["date"] for p in parts})  # a day ingested by mapped tasks has several files
     log.info("read %d events from %d partitions (%s..%s)", events.height, days, parts[0]["date"], parts[-1]["date"])
     ts = build_training_set(events, settings)
-    manifest = write_training_set(storage, run_id, ts, settings, end_date=end_date, partitions=parts,
-                                  skipped_unvalidated=unvalidated, build_seconds=round(time.perf_counter() - t0, 3),
-                                  profile=profile_record, warm=warm.decide(storage, settings, end_date))
+    manifest = write_training_set(
+        storage,
+        run_id,
+        ts,
+        settings,
+        end_date=end_date,
+        partitions=parts,
+        skipped_unvalidated=unvalidated,
+        build_seconds=round(time.perf_counter() - t0, 3),
+        profile=profile_record,
+        warm=warm.decide(storage, settings, end_date),
+    )
     secs = round(time.perf_counter() - t0, 3)
-    log.info("built training set %s: %d users, %d items, %d train positives, sparsity %.4f (%.1fs)",
-             run_id, ts.report["users"], ts.report["items"], ts.report["train_positives"], ts.report["sparsity"], secs)
-    return {"run_id": run_id, "manifest_uri": RunArtifacts(storage, run_id).uri(RunArtifacts.MANIFEST),
-            "digest": manifest.digest, "uris": {n: storage.uri(k) for n, k in manifest.files.items()},
-            "partitions": days, "seconds": secs, "profile": profile_record and profile_record["version"],
-            **ts.report}
+    log.info(
+        "built training set %s: %d users, %d items, %d train positives, sparsity %.4f (%.1fs)",
+        run_id,
+        ts.report["users"],
+        ts.report["items"],
+        ts.report["train_positives"],
+        ts.report["sparsity"],
+        secs,
+    )
+    return {
+        "run_id": run_id,
+        "manifest_uri": RunArtifacts(storage, run_id).uri(RunArtifacts.MANIFEST),
+        "digest": manifest.digest,
+        "uris": {n: storage.uri(k) for n, k in manifest.files.items()},
+        "partitions": days,
+        "seconds": secs,
+        "profile": profile_record and profile_record["version"],
+        **ts.report,
+    }
 
 
-def write_training_set(storage: Storage, run_id: str, ts: TrainingSet, settings: Settings, *, end_date: str = "",
-                       partitions: list[dict] | None = None, skipped_unvalidated: list[str] | None = None,
-                       build_seconds: float | None = None, profile: dict | None = None,
-                       warm: dict | None = None) -> Manifest:
+def write_training_set(
+    storage: Storage,
+    run_id: str,
+    ts: TrainingSet,
+    settings: Settings,
+    *,
+    end_date: str = "",
+    partitions: list[dict] | None = None,
+    skipped_unvalidated: list[str] | None = None,
+    build_seconds: float | None = None,
+    profile: dict | None = None,
+    warm: dict | None = None,
+) -> Manifest:
     """Write the set under ``runs/<run_id>/`` through ``RunArtifacts`` (files, settings, manifest last)."""
     frames = {role: getattr(ts, role) for role in TRAINING_FILES}
     return RunArtifacts(storage, run_id).write_training_set(
-        frames, ts.report, settings, end_date=end_date, partitions=partitions, skipped_unvalidated=skipped_unvalidated,
-        build_seconds=build_seconds, profile=profile, warm=warm)
+        frames,
+        ts.report,
+        settings,
+        end_date=end_date,
+        partitions=partitions,
+        skipped_unvalidated=skipped_unvalidated,
+        build_seconds=build_seconds,
+        profile=profile,
+        warm=warm,
+    )

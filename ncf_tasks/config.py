@@ -14,8 +14,9 @@ import math
 import os
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ncf_tasks.errors import ConfigError, clip, quote
 
@@ -47,8 +48,12 @@ class Settings:
     s3_access_key_id: str = _f("", "access key; '' = boto3's default chain (env, profile, instance role)")
     s3_secret_access_key: str = _f("", "secret key matching s3_access_key_id (never logged)")
     s3_session_token: str = _f("", "optional session token for temporary credentials (never logged)")
-    s3_max_attempts: int = _f(5, "boto3 attempts per request (standard retry mode) before a storage error", min=1, max=20)
-    aws_conn_id: str = _f("", "Airflow connection whose credentials the DAG passes to the stages; '' = environment/default chain")
+    s3_max_attempts: int = _f(
+        5, "boto3 attempts per request (standard retry mode) before a storage error", min=1, max=20
+    )
+    aws_conn_id: str = _f(
+        "", "Airflow connection whose credentials the DAG passes to the stages; '' = environment/default chain"
+    )
 
     # --- raw log schema: names of the raw columns mapped to the canonical ones ----------------
     raw_user_col: str = _f("user_id", "raw column holding the user id")
@@ -58,16 +63,25 @@ class Settings:
     raw_value_col: str = _f("value", "optional raw column holding a numeric value (rating, watch time)")
     raw_ts_unit: str = _f("s", "unit of numeric epoch timestamps", choices=("s", "ms", "us"))
 
-    raw_max_file_mb: int = _f(4096, "largest raw file, once decompressed, that ingest reads (a task holds a file whole): "
-                                    "a bigger one, or a gzip that expands past it (a decompression bomb), fails the day "
-                                    "naming the file instead of the worker dying out of memory; write several files",
-                              min=1)
-    ingest_split_mb: int = _f(1024, "a day whose raw files exceed this many MB is ingested by mapped tasks (one per group "
-                                    "of files, each writing one part of the partition, then a commit); smaller days by "
-                                    "one task (BENCHMARKS.md)", min=1)
+    raw_max_file_mb: int = _f(
+        4096,
+        "largest raw file, once decompressed, that ingest reads (a task holds a file whole): "
+        "a bigger one, or a gzip that expands past it (a decompression bomb), fails the day "
+        "naming the file instead of the worker dying out of memory; write several files",
+        min=1,
+    )
+    ingest_split_mb: int = _f(
+        1024,
+        "a day whose raw files exceed this many MB is ingested by mapped tasks (one per group "
+        "of files, each writing one part of the partition, then a commit); smaller days by "
+        "one task (BENCHMARKS.md)",
+        min=1,
+    )
 
     # --- dates ----------------------------------------------------------------------------------
-    date_lag_days: int = _f(1, "the run keyed on logical date L processes the logs of L minus this many days", min=0, max=30)
+    date_lag_days: int = _f(
+        1, "the run keyed on logical date L processes the logs of L minus this many days", min=0, max=30
+    )
 
     # --- validation -----------------------------------------------------------------------------
     max_id_length: int = _f(128, "longest accepted user_id / item_id", min=1, max=4096)
@@ -76,17 +90,30 @@ class Settings:
     value_max: float = _f(1e9, "largest accepted value where present")
     allowed_event_types: tuple[str, ...] = _f((), "accepted event types; () = any")
     min_rows: int = _f(1, "fewest rows a day may have after de-duplication", min=0)
-    max_duplicate_rate: float = _f(0.5, "largest share of exact duplicate events a raw day may contain", min=0.0, max=1.0)
-    volume_band: float = _f(5.0, "a day's rows must lie within [median/band, median*band] of the validated days "
-                                 "among the volume_history_days before it", min=1.0)
-    volume_history_days: int = _f(7, "days before a date whose validated row counts make volume_band's median", min=1, max=366)
-    volume_recent_days: int = _f(2, "volume_band applies to days at most this many days before now (the nightly feed); "
-                                    "older days are backfills or historical loads, whose volume says nothing about an outage",
-                                 min=0, max=3660)
+    max_duplicate_rate: float = _f(
+        0.5, "largest share of exact duplicate events a raw day may contain", min=0.0, max=1.0
+    )
+    volume_band: float = _f(
+        5.0,
+        "a day's rows must lie within [median/band, median*band] of the validated days "
+        "among the volume_history_days before it",
+        min=1.0,
+    )
+    volume_history_days: int = _f(
+        7, "days before a date whose validated row counts make volume_band's median", min=1, max=366
+    )
+    volume_recent_days: int = _f(
+        2,
+        "volume_band applies to days at most this many days before now (the nightly feed); "
+        "older days are backfills or historical loads, whose volume says nothing about an outage",
+        min=0,
+        max=3660,
+    )
     min_users: int = _f(1, "fewest distinct users a day may have", min=0)
     min_items: int = _f(1, "fewest distinct items a day may have", min=0)
-    waive_rules: tuple[str, ...] = _f((), "soft validation rules accepted by an operator for this run",
-                                      choices=("volume_band", "duplicate_rate"))
+    waive_rules: tuple[str, ...] = _f(
+        (), "soft validation rules accepted by an operator for this run", choices=("volume_band", "duplicate_rate")
+    )
 
     # --- training set ---------------------------------------------------------------------------
     window_days: int = _f(0, "days of history ending at the processed date used for training; 0 = all", min=0)
@@ -97,65 +124,134 @@ class Settings:
     seed: int = _f(42, "seed of every random choice in a run", min=0)
 
     # --- models and training --------------------------------------------------------------------
-    factors: int = _f(64, "GMF predictive factors (embedding size); 64 beat 16 and 8 on ML-100K validation (BENCHMARKS.md)", min=1, max=1024)
+    factors: int = _f(
+        64,
+        "GMF predictive factors (embedding size); 64 beat 16 and 8 on ML-100K validation (BENCHMARKS.md)",
+        min=1,
+        max=1024,
+    )
     mlp_layers: tuple[int, ...] = _f((64, 32, 16, 8), "MLP tower widths; the first is the concatenated embedding size")
     epochs: int = _f(30, "maximum epochs per model (early stopping usually ends sooner)", min=1, max=1000)
     patience: int = _f(6, "epochs without a better validation HR@10 before stopping early", min=1, max=1000)
-    batch_size: int = _f(0, "samples per optimiser step; 0 = auto: about 256 steps per epoch, a power of two in "
-                            "[1024, 16384] (2048 for ML-100K, 16384 for ML-1M)", min=0, max=1 << 22)
+    batch_size: int = _f(
+        0,
+        "samples per optimiser step; 0 = auto: about 256 steps per epoch, a power of two in "
+        "[1024, 16384] (2048 for ML-100K, 16384 for ML-1M)",
+        min=0,
+        max=1 << 22,
+    )
     lr: float = _f(0.01, "Adam learning rate of GMF and MLP (tuned on ML-100K)", min=0.0, max=10.0)
-    l2: float = _f(0.001, "L2 penalty on the embedding rows each batch reads (lazy: rows a batch does not read are "
-                          "left alone), per sample; 1e-3 chosen on ML-100K validation (BENCHMARKS.md)", min=0.0, max=1.0)
-    dense_decay: float = _f(0.0, "decoupled weight decay (AdamW; SGD's weight_decay) of the dense layers, not the "
-                                 "embeddings", min=0.0, max=1.0)
+    l2: float = _f(
+        0.001,
+        "L2 penalty on the embedding rows each batch reads (lazy: rows a batch does not read are "
+        "left alone), per sample; 1e-3 chosen on ML-100K validation (BENCHMARKS.md)",
+        min=0.0,
+        max=1.0,
+    )
+    dense_decay: float = _f(
+        0.0,
+        "decoupled weight decay (AdamW; SGD's weight_decay) of the dense layers, not the embeddings",
+        min=0.0,
+        max=1.0,
+    )
     dropout: float = _f(0.0, "dropout after each MLP tower layer while training (MLP and NeuMF)", min=0.0, max=0.9)
-    recency_boost: float = _f(4.0, "extra loss weight of each user's latest train positives (with their negatives): "
-                                   "the positive r places before the user's latest weighs 1 + recency_boost * "
-                                   "0.5 ** (r / recency_halflife), weights scaled to mean 1; 0 = every positive alike. "
-                                   "4 (half-life 5) raised NeuMF's validation HR@10 by 0.016 on ML-100K, 5 seeds "
-                                   "(BENCHMARKS.md)", min=0.0, max=100.0)
-    recency_halflife: float = _f(5.0, "places from a user's latest interaction at which the recency boost halves",
-                                 min=0.01, max=1e6)
-    refit: bool = _f(True, "after each model's epoch count is chosen on validation, train it again from the start on "
-                           "train + validation positives for that many epochs; evaluate and publish use that model "
-                           "(its test item then follows what it saw, as the validation item did: BENCHMARKS.md)")
-    tune_min_gain_se: float = _f(1.0, "ncf_tune writes tuning/profile.json only when its best trial's validation HR@K "
-                                      "beats trial 0's (the current settings) by more than this many standard errors "
-                                      "of a validation HR, sqrt(p(1 - p) / validation users): the best of many noisy "
-                                      "trials sits about one above its true value", min=0.0, max=100.0)
-    tuned_profile: bool = _f(True, "use the tuned profile tuning/profile.json (written by ncf_tune) when present; "
-                                   "explicit params and --set still win")
-    warm_start: bool = _f(False, "initialise GMF, MLP and NeuMF from the model in production (embeddings carried over "
-                                 "through the id maps) and train warm_epochs on the last warm_window_days; cold (from "
-                                 "scratch, all history) when off, when nothing is published, and on cold_weekday")
-    warm_epochs: int = _f(4, "maximum epochs of a warm-started model (and never more than epochs; early stopping still "
-                             "applies)", min=1, max=1000)
-    warm_lr: float = _f(0.001, "Adam learning rate of GMF and MLP when warm-started (NeuMF uses neumf_lr)", min=0.0,
-                        max=10.0)
-    warm_window_days: int = _f(7, "a warm-started model trains on the train interactions of the last this many days "
-                                  "(every user keeps their recommendations: ids, splits and exclusions cover window_days)",
-                               min=1, max=3660)
-    cold_weekday: int = _f(6, "weekday of the data date (0 = Monday .. 6 = Sunday) on which a warm_start deployment "
-                              "retrains cold; -1 = never", min=-1, max=6)
+    recency_boost: float = _f(
+        4.0,
+        "extra loss weight of each user's latest train positives (with their negatives): "
+        "the positive r places before the user's latest weighs 1 + recency_boost * "
+        "0.5 ** (r / recency_halflife), weights scaled to mean 1; 0 = every positive alike. "
+        "4 (half-life 5) raised NeuMF's validation HR@10 by 0.016 on ML-100K, 5 seeds "
+        "(BENCHMARKS.md)",
+        min=0.0,
+        max=100.0,
+    )
+    recency_halflife: float = _f(
+        5.0, "places from a user's latest interaction at which the recency boost halves", min=0.01, max=1e6
+    )
+    refit: bool = _f(
+        True,
+        "after each model's epoch count is chosen on validation, train it again from the start on "
+        "train + validation positives for that many epochs; evaluate and publish use that model "
+        "(its test item then follows what it saw, as the validation item did: BENCHMARKS.md)",
+    )
+    tune_min_gain_se: float = _f(
+        1.0,
+        "ncf_tune writes tuning/profile.json only when its best trial's validation HR@K "
+        "beats trial 0's (the current settings) by more than this many standard errors "
+        "of a validation HR, sqrt(p(1 - p) / validation users): the best of many noisy "
+        "trials sits about one above its true value",
+        min=0.0,
+        max=100.0,
+    )
+    tuned_profile: bool = _f(
+        True,
+        "use the tuned profile tuning/profile.json (written by ncf_tune) when present; "
+        "explicit params and --set still win",
+    )
+    warm_start: bool = _f(
+        False,
+        "initialise GMF, MLP and NeuMF from the model in production (embeddings carried over "
+        "through the id maps) and train warm_epochs on the last warm_window_days; cold (from "
+        "scratch, all history) when off, when nothing is published, and on cold_weekday",
+    )
+    warm_epochs: int = _f(
+        4,
+        "maximum epochs of a warm-started model (and never more than epochs; early stopping still applies)",
+        min=1,
+        max=1000,
+    )
+    warm_lr: float = _f(
+        0.001, "Adam learning rate of GMF and MLP when warm-started (NeuMF uses neumf_lr)", min=0.0, max=10.0
+    )
+    warm_window_days: int = _f(
+        7,
+        "a warm-started model trains on the train interactions of the last this many days "
+        "(every user keeps their recommendations: ids, splits and exclusions cover window_days)",
+        min=1,
+        max=3660,
+    )
+    cold_weekday: int = _f(
+        6,
+        "weekday of the data date (0 = Monday .. 6 = Sunday) on which a warm_start deployment "
+        "retrains cold; -1 = never",
+        min=-1,
+        max=6,
+    )
     pretrain: bool = _f(True, "initialise NeuMF from pretrained GMF and MLP (the paper's best setting)")
     alpha: float = _f(0.5, "weight of GMF in the fused NeuMF output layer", min=0.0, max=1.0)
-    neumf_optimizer: str = _f("adam", "optimiser of NeuMF fine-tuning: a fresh Adam at a small rate improved on the "
-                                      "fused start on validation where SGD (the paper's) did not (BENCHMARKS.md)",
-                              choices=("sgd", "adam"))
-    neumf_lr: float = _f(0.001, "learning rate of NeuMF fine-tuning (Adam, or SGD with sgd_momentum); 0.001 chosen on "
-                                "MovieLens 100K's validation split over 5 seeds (BENCHMARKS.md, issue 15)", min=0.0, max=10.0)
+    neumf_optimizer: str = _f(
+        "adam",
+        "optimiser of NeuMF fine-tuning: a fresh Adam at a small rate improved on the "
+        "fused start on validation where SGD (the paper's) did not (BENCHMARKS.md)",
+        choices=("sgd", "adam"),
+    )
+    neumf_lr: float = _f(
+        0.001,
+        "learning rate of NeuMF fine-tuning (Adam, or SGD with sgd_momentum); 0.001 chosen on "
+        "MovieLens 100K's validation split over 5 seeds (BENCHMARKS.md, issue 15)",
+        min=0.0,
+        max=10.0,
+    )
     sgd_momentum: float = _f(0.9, "momentum of SGD when neumf_optimizer=sgd", min=0.0, max=0.999)
     embedding_std: float = _f(0.01, "standard deviation of the normal initialisation of embeddings", min=1e-6, max=1.0)
     device: str = _f("auto", "torch device: auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch; 0 = all cores", min=0, max=1024)
-    train_procs: int = _f(1, "data-parallel training processes per model (torch.distributed via torchrun: one per GPU "
-                             "with NCCL, CPU processes with gloo); 1 = one process", min=1, max=64)
+    train_procs: int = _f(
+        1,
+        "data-parallel training processes per model (torch.distributed via torchrun: one per GPU "
+        "with NCCL, CPU processes with gloo); 1 = one process",
+        min=1,
+        max=64,
+    )
     train_queue: str = _f("gpu", "Celery queue of the training tasks (LocalExecutor ignores it)")
 
     # --- scheduling and alerting (read by the DAG files at parse time) ----------------------------
     schedule: str = _f("0 2 * * *", "cron schedule of ncf_retrain (UTC); 'none' = manual and API triggers only")
-    notifier: str = _f("", "class path of an Airflow notifier that receives the one-line failure summary "
-                           "(e.g. airflow.providers.slack.notifications.slack.SlackNotifier); '' = log only")
+    notifier: str = _f(
+        "",
+        "class path of an Airflow notifier that receives the one-line failure summary "
+        "(e.g. airflow.providers.slack.notifications.slack.SlackNotifier); '' = log only",
+    )
 
     # --- evaluation, gate, publication ----------------------------------------------------------
     eval_k: int = _f(10, "cut-off of HR@K / NDCG@K", min=1, max=1000)
@@ -163,9 +259,14 @@ class Settings:
     gate_tolerance: float = _f(0.01, "HR@K the new model may lose against production", min=0.0, max=1.0)
     force_publish: bool = _f(False, "publish even if the gate rejects the model (recorded)")
     publish_k: int = _f(100, "recommendations per user in the published table", min=1, max=10000)
-    publish_shards: int = _f(1, "score shards of publish: user ranges scored by parallel mapped tasks, each writing "
-                                "one part of the table (1 = one task; more for catalogues whose scoring outgrows a "
-                                "worker, see docs/SCALING.md)", min=1, max=1024)
+    publish_shards: int = _f(
+        1,
+        "score shards of publish: user ranges scored by parallel mapped tasks, each writing "
+        "one part of the table (1 = one task; more for catalogues whose scoring outgrows a "
+        "worker, see docs/SCALING.md)",
+        min=1,
+        max=1024,
+    )
     retention_days: int = _f(30, "published partitions older than this many days are deleted", min=1)
 
     def __post_init__(self) -> None:
@@ -181,11 +282,15 @@ class Settings:
         if not self.bucket:
             raise ConfigError(f"setting bucket ({env_name('bucket')}) must not be empty")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket) or ".." in self.bucket:
-            raise ConfigError(f"setting bucket ({env_name('bucket')}) = {self.bucket[:80]!r}: an S3 bucket name has "
-                              "3-63 lowercase letters, digits, '.' and '-', and starts and ends with a letter or digit")
+            raise ConfigError(
+                f"setting bucket ({env_name('bucket')}) = {self.bucket[:80]!r}: an S3 bucket name has "
+                "3-63 lowercase letters, digits, '.' and '-', and starts and ends with a letter or digit"
+            )
         if self.s3_endpoint_url and not re.match(r"https?://[^/\s]+", self.s3_endpoint_url):
-            raise ConfigError(f"setting s3_endpoint_url ({env_name('s3_endpoint_url')}) = "
-                              f"{self.s3_endpoint_url[:80]!r}: expected http://HOST[:PORT] or https://HOST[:PORT], or ''")
+            raise ConfigError(
+                f"setting s3_endpoint_url ({env_name('s3_endpoint_url')}) = "
+                f"{self.s3_endpoint_url[:80]!r}: expected http://HOST[:PORT] or https://HOST[:PORT], or ''"
+            )
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -197,9 +302,11 @@ class Settings:
             name = env_name(f.name)
             if name in env:
                 values[f.name] = _parse(f, env[name], source=name)
-        unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):].lower() not in _FIELDS)
+        unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() not in _FIELDS)
         if unknown:
-            raise ConfigError(f"unknown environment variable(s) {unknown}; known: {sorted(env_name(n) for n in _FIELDS)}")
+            raise ConfigError(
+                f"unknown environment variable(s) {unknown}; known: {sorted(env_name(n) for n in _FIELDS)}"
+            )
         settings = cls(**values)
         return settings.replace(**overrides) if overrides else settings
 

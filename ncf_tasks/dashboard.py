@@ -32,11 +32,19 @@ def run_row(run: RunArtifacts, up: str) -> dict:
     gate = metrics.get("gate")
     histories = run.histories()
     published = run.publication()
-    seconds = [m.build_seconds, *((histories[x] or {}).get("seconds") for x in MODELS),
-               metrics.get("seconds"), (published or {}).get("seconds")]
+    seconds = [
+        m.build_seconds,
+        *((histories[x] or {}).get("seconds") for x in MODELS),
+        metrics.get("seconds"),
+        (published or {}).get("seconds"),
+    ]
     return {
-        "run_id": run.run_id, "k": metrics.get("k"), "date": m.end_date or "?", "interactions": m.report.get("interactions", 0),
-        "n_users": m.n_users, "n_items": m.n_items,
+        "run_id": run.run_id,
+        "k": metrics.get("k"),
+        "date": m.end_date or "?",
+        "interactions": m.report.get("interactions", 0),
+        "n_users": m.n_users,
+        "n_items": m.n_items,
         "hr": {name: v[f"hr@{k}"] for name, v in models.items()},
         "ndcg": {name: v[f"ndcg@{k}"] for name, v in models.items()},
         "coverage": metrics.get("full_catalog", {}).get("coverage"),
@@ -57,8 +65,9 @@ def _plots(storage: Storage, charts: dict[str, tuple]) -> dict[str, str]:
     kept beside the page under the digest of the charts' data and of ``plots.py``'s source."""
     from ncf_tasks import plots
 
-    digest = hashlib.sha256(Path(plots.__file__).read_bytes()
-                            + json.dumps(charts, sort_keys=True, default=str).encode()).hexdigest()
+    digest = hashlib.sha256(
+        Path(plots.__file__).read_bytes() + json.dumps(charts, sort_keys=True, default=str).encode()
+    ).hexdigest()
     kept = storage.get_json(layout.dashboard_plots(), default=None)
     if isinstance(kept, dict) and kept.get("digest") == digest and set(kept.get("plots", {})) == set(charts):
         return kept["plots"]
@@ -82,21 +91,38 @@ def rebuild(storage: Storage) -> str:
     def series(field: str) -> dict[str, list]:
         return {m: [(day[r["run_id"]], r[field][m]) for r in dated if m in r[field]] for m in models}
 
-    plots = _plots(storage, {
-        "hr": (series("hr"), f"test HR@{k} per data day", f"HR@{k}"),
-        "ndcg": (series("ndcg"), f"test NDCG@{k} per data day", f"NDCG@{k}"),
-        "volume": ({"interactions": [(day[r["run_id"]], r["interactions"]) for r in dated]},
-                   "training interactions per run", "interactions"),
-        "coverage": ({"neumf": [(day[r["run_id"]], r["coverage"]) for r in dated if r["coverage"] is not None]},
-                     f"catalogue coverage of top-{k} lists", "share of items"),
-    })
+    plots = _plots(
+        storage,
+        {
+            "hr": (series("hr"), f"test HR@{k} per data day", f"HR@{k}"),
+            "ndcg": (series("ndcg"), f"test NDCG@{k} per data day", f"NDCG@{k}"),
+            "volume": (
+                {"interactions": [(day[r["run_id"]], r["interactions"]) for r in dated]},
+                "training interactions per run",
+                "interactions",
+            ),
+            "coverage": (
+                {"neumf": [(day[r["run_id"]], r["coverage"]) for r in dated if r["coverage"] is not None]},
+                f"catalogue coverage of top-{k} lists",
+                "share of items",
+            ),
+        },
+    )
     latest = storage.get_json(layout.latest_pointer(), default=None)
     tuning = storage.get_json(layout.tuned_profile(), default=None)
     if tuning:
         tuning = {**tuning, "report": up + layout.tuning_study(tuning["version"]) + "report.html"}
-    page = render("dashboard.html.j2", runs=list(reversed(rows)), models=[m for m in models if m != "production"],
-                  k=k, plots=plots, latest=latest, bucket_uri=storage.uri(""), tuning=tuning,
-                  built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    page = render(
+        "dashboard.html.j2",
+        runs=list(reversed(rows)),
+        models=[m for m in models if m != "production"],
+        k=k,
+        plots=plots,
+        latest=latest,
+        bucket_uri=storage.uri(""),
+        tuning=tuning,
+        built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
     storage.put_bytes(layout.dashboard(), page.encode(), "text/html")
     log.info("runs dashboard (%d runs): %s", len(rows), storage.uri(layout.dashboard()))
     return storage.uri(layout.dashboard())

@@ -1,9 +1,22 @@
-"""Exceptions the stages raise; the CLI and the DAG map them to exit codes and task states.
+"""Every exception the stages raise on purpose: the catalogue of exit codes and retry decisions.
 
-Every message names the file / URI, the row or column, and the rule that was broken. Exit codes of
-``python -m ncf_tasks``: 0 ok, 1 unexpected, 2 bad setting, 3 no data, 4 bad input data,
-5 validation failed (quarantined), 6 storage error, 7 gate rejected the model, 8 another writer won
-a conditional write (nothing of this writer is visible).
+One table, read by the CLI (exit codes), the DAGs (Airflow's retry policy retries exactly the classes
+marked ``retried``) and the tests (one case per class, through the CLI). Every message names the file /
+URI, the row or column, and the rule that was broken.
+
+| exit | class | retried by Airflow | meaning |
+|---|---|---|---|
+| 0 | | | ok |
+| 1 | ``NcfError``, ``DistributedTrainingFailed`` | no | unexpected; a rank of data-parallel training died |
+| 2 | ``ConfigError`` | no | a setting, run parameter, command argument or the rules file is invalid |
+| 3 | ``NoDataError`` | no | nothing to process, or a prerequisite of this step is missing |
+| 4 | ``DataError`` | no | input data broke a rule (raw files, JSON objects, artifacts) |
+| 5 | ``ValidationFailed`` | no | a day failed validation and was quarantined |
+| 6 | ``StorageError`` | yes | object storage failed (network, permissions, missing object) |
+| 7 | ``GateRejected`` | no | the gate rejected the run's model; what is served stays |
+| 8 | ``ConflictError`` | no | another writer won a conditional write; nothing of this writer is visible |
+
+Anything else that reaches the CLI is a bug: exit 1 with its traceback.
 """
 
 
@@ -11,16 +24,25 @@ class NcfError(Exception):
     """Base class: an expected failure with a message meant for a person."""
 
     exit_code = 1
+    retried = False  # whether the DAGs' retry policy retries it (only failures a retry can cure)
 
 
 class ConfigError(NcfError, ValueError):
-    """A setting or run parameter is invalid (names the setting and the accepted values)."""
+    """A setting, run parameter or command argument is invalid, or the rules file cannot be read (names
+    the setting or file and the accepted values)."""
 
     exit_code = 2
 
 
+class NoDataError(NcfError):
+    """Nothing to process (no raw files for the date, no curated partitions in the window), or what this
+    step needs was never produced (a model not trained, a run not evaluated)."""
+
+    exit_code = 3
+
+
 class DataError(NcfError, ValueError):
-    """Input data broke a rule: a malformed file, a missing column, an unparseable value."""
+    """Input data broke a rule: a malformed file, a missing column, an unparseable value or JSON object."""
 
     exit_code = 4
 
@@ -31,16 +53,11 @@ class ValidationFailed(NcfError):
     exit_code = 5
 
 
-class NoDataError(NcfError):
-    """Nothing to process (no raw files for the date, no curated partitions in the window)."""
-
-    exit_code = 3
-
-
 class StorageError(NcfError):
     """Object storage failed (network, permissions, missing object). Retrying may help."""
 
     exit_code = 6
+    retried = True
 
 
 class GateRejected(NcfError):
@@ -54,6 +71,29 @@ class ConflictError(NcfError):
     other writer's result stands, and nothing this writer wrote is named by it."""
 
     exit_code = 8
+
+
+class DistributedTrainingFailed(NcfError):
+    """A rank of a data-parallel training died without one of the errors above (a crash, a signal, a bug);
+    its traceback is in the task log. A rank's own ``NcfError`` is raised again as itself instead (a
+    storage error stays retryable)."""
+
+
+CATALOGUE: dict[str, type[NcfError]] = {
+    cls.__name__: cls
+    for cls in (
+        NcfError,
+        ConfigError,
+        NoDataError,
+        DataError,
+        ValidationFailed,
+        StorageError,
+        GateRejected,
+        ConflictError,
+        DistributedTrainingFailed,
+    )
+}
+RETRIED = tuple(f"{__name__}.{name}" for name, cls in CATALOGUE.items() if cls.retried)
 
 
 QUOTE_LIMIT = 80

@@ -18,35 +18,28 @@ import datetime as dt
 import logging
 import time
 
-import numpy as np
 import torch
 
 from ncf_tasks import dashboard, gate, layout
-from ncf_tasks.artifacts import MODELS, PUBLISHED_MODEL, RunArtifacts, RunData, setup_torch
+from ncf_tasks.artifacts import MODELS, PUBLISHED_MODEL, RunArtifacts, id_translation
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
 from ncf_tasks.report import render_report, training_summary
+from ncf_tasks.rundata import RunData, setup_torch
 from ncf_tasks.scoring import masked_scores
 from ncf_tasks.storage import Storage
 
 log = logging.getLogger(__name__)
 
 
-def id_translation(ours, theirs) -> np.ndarray:
-    """For each of our indices, the other run's index of the same string id, or -1 if it never saw it."""
-    import polars as pl
-
-    key = ours.columns[1]  # user_id / item_id
-    idx = ours.columns[0]
-    joined = ours.join(theirs.rename({theirs.columns[0]: "_their"}), on=key, how="left").sort(idx)
-    return joined["_their"].fill_null(-1).cast(pl.Int64).to_numpy(writable=True)  # torch wants writable arrays
-
-
 @torch.no_grad()
-def rescore_production(storage: Storage, prod: dict, run: RunArtifacts, device: torch.device,
-                       users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+def rescore_production(
+    storage: Storage, prod: dict, run: RunArtifacts, device: torch.device, users: torch.Tensor, candidates: torch.Tensor
+) -> torch.Tensor:
     """Scores of the production model on this run's candidates, through the production run's id maps."""
-    net, art = RunArtifacts(storage, prod["run_id"]).load_model(prod.get("model", PUBLISHED_MODEL), device, current=False)
+    net, art = RunArtifacts(storage, prod["run_id"]).load_model(
+        prod.get("model", PUBLISHED_MODEL), device, current=False
+    )
     ours = run.id_maps()
     theirs = {f: storage.read_parquet(art["id_maps"][f]) for f in ("users", "items")}
     u_map = torch.from_numpy(id_translation(ours["users"], theirs["users"])).to(device)
@@ -75,8 +68,12 @@ def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.
         recommended[top.reshape(-1)] = True
         rec_pop.append(pop_pct[top].mean(1))
     recall, ndcg = hit_ndcg(torch.cat(ranks), k) if ranks else (0.0, 0.0)
-    return {f"recall@{k}": recall, f"ndcg@{k}": ndcg, "coverage": float(recommended.double().mean()),
-            "popularity_bias": float(torch.cat(rec_pop).mean()) if rec_pop else 0.0}
+    return {
+        f"recall@{k}": recall,
+        f"ndcg@{k}": ndcg,
+        "coverage": float(recommended.double().mean()),
+        "popularity_bias": float(torch.cat(rec_pop).mean()) if rec_pop else 0.0,
+    }
 
 
 def served_model(storage: Storage) -> dict | None:
@@ -87,9 +84,14 @@ def served_model(storage: Storage) -> dict | None:
         return None
     record = storage.get_json(layout.production_pointer(), default=None)
     if not record or record.get("run_id") != pointer["run_id"]:
-        log.warning("%s names run %s but %s names %s (a publish stopped between the two): comparing with "
-                    "the served run %s", storage.uri(layout.production_pointer()), (record or {}).get("run_id"),
-                    storage.uri(layout.latest_pointer()), pointer["run_id"], pointer["run_id"])
+        log.warning(
+            "%s names run %s but %s names %s (a publish stopped between the two): comparing with the served run %s",
+            storage.uri(layout.production_pointer()),
+            (record or {}).get("run_id"),
+            storage.uri(layout.latest_pointer()),
+            pointer["run_id"],
+            pointer["run_id"],
+        )
     return {"run_id": pointer["run_id"], "model": pointer.get("model", PUBLISHED_MODEL)}
 
 
@@ -111,8 +113,12 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
             if name == PUBLISHED_MODEL:  # what publish scores, without torch, checked by its SHA-256
                 exported = {name: run.save_serving(name, net, art)}
             hr, ndcg = hit_ndcg(held_out_rank(score_candidates(net, users, cands)), k)
-            models[name] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "best_epoch": art["epoch"],
-                            "val_hr": art["validation"].get(f"hr@{k}")}
+            models[name] = {
+                f"hr@{k}": hr,
+                f"ndcg@{k}": ndcg,
+                "best_epoch": art["epoch"],
+                "val_hr": art["validation"].get(f"hr@{k}"),
+            }
     popularity = torch.bincount(data.train_items, minlength=data.n_items).double()
     hr, ndcg = hit_ndcg(held_out_rank(popularity[cands]), k)
     models["popularity"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg}
@@ -123,9 +129,17 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
         models["production"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "run_id": prod["run_id"]}
     catalog = full_catalog(nets[PUBLISHED_MODEL], data, k, popularity)
     manifest = run.manifest()
-    metrics = {"run_id": run_id, "k": k, "test_users": int(users.numel()), "candidates": int(cands.shape[1]),
-               "models": models, "full_catalog": catalog, "data": manifest.report, "serving": exported,
-               "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    metrics = {
+        "run_id": run_id,
+        "k": k,
+        "test_users": int(users.numel()),
+        "candidates": int(cands.shape[1]),
+        "models": models,
+        "full_catalog": catalog,
+        "data": manifest.report,
+        "serving": exported,
+        "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     metrics["gate"] = gate.decide(settings, metrics)
     histories = run.histories()
     training = training_summary(histories, k)
@@ -137,10 +151,21 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     dashboard_uri = dashboard.rebuild(storage)
     table = " | ".join(f"{m} HR@{k} {v[f'hr@{k}']:.4f} NDCG@{k} {v[f'ndcg@{k}']:.4f}" for m, v in models.items())
     log.info("evaluation of %s: %s", run_id, table)
-    log.info("gate: %s — %s", "PUBLISH" if metrics["gate"]["publish"] else "REJECT", "; ".join(metrics["gate"]["reasons"]))
+    log.info(
+        "gate: %s — %s", "PUBLISH" if metrics["gate"]["publish"] else "REJECT", "; ".join(metrics["gate"]["reasons"])
+    )
     log.info("report: %s", report_uri)
-    return {"run_id": run_id, "k": k, "metrics": {m: {kk: round(vv, 5) if isinstance(vv, float) else vv
-                                                       for kk, vv in v.items()} for m, v in models.items()},
-            "full_catalog": {kk: round(vv, 5) for kk, vv in catalog.items()}, "gate": metrics["gate"],
-            "training": training, "report_uri": report_uri, "metrics_uri": metrics_uri, "dashboard_uri": dashboard_uri,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "run_id": run_id,
+        "k": k,
+        "metrics": {
+            m: {kk: round(vv, 5) if isinstance(vv, float) else vv for kk, vv in v.items()} for m, v in models.items()
+        },
+        "full_catalog": {kk: round(vv, 5) for kk, vv in catalog.items()},
+        "gate": metrics["gate"],
+        "training": training,
+        "report_uri": report_uri,
+        "metrics_uri": metrics_uri,
+        "dashboard_uri": dashboard_uri,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }

@@ -19,15 +19,15 @@ import copy
 import logging
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from ncf_tasks import distributed
-from ncf_tasks.artifacts import RunData
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import evaluate_model
 from ncf_tasks.models import NeuMF, build_model, embedding_tables
+from ncf_tasks.rundata import RunData
 from ncf_tasks.sampling import PositiveSet, train_negatives
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,10 @@ def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings, warm: 
     here: their L2 is the lazy penalty of ``train_epoch`` (``l2``)."""
     user_tables, item_tables = embedding_tables(model)
     emb_ids = {id(t.weight) for t in (*user_tables, *item_tables)}
-    groups = [{"params": [p for p in model.parameters() if id(p) in emb_ids], "weight_decay": 0.0},
-              {"params": [p for p in model.parameters() if id(p) not in emb_ids], "weight_decay": settings.dense_decay}]
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) in emb_ids], "weight_decay": 0.0},
+        {"params": [p for p in model.parameters() if id(p) not in emb_ids], "weight_decay": settings.dense_decay},
+    ]
     fine_tune = kind == "neumf" and settings.pretrain
     if fine_tune and settings.neumf_optimizer == "sgd":
         return torch.optim.SGD(groups, lr=settings.neumf_lr, momentum=settings.sgd_momentum)
@@ -49,14 +51,20 @@ def make_optimizer(kind: str, model: torch.nn.Module, settings: Settings, warm: 
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
-def new_model(kind: str, n_users: int, n_items: int, settings: Settings,
-              parts: tuple[torch.nn.Module, torch.nn.Module] | None = None) -> torch.nn.Module:
+def new_model(
+    kind: str,
+    n_users: int,
+    n_items: int,
+    settings: Settings,
+    parts: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+) -> torch.nn.Module:
     """The model a training starts from: NeuMF with pretraining fused from ``parts`` (trained GMF, MLP),
     anything else freshly initialised. Used by ``train`` (parts loaded from the run) and ``tune`` (in memory)."""
     if kind == "neumf" and settings.pretrain:
         return NeuMF.from_pretrained(*parts, settings.alpha, settings.dropout)
-    return build_model(kind, n_users, n_items, settings.factors, settings.mlp_layers, settings.embedding_std,
-                       settings.dropout)
+    return build_model(
+        kind, n_users, n_items, settings.factors, settings.mlp_layers, settings.embedding_std, settings.dropout
+    )
 
 
 AUTO_STEPS_PER_EPOCH = 256
@@ -78,8 +86,16 @@ def batch_size_for(settings: Settings, positives: int) -> int:
     return int(min(max(2 ** round(math.log2(max(samples / AUTO_STEPS_PER_EPOCH, 1))), lo), hi))
 
 
-def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings, gen: torch.Generator,
-                device: torch.device, rank: "distributed.Rank | None" = None) -> tuple[float, int]:
+def train_epoch(
+    model,
+    opt,
+    data: RunData,
+    pos: PositiveSet,
+    settings: Settings,
+    gen: torch.Generator,
+    device: torch.device,
+    rank: "distributed.Rank | None" = None,
+) -> tuple[float, int]:
     """One epoch: a permutation of the positives, fresh negatives, index-slice batches.
 
     Returns (mean loss, samples). A batch is ``batch_size // (1 + K)`` shuffled positives, each with
@@ -118,7 +134,8 @@ def train_epoch(model, opt, data: RunData, pos: PositiveSet, settings: Settings,
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(pu[lo:hi, None], items, penalty)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits.float(), labels[:hi - lo], None if w is None else w[lo:hi], reduction="sum")
+            logits.float(), labels[: hi - lo], None if w is None else w[lo:hi], reduction="sum"
+        )
         scale = world / (m * (1 + k))  # the whole batch's mean, once DDP has averaged the ranks' gradients
         loss = (bce + settings.l2 * sum(penalty)) * scale if penalty else bce * scale
         opt.zero_grad(set_to_none=True)
@@ -159,77 +176,122 @@ def initial_state(net: torch.nn.Module, data: RunData, k: int, model: str) -> di
     NeuMF with pretraining, the fused α·GMF + (1−α)·MLP; fine-tuning must improve on it to count)."""
     hr0, nd0 = evaluate_model(net, data.valid_users, data.valid_candidates, k)
     log.info("%s: initial validation HR@%d %.4f NDCG@%d %.4f", model, k, hr0, k, nd0)
-    return {"epoch": 0, "history": [], "best_hr": hr0, "best_epoch": 0, "bad_epochs": 0,
-            "best_state": copy.deepcopy(net.state_dict()), "init_hr": hr0, "init_ndcg": nd0}
+    return {
+        "epoch": 0,
+        "history": [],
+        "best_hr": hr0,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "best_state": copy.deepcopy(net.state_dict()),
+        "init_hr": hr0,
+        "init_ndcg": nd0,
+    }
 
 
-def fit(model: str, net: torch.nn.Module, opt: torch.optim.Optimizer, data: RunData, pos: PositiveSet,
-        settings: Settings, device: torch.device, state: dict,
-        on_epoch: Callable[[dict, dict], None] | None = None, rank: "distributed.Rank | None" = None,
-        train_net: torch.nn.Module | None = None) -> dict:
-    """Epochs until ``settings.epochs`` or ``patience`` epochs without a better validation HR; keeps the
-    best epoch's weights in ``state``. ``on_epoch(row, state)`` runs after each epoch: run_train's
+def fit(
+    model: str,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    data: RunData,
+    pos: PositiveSet,
+    settings: Settings,
+    device: torch.device,
+    state: dict,
+    on_epoch: Callable[[dict, dict], None] | None = None,
+    rank: "distributed.Rank | None" = None,
+    train_net: torch.nn.Module | None = None,
+) -> dict:
+    """Selection: epochs until ``settings.epochs`` or ``patience`` epochs without a better validation HR; keeps
+    the best epoch's weights in ``state``. ``on_epoch(row, state)`` runs after each epoch: run_train's
     checkpoint, the tuner's pruning report (which may raise to stop the trial). Data-parallel: ``rank``,
     and ``train_net`` the DDP wrapper of ``net`` that the training steps go through."""
-    k = settings.eval_k
-    t_start = time.perf_counter()
-    first = state["epoch"]
-    while state["epoch"] < settings.epochs and state["bad_epochs"] < settings.patience:
-        epoch = state["epoch"] + 1
-        gen = epoch_generator(settings, epoch, device)
-        t = time.perf_counter()
-        loss, samples = train_epoch(train_net or net, opt, data, pos, settings, gen, device, rank)
-        train_s = time.perf_counter() - t
-        hr, ndcg = evaluate_model(net, data.valid_users, data.valid_candidates, k)
-        elapsed = time.perf_counter() - t_start
-        row = {"epoch": epoch, "loss": round(loss, 6), f"val_hr@{k}": round(hr, 5), f"val_ndcg@{k}": round(ndcg, 5),
-               "samples_per_s": round(samples / train_s), "epoch_s": round(train_s, 3)}
-        state["history"].append(row)
-        if hr > state["best_hr"]:
-            state.update(best_hr=hr, best_epoch=epoch, bad_epochs=0, best_state=copy.deepcopy(net.state_dict()))
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        eta = elapsed / (epoch - first) * (settings.epochs - epoch)
-        log.info("epoch %d/%d %s: loss %.4f, val HR@%d %.4f NDCG@%d %.4f, %.0f samples/s, elapsed %.0fs, ETA <= %.0fs%s",
-                 epoch, settings.epochs, model, loss, k, hr, k, ndcg, samples / train_s, elapsed, eta,
-                 " (best)" if state["best_epoch"] == epoch else "")
-        if on_epoch is not None:
-            on_epoch(row, state)
+    _epochs(
+        model, net, opt, data, pos, settings, device, state, state, settings.epochs, True, on_epoch, rank, train_net
+    )
     return state
 
 
-def refit(model: str, net: torch.nn.Module, opt: torch.optim.Optimizer, data: RunData, pos: PositiveSet,
-          settings: Settings, device: torch.device, state: dict,
-          on_epoch: Callable[[dict, dict], None] | None = None, rank: "distributed.Rank | None" = None,
-          train_net: torch.nn.Module | None = None) -> dict:
+def refit(
+    model: str,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    data: RunData,
+    pos: PositiveSet,
+    settings: Settings,
+    device: torch.device,
+    state: dict,
+    on_epoch: Callable[[dict, dict], None] | None = None,
+    rank: "distributed.Rank | None" = None,
+    train_net: torch.nn.Module | None = None,
+) -> dict:
     """``settings.refit``: ``state["refit"]["epochs"]`` (the epoch ``fit`` chose) epochs of ``net``, a fresh start,
     on train + validation positives, without validation (the validation items are now training data).
 
     Why (Rendle et al. 2020 train again on all but the test split after tuning): a model trained on train
     positives alone predicts the test item across a gap, each user's latest train interaction being two steps
     back, while validation sees the very next item. On MovieLens 100K closing it raised NeuMF's test HR@10
-    by 0.009 on average over 5 seeds (BENCHMARKS.md). The epochs use the same seeds as ``fit``'s, so a refit repeats the chosen training run
-    on the larger set; progress sits in ``state["refit"]`` so a killed task resumes it."""
+    by 0.009 on average over 5 seeds (BENCHMARKS.md). The epochs use the same seeds as ``fit``'s, so a refit
+    repeats the chosen training run on the larger set; progress sits in ``state["refit"]`` so a killed task
+    resumes it."""
     r = state["refit"]
     train = data.with_validation()
-    t_start, first = time.perf_counter(), r["epoch"]
-    while r["epoch"] < r["epochs"]:
-        epoch = r["epoch"] + 1
+    _epochs(model, net, opt, train, pos, settings, device, r, state, r["epochs"], False, on_epoch, rank, train_net)
+    return state
+
+
+def _epochs(
+    model: str,
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    data: RunData,
+    pos: PositiveSet,
+    settings: Settings,
+    device: torch.device,
+    phase: dict,
+    state: dict,
+    until: int,
+    validate: bool,
+    on_epoch: Callable[[dict, dict], None] | None,
+    rank: "distributed.Rank | None",
+    train_net: torch.nn.Module | None,
+) -> None:
+    """The one epoch loop of both phases. ``phase``: the progress it advances (``epoch``, ``history``; with
+    ``validate``, the best epoch so far and ``bad_epochs`` too), ``state`` the whole state ``on_epoch`` gets.
+    With ``validate`` each epoch is scored on the validation candidates and ``patience`` may stop the loop."""
+    k = settings.eval_k
+    t_start, first = time.perf_counter(), phase["epoch"]
+    while phase["epoch"] < until and not (validate and phase["bad_epochs"] >= settings.patience):
+        epoch = phase["epoch"] + 1
         gen = epoch_generator(settings, epoch, device)
         t = time.perf_counter()
-        loss, samples = train_epoch(train_net or net, opt, train, pos, settings, gen, device, rank)
+        loss, samples = train_epoch(train_net or net, opt, data, pos, settings, gen, device, rank)
         train_s = time.perf_counter() - t
-        row = {"epoch": epoch, "loss": round(loss, 6), "samples_per_s": round(samples / train_s), "epoch_s": round(train_s, 3)}
-        r["history"].append(row)
-        r["epoch"] = epoch
+        row: dict = {"epoch": epoch, "loss": round(loss, 6)}
+        if validate:
+            hr, ndcg = evaluate_model(net, data.valid_users, data.valid_candidates, k)
+            row.update({f"val_hr@{k}": round(hr, 5), f"val_ndcg@{k}": round(ndcg, 5)})
+            if hr > phase["best_hr"]:
+                phase.update(best_hr=hr, best_epoch=epoch, bad_epochs=0, best_state=copy.deepcopy(net.state_dict()))
+            else:
+                phase["bad_epochs"] += 1
+        row.update(samples_per_s=round(samples / train_s), epoch_s=round(train_s, 3))
+        phase["history"].append(row)
+        phase["epoch"] = epoch
         elapsed = time.perf_counter() - t_start
-        log.info("refit epoch %d/%d %s on train + validation: loss %.4f, %.0f samples/s, elapsed %.0fs, ETA %.0fs",
-                 epoch, r["epochs"], model, loss, samples / train_s, elapsed,
-                 elapsed / (epoch - first) * (r["epochs"] - epoch))
+        eta = elapsed / (epoch - first) * (until - epoch)
+        if validate:
+            log.info(
+                "epoch %d/%d %s: loss %.4f, val HR@%d %.4f NDCG@%d %.4f, %.0f samples/s, elapsed %.0fs, ETA <= %.0fs%s",
+                epoch, until, model, loss, k, hr, k, ndcg, samples / train_s, elapsed, eta,
+                " (best)" if phase["best_epoch"] == epoch else "",
+            )  # fmt: skip
+        else:
+            log.info(
+                "refit epoch %d/%d %s on train + validation: loss %.4f, %.0f samples/s, elapsed %.0fs, ETA %.0fs",
+                epoch, until, model, loss, samples / train_s, elapsed, eta,
+            )  # fmt: skip
         if on_epoch is not None:
             on_epoch(row, state)
-    return state
 
 
 def best_ndcg(state: dict, k: int) -> float:

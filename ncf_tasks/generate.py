@@ -17,6 +17,7 @@ import numpy as np
 
 from ncf_tasks import layout, rawio
 from ncf_tasks.config import Settings
+from ncf_tasks.errors import ConfigError
 from ncf_tasks.storage import Storage
 
 if TYPE_CHECKING:
@@ -34,14 +35,14 @@ class SyntheticSpec:
     events_per_day: int = 10_000
     end_date: str = "2026-11-26"
     groups: int = 12
-    taste_strength: float = 0.85   # share of events drawn from the user's group instead of global popularity
+    taste_strength: float = 0.85  # share of events drawn from the user's group instead of global popularity
     duplicate_rate: float = 0.01
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("users", "items", "days", "events_per_day", "groups"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         dt.date.fromisoformat(self.end_date)
 
 
@@ -75,15 +76,21 @@ def synthesize(spec: SyntheticSpec) -> "pl.DataFrame":
     items[rest] = rng.choice(n_items, size=rest.size, p=pop_p)
 
     first_day = dt.date.fromisoformat(spec.end_date) - dt.timedelta(days=spec.days - 1)
-    start_us = int(dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.timezone.utc).timestamp()) * 10**6
+    start_us = int(dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.UTC).timestamp()) * 10**6
     day_idx = np.repeat(np.arange(spec.days), spec.events_per_day)
     ts_us = start_us + day_idx * 86_400_000_000 + rng.integers(0, 86_400_000_000, n)
     etype = rng.choice(len(EVENT_TYPES), size=n, p=[0.7, 0.2, 0.1])
     value = np.round(rng.exponential(60.0, n), 1)
 
-    df = pl.DataFrame({
-        "user_id": users, "item_id": items, "event_ts": ts_us, "event_type": etype, "value": value,
-    }).with_columns(
+    df = pl.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items,
+            "event_ts": ts_us,
+            "event_type": etype,
+            "value": value,
+        }
+    ).with_columns(
         pl.format("u{}", pl.col("user_id").cast(pl.String).str.zfill(6)).alias("user_id"),
         pl.format("i{}", pl.col("item_id").cast(pl.String).str.zfill(6)).alias("item_id"),
         pl.from_epoch("event_ts", time_unit="us").dt.replace_time_zone("UTC").alias("event_ts"),
@@ -95,8 +102,15 @@ def synthesize(spec: SyntheticSpec) -> "pl.DataFrame":
     return df.sort("event_ts")
 
 
-def write_days(storage: Storage, df: "pl.DataFrame", *, fmt: str = "csv", gz: bool = False,
-               files_per_day: int = 2, stem: str = "events") -> list[dict]:
+def write_days(
+    storage: Storage,
+    df: "pl.DataFrame",
+    *,
+    fmt: str = "csv",
+    gz: bool = False,
+    files_per_day: int = 2,
+    stem: str = "events",
+) -> list[dict]:
     """Write events into ``raw/interactions/dt=D/`` by the UTC date of ``event_ts``.
 
     Each day is split into ``files_per_day`` files, as collectors rotate files. Existing files of the
@@ -119,13 +133,21 @@ def write_days(storage: Storage, df: "pl.DataFrame", *, fmt: str = "csv", gz: bo
     return out
 
 
-def run_generate(settings: Settings, *, spec: SyntheticSpec, fmt: str = "csv", gz: bool = False,
-                 files_per_day: int = 2) -> dict:
+def run_generate(
+    settings: Settings, *, spec: SyntheticSpec, fmt: str = "csv", gz: bool = False, files_per_day: int = 2
+) -> dict:
     """Stage entry point: synthesize and write a block of days; returns what was written."""
     storage = Storage(settings)
     df = synthesize(spec)
     files = write_days(storage, df, fmt=fmt, gz=gz, files_per_day=files_per_day)
     days = sorted({layout.date_of_partition(f["key"]) for f in files})
     log.info("generated %d events over %d days into %s", df.height, len(days), storage.uri(layout.raw_root()))
-    return {"rows": df.height, "files": len(files), "days": days,
-            "uri": storage.uri(layout.raw_root()), "spec": asdict(spec), "format": fmt, "gzip": gz}
+    return {
+        "rows": df.height,
+        "files": len(files),
+        "days": days,
+        "uri": storage.uri(layout.raw_root()),
+        "spec": asdict(spec),
+        "format": fmt,
+        "gzip": gz,
+    }

@@ -2,7 +2,7 @@
 
 A day whose raw files exceed ``ingest_split_mb`` is split into ``n`` = min(ceil(MB / ingest_split_mb), files)
 groups of raw files, consecutive in name order and of about equal size (``plan_ingest``; smaller days keep
-``ingest.run_ingest``, one task). ``n`` is capped by the file count because a file is one task's work: one huge
+``ingest_core.ingest_day``, one task). ``n`` is capped by the file count because a file is one task's work: one huge
 raw file cannot be spread over tasks (its producer should write several).
 
 1. ``ingest_group`` (mapped over file groups): reads its files, sorts and de-duplicates them as the single
@@ -36,12 +36,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ncf_tasks import layout, rawio
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError
-from ncf_tasks.ingest import LAKE_PARQUET, deduplicated_time_ranges, raw_sources, read_sources
+from ncf_tasks.ingest_core import LAKE_PARQUET, deduplicated_time_ranges, ingest_day, raw_sources, read_sources
 from ncf_tasks.parquet_stream import write_parquet_parts
 from ncf_tasks.storage import Storage
 
@@ -85,8 +86,13 @@ def plan_ingest(settings: Settings, *, date: str, groups: int | None = None) -> 
     storage = Storage(settings)
     sources = raw_sources(storage, day, settings)
     total = sum(o["size"] for o in sources)
-    base = {"date": day, "raw_uri": storage.uri(layout.raw_partition(day)), "files": len(sources), "raw_bytes": total,
-            "tasks": []}
+    base = {
+        "date": day,
+        "raw_uri": storage.uri(layout.raw_partition(day)),
+        "files": len(sources),
+        "raw_bytes": total,
+        "tasks": [],
+    }
     if not sources:
         return {**base, "status": "no_data"}
     n = min(MAX_GROUPS, len(sources), groups or -(-total // (settings.ingest_split_mb * 1_000_000)))
@@ -94,8 +100,14 @@ def plan_ingest(settings: Settings, *, date: str, groups: int | None = None) -> 
         return {**base, "status": "single"}
     storage.delete([layout.validated_marker(day)])  # the day is being replaced: not readable as validated
     log.info("ingest of %s mapped: %d raw files (%.0f MB) in %d groups", day, len(sources), total / 1e6, n)
-    return {**base, "status": "mapped", "tasks": [{"date": day, "index": i, "n": n, "keys": [o["key"] for o in g]}
-                                                  for i, g in enumerate(file_groups(sources, n))]}
+    return {
+        **base,
+        "status": "mapped",
+        "tasks": [
+            {"date": day, "index": i, "n": n, "keys": [o["key"] for o in g]}
+            for i, g in enumerate(file_groups(sources, n))
+        ],
+    }
 
 
 def _with_spans(ranges: "Iterator[pl.DataFrame]", spans: list[list]) -> "Iterator[pl.DataFrame]":
@@ -126,10 +138,31 @@ def ingest_group(settings: Settings, *, date: str, group: int, groups: int, keys
     rows, nbytes = write_parquet_parts(storage, ranges, key, **LAKE_PARQUET)
     etag = next(o["etag"] for o in storage.list(key) if o["key"] == key)  # the commit knows the part by it
     secs = time.perf_counter() - t0
-    log.info("file group %d/%d of %s: %d files, %d rows in, %d written to %s (%.1fs, %.0f rows/s)", group + 1, groups,
-             day, len(keys), rows_in, rows, storage.uri(key), secs, rows_in / max(secs, 1e-9))
-    return {"date": day, "group": group, "groups": groups, "key": key, "files": len(keys), "rows_in": rows_in,
-            "rows_written": rows, "bytes": nbytes, "etag": etag, "spans": spans, "seconds": round(secs, 2)}
+    log.info(
+        "file group %d/%d of %s: %d files, %d rows in, %d written to %s (%.1fs, %.0f rows/s)",
+        group + 1,
+        groups,
+        day,
+        len(keys),
+        rows_in,
+        rows,
+        storage.uri(key),
+        secs,
+        rows_in / max(secs, 1e-9),
+    )
+    return {
+        "date": day,
+        "group": group,
+        "groups": groups,
+        "key": key,
+        "files": len(keys),
+        "rows_in": rows_in,
+        "rows_written": rows,
+        "bytes": nbytes,
+        "etag": etag,
+        "spans": spans,
+        "seconds": round(secs, 2),
+    }
 
 
 def _windows(parts: list[dict]) -> list[tuple[int, int] | None]:
@@ -137,13 +170,16 @@ def _windows(parts: list[dict]) -> list[tuple[int, int] | None]:
     reaching about ``WINDOW_ROWS`` rows of all parts together (by their row groups' spans), and None for null
     timestamps when two or more parts have some. A re-sent row shares its copy's timestamp, so rows outside
     these windows are in one part only; rotated files give a window an instant wide per boundary."""
-    spans = [(lo, hi + 1, rows, j) for j, p in enumerate(parts) for lo, hi, rows, _nulls in p["spans"] if lo is not None]
+    spans = [
+        (lo, hi + 1, rows, j) for j, p in enumerate(parts) for lo, hi, rows, _nulls in p["spans"] if lo is not None
+    ]
     # the times covered by two or more parts: a sweep over the spans' ends (an end before a start at one time:
     # [a, b) and [b, c) do not meet)
     active: dict[int, int] = {}
     regions: list[list] = []  # [start, end]; end None while open
-    for t, delta, j in sorted([(lo, 1, j) for lo, _, _, j in spans] + [(hi, -1, j) for _, hi, _, j in spans],
-                              key=lambda e: (e[0], e[1])):
+    for t, delta, j in sorted(
+        [(lo, 1, j) for lo, _, _, j in spans] + [(hi, -1, j) for _, hi, _, j in spans], key=lambda e: (e[0], e[1])
+    ):
         before = len(active)
         active[j] = active.get(j, 0) + delta
         if not active[j]:
@@ -168,8 +204,12 @@ def _cuts(lo: int, hi: int, spans: list[tuple[int, int, int, int]]) -> list[int]
     """Times that cut ``[lo, hi)`` into windows of about ``WINDOW_ROWS`` rows, each span's rows taken as spread
     evenly over its time: a window may end inside a row group, so many parts' row groups over one stretch of
     time still make windows of the budget's size (an instant holding more rows cannot be cut)."""
-    edges = sorted(e for s_lo, s_hi, rows, _ in spans if max(s_lo, lo) < min(s_hi, hi)
-                   for e in ((max(s_lo, lo), rows / (s_hi - s_lo)), (min(s_hi, hi), -rows / (s_hi - s_lo))))
+    edges = sorted(
+        e
+        for s_lo, s_hi, rows, _ in spans
+        if max(s_lo, lo) < min(s_hi, hi)
+        for e in ((max(s_lo, lo), rows / (s_hi - s_lo)), (min(s_hi, hi), -rows / (s_hi - s_lo)))
+    )
     cuts: list[int] = []
     t, rows, rate = lo, 0.0, 0.0  # rows since the last cut; rows per µs from t on
     for x, change in edges:
@@ -209,8 +249,12 @@ def _shared_rows(storage: Storage, parts: list[dict]) -> "dict[int, pl.DataFrame
         if len(reaching) < 2:
             continue
         keep = _in_window(window)
-        rows = pl.concat([storage.scan_parquet(parts[j]["key"]).filter(keep).with_columns(pl.lit(j, pl.UInt32).alias(part))
-                          for j in reaching]).collect()
+        rows = pl.concat(
+            [
+                storage.scan_parquet(parts[j]["key"]).filter(keep).with_columns(pl.lit(j, pl.UInt32).alias(part))
+                for j in reaching
+            ]
+        ).collect()
         later = rows.filter(pl.col(part) > pl.col(part).min().over(rawio.CANONICAL))
         for (j,), shared in later.partition_by(part, as_dict=True, include_key=False).items():
             found.setdefault(j, []).append(shared)
@@ -254,8 +298,10 @@ def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
     listed = {o["key"]: o for o in storage.list(layout.lake_partition(day))}
     missing = [k for k in keys if k not in listed]
     if missing:
-        raise DataError(f"ingest of {day}: part(s) {[storage.uri(k) for k in missing[:3]]} missing; re-run their "
-                        "file groups (the DAG's ingest_files tasks)")
+        raise DataError(
+            f"ingest of {day}: part(s) {[storage.uri(k) for k in missing[:3]]} missing; re-run their "
+            "file groups (the DAG's ingest_files tasks)"
+        )
     # a part as its group wrote it has the group's row count; one an earlier try rewrote is counted below
     rows_of = {p["key"]: p["rows_written"] if listed[p["key"]]["etag"] == p["etag"] else None for p in parts}
     rewritten = []
@@ -273,24 +319,38 @@ def commit_ingest(settings: Settings, *, date: str, parts: list[dict]) -> dict:
     storage.delete([k for k in listed if k not in keys and k != layout.ingest_manifest(day)])
     rows_read = sum(p["rows_in"] for p in parts)
     rows = sum(rows_of.values())
-    result = {"date": day, "raw_uri": storage.uri(layout.raw_partition(day)), "files": len(sources), "status": "ok",
-              "rows_read": rows_read, "rows_written": rows, "duplicates_dropped": rows_read - rows,
-              "bytes": sum(listed[k]["size"] for k in keys),
-              "uri": storage.uri(layout.lake_partition(day)), "parts": keys, "parts_rewritten": rewritten,
-              "seconds": round(time.perf_counter() - t0 + sum(p["seconds"] for p in parts), 3)}
+    result = {
+        "date": day,
+        "raw_uri": storage.uri(layout.raw_partition(day)),
+        "files": len(sources),
+        "status": "ok",
+        "rows_read": rows_read,
+        "rows_written": rows,
+        "duplicates_dropped": rows_read - rows,
+        "bytes": sum(listed[k]["size"] for k in keys),
+        "uri": storage.uri(layout.lake_partition(day)),
+        "parts": keys,
+        "parts_rewritten": rewritten,
+        "seconds": round(time.perf_counter() - t0 + sum(p["seconds"] for p in parts), 3),
+    }
     storage.put_json(layout.ingest_manifest(day), {**result, "sources": sources})
-    log.info("ingested %s in %d file groups: %d rows read, %d written, %d duplicates dropped (%d part(s) rewritten)",
-             day, n, rows_read, rows, rows_read - rows, len(rewritten))
+    log.info(
+        "ingested %s in %d file groups: %d rows read, %d written, %d duplicates dropped (%d part(s) rewritten)",
+        day,
+        n,
+        rows_read,
+        rows,
+        rows_read - rows,
+        len(rewritten),
+    )
     return result
 
 
 def run_ingest_mapped(settings: Settings, *, date: str, groups: int | None = None) -> dict:
     """The mapped path in one process (tests, benchmarks): plan, every file group, commit; a day the plan
-    leaves to one task goes to ``run_ingest``."""
-    from ncf_tasks.ingest import run_ingest
-
+    leaves to one task goes to ``ingest_core.ingest_day``, as the DAG's ``ingest`` task takes it."""
     plan = plan_ingest(settings, date=date, groups=groups)
     if plan["status"] != "mapped":
-        return run_ingest(settings, date=date)
+        return ingest_day(settings, layout.day(date))
     parts = [ingest_group(settings, date=date, group=t["index"], groups=t["n"], keys=t["keys"]) for t in plan["tasks"]]
     return commit_ingest(settings, date=date, parts=parts)

@@ -25,8 +25,9 @@ def hit_ndcg(ranks: torch.Tensor, k: int) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def score_candidates(model: torch.nn.Module, users: torch.Tensor, candidates: torch.Tensor,
-                     chunk: int = 1 << 20) -> torch.Tensor:
+def score_candidates(
+    model: torch.nn.Module, users: torch.Tensor, candidates: torch.Tensor, chunk: int = 1 << 20
+) -> torch.Tensor:
     """Model scores of (users, C) candidate items, ``chunk`` pairs at a time → (users, C) float32.
 
     Users are broadcast against their candidates, so each user's side of the model runs once."""
@@ -34,11 +35,13 @@ def score_candidates(model: torch.nn.Module, users: torch.Tensor, candidates: to
     out = torch.empty((n, c), dtype=torch.float32, device=candidates.device)
     step = max(1, chunk // max(c, 1))
     for s in range(0, n, step):
-        out[s:s + step] = model(users[s:s + step, None], candidates[s:s + step]).float()
+        out[s : s + step] = model(users[s : s + step, None], candidates[s : s + step]).float()
     return out
 
 
-def evaluate_model(model: torch.nn.Module, users: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[float, float]:
+def evaluate_model(
+    model: torch.nn.Module, users: torch.Tensor, candidates: torch.Tensor, k: int
+) -> tuple[float, float]:
     was_training = model.training
     model.eval()
     try:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncf_tasks.errors import ConfigError
+
 EMBEDDING_STD = 0.01  # the default of the ``embedding_std`` setting (the paper's N(0, 0.01) initialisation)
 
 
@@ -34,8 +36,15 @@ def _embedding(n: int, dim: int, std: float) -> nn.Embedding:
     return e
 
 
-def _collect(penalty: list | None, user: nn.Embedding, users: torch.Tensor, u: torch.Tensor | None,
-             item: nn.Embedding, items: torch.Tensor, i: torch.Tensor | None) -> None:
+def _collect(
+    penalty: list | None,
+    user: nn.Embedding,
+    users: torch.Tensor,
+    u: torch.Tensor | None,
+    item: nn.Embedding,
+    items: torch.Tensor,
+    i: torch.Tensor | None,
+) -> None:
     """Lazy L2: with a ``penalty`` list (training with ``l2`` > 0), add the squared norms of the rows this
     forward read (``u``, ``i``: the rows as gathered, or None where they were not). Its gradient reaches only
     rows that were read: rows not read get nothing."""
@@ -87,12 +96,18 @@ class GMF(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, n_users: int, n_items: int, layers: tuple[int, ...] = (64, 32, 16, 8),
-                 init_std: float = EMBEDDING_STD, dropout: float = 0.0):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        layers: tuple[int, ...] = (64, 32, 16, 8),
+        init_std: float = EMBEDDING_STD,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.dropout = dropout  # after each tower layer, in training only (saved weights do not depend on it)
         if layers[0] % 2:
-            raise ValueError(f"layers[0]={layers[0]} must be even (split between user and item)")
+            raise ConfigError(f"mlp_layers[0]={layers[0]} must be even (split between user and item)")
         half = layers[0] // 2
         self.user, self.item = _embedding(n_users, half, init_std), _embedding(n_items, half, init_std)
         self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in zip(layers[:-1], layers[1:]))
@@ -143,8 +158,15 @@ class MLP(nn.Module):
 
 
 class NeuMF(nn.Module):
-    def __init__(self, n_users: int, n_items: int, factors: int = 8, layers: tuple[int, ...] = (64, 32, 16, 8),
-                 init_std: float = EMBEDDING_STD, dropout: float = 0.0):
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        factors: int = 8,
+        layers: tuple[int, ...] = (64, 32, 16, 8),
+        init_std: float = EMBEDDING_STD,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.gmf = GMF(n_users, n_items, factors, init_std)
         self.mlp = MLP(n_users, n_items, layers, init_std, dropout)
@@ -155,8 +177,9 @@ class NeuMF(nn.Module):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
         f, w = self.gmf.user.weight.shape[1], self.out.weight  # out·[h_gmf; h_mlp] without the concatenation
-        h = (F.linear(self.gmf.hidden(users, items, penalty), w[:, :f])
-             + F.linear(self.mlp.hidden(users, items, penalty), w[:, f:], self.out.bias))
+        h = F.linear(self.gmf.hidden(users, items, penalty), w[:, :f]) + F.linear(
+            self.mlp.hidden(users, items, penalty), w[:, f:], self.out.bias
+        )
         return h.squeeze(-1)
 
     def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -191,15 +214,22 @@ def pair_width(model: nn.Module) -> int:
     return max(lin.out_features for lin in mlp.tower) * 2  # activation + ReLU output alive together
 
 
-def build_model(kind: str, n_users: int, n_items: int, factors: int, layers: tuple[int, ...],
-                init_std: float = EMBEDDING_STD, dropout: float = 0.0) -> nn.Module:
+def build_model(
+    kind: str,
+    n_users: int,
+    n_items: int,
+    factors: int,
+    layers: tuple[int, ...],
+    init_std: float = EMBEDDING_STD,
+    dropout: float = 0.0,
+) -> nn.Module:
     if kind == "gmf":
         return GMF(n_users, n_items, factors, init_std)
     if kind == "mlp":
         return MLP(n_users, n_items, layers, init_std, dropout)
     if kind == "neumf":
         return NeuMF(n_users, n_items, factors, layers, init_std, dropout)
-    raise ValueError(f"model {kind!r}: allowed values are ['gmf', 'mlp', 'neumf']")
+    raise ConfigError(f"model {kind!r}: allowed values are ['gmf', 'mlp', 'neumf']")
 
 
 def embedding_tables(model: nn.Module) -> tuple[list[nn.Embedding], list[nn.Embedding]]:

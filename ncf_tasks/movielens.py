@@ -30,34 +30,47 @@ def read_ratings(path: str | Path) -> "pl.DataFrame":
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file (download MovieLens from GroupLens and pass u.data, ratings.dat or "
-                        "ratings.csv)")
+        raise DataError(
+            f"{path}: no such file (download MovieLens from GroupLens and pass u.data, ratings.dat or ratings.csv)"
+        )
     data = path.read_bytes()
     header = data.split(b"\n", 1)[0].strip().replace(b" ", b"").lower() == b"userid,movieid,rating,timestamp"
     sep = "," if header else "::" if b"::" in data[:4096] else "\t"
     # One text column per line, split in bulk: polars' CSV reader takes single-byte separators only.
-    lines = pl.read_csv(io.BytesIO(data), has_header=False, separator="\x1f", quote_char=None, skip_rows=int(header),
-                        new_columns=["line"], infer_schema=False).get_column("line")
+    lines = pl.read_csv(
+        io.BytesIO(data),
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        skip_rows=int(header),
+        new_columns=["line"],
+        infer_schema=False,
+    ).get_column("line")
     first = 1 + int(header)  # the file's line number of lines[0]
     parts = lines.str.split(sep)
     bad = (parts.list.len() != 4).arg_true()
     if len(bad):
         n = int(bad[0])
-        raise DataError(f"{path}: line {n + first} has {parts[n].len()} fields separated by {sep!r}; expected 4 "
-                        "(user, item, rating, unix time)")
-    df = pl.DataFrame({
-        "user_id": parts.list.get(0).str.strip_chars(),
-        "item_id": parts.list.get(1).str.strip_chars(),
-        "rating": parts.list.get(2).str.strip_chars().cast(pl.Float64, strict=False),
-        "ts": parts.list.get(3).str.strip_chars().cast(pl.Int64, strict=False),
-    })
+        raise DataError(
+            f"{path}: line {n + first} has {parts[n].len()} fields separated by {sep!r}; expected 4 "
+            "(user, item, rating, unix time)"
+        )
+    df = pl.DataFrame(
+        {
+            "user_id": parts.list.get(0).str.strip_chars(),
+            "item_id": parts.list.get(1).str.strip_chars(),
+            "rating": parts.list.get(2).str.strip_chars().cast(pl.Float64, strict=False),
+            "ts": parts.list.get(3).str.strip_chars().cast(pl.Int64, strict=False),
+        }
+    )
     for col, what in (("rating", "a number"), ("ts", "a unix time in seconds")):
         nulls = df.get_column(col).is_null().arg_true()
         if len(nulls):
             n = int(nulls[0])
             raise DataError(f"{path}: line {n + first}: field '{col}' is not {what}: {quote(lines[n])}")
     return df.select(
-        "user_id", "item_id",
+        "user_id",
+        "item_id",
         pl.from_epoch("ts", time_unit="s").dt.cast_time_unit("us").dt.replace_time_zone("UTC").alias("event_ts"),
         pl.lit("rating").alias("event_type"),
         pl.col("rating").alias("value"),
@@ -70,7 +83,13 @@ def run_load_movielens(settings: Settings, *, path: str, fmt: str = "parquet") -
     df = read_ratings(path)
     files = write_days(storage, df, fmt=fmt, files_per_day=1, stem="movielens")
     days = sorted({layout.date_of_partition(f["key"]) for f in files})
-    return {"rows": df.height, "users": df.get_column("user_id").n_unique(),
-            "items": df.get_column("item_id").n_unique(), "files": len(files),
-            "first_day": days[0], "last_day": days[-1], "days": len(days),
-            "uri": storage.uri(layout.raw_root())}
+    return {
+        "rows": df.height,
+        "users": df.get_column("user_id").n_unique(),
+        "items": df.get_column("item_id").n_unique(),
+        "files": len(files),
+        "first_day": days[0],
+        "last_day": days[-1],
+        "days": len(days),
+        "uri": storage.uri(layout.raw_root()),
+    }

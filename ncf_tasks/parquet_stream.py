@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ncf_tasks.storage import Storage
 
@@ -28,8 +29,9 @@ def write_parquet_parts(storage: Storage, parts: "Iterable[pl.DataFrame]", rel: 
     ``pyarrow.parquet.ParquetWriter`` (zstd level 1 unless given). Needs at least one part, which
     may be empty, for the schema. Returns (rows, bytes).
     """
-    import pyarrow.parquet as pq
     from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.parquet as pq
 
     options = {"compression": "zstd", "compression_level": 1, **options}
     pipe = _Pipe()

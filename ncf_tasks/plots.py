@@ -8,7 +8,7 @@ same data writes the same bytes. matplotlib is imported here only, with the Agg 
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 COLORS = {"gmf": "#1f77b4", "mlp": "#ff7f0e", "neumf": "#2ca02c", "popularity": "#7f7f7f", "production": "#9467bd"}
 
@@ -34,12 +34,18 @@ def _svg(fig) -> str:
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]
 
 
-def line_chart(series: dict[str, Sequence[tuple[object, float]]], title: str, ylabel: str, xlabel: str = "",
-               marks: dict[str, tuple[object, float, str]] | None = None, width: float = 5.2,
-               height: float = 2.9) -> str:
+def line_chart(
+    series: dict[str, Sequence[tuple[object, float]]],
+    title: str,
+    ylabel: str,
+    xlabel: str = "",
+    marks: dict[str, tuple[object, float, str]] | None = None,
+    width: float = 5.2,
+    height: float = 2.9,
+) -> str:
     """An SVG line chart: one line per series of (x, y) points, with ticks, grid and a legend.
     ``marks``: a labelled point per series (e.g. NeuMF's fused start at epoch 0)."""
     import matplotlib

@@ -11,7 +11,7 @@ values, so a profile written during a run does not change that run half-way.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
@@ -49,11 +49,16 @@ def resolve(settings: Settings, storage: Storage, explicit: Iterable[str] = ()) 
     values = prof.get("settings") or {}
     unknown = sorted(set(values) - set(TUNABLE))
     if unknown:
-        raise DataError(f"{storage.uri(layout.tuned_profile())}: settings {unknown} cannot be tuned; allowed: "
-                        f"{list(TUNABLE)}")
+        raise DataError(
+            f"{storage.uri(layout.tuned_profile())}: settings {unknown} cannot be tuned; allowed: {list(TUNABLE)}"
+        )
     explicit = set(explicit)
     applied = {k: v for k, v in values.items() if k not in explicit}
     settings = settings.replace(**applied)  # typed and bounds-checked like any override
-    log.info("tuned profile %s applied: %s%s", prof.get("version"), applied,
-             f" (explicit, kept: {sorted(explicit & values.keys())})" if explicit & values.keys() else "")
+    log.info(
+        "tuned profile %s applied: %s%s",
+        prof.get("version"),
+        applied,
+        f" (explicit, kept: {sorted(explicit & values.keys())})" if explicit & values.keys() else "",
+    )
     return settings, {"version": prof.get("version"), "uri": storage.uri(layout.tuned_profile()), "applied": applied}

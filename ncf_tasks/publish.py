@@ -48,8 +48,9 @@ MAX_DAYS_AHEAD = 1  # a partition date later than tomorrow (UTC) is an operator'
 TOPK_COLUMNS = ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"]
 
 
-def topk_table(data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, k: int, run_id: str,
-               generated_at: dt.datetime):
+def topk_table(
+    data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, k: int, run_id: str, generated_at: dt.datetime
+):
     """The published schema: user_id, rank (1..K), item_id, score, model_run_id, generated_at."""
     import polars as pl
 
@@ -79,13 +80,17 @@ def _publishable(settings: Settings, run: RunArtifacts, date: str, now: dt.datet
     too far ahead and GateRejected for a run the gate rejected (unless ``force_publish``)."""
     day = layout.day(date)
     if dt.date.fromisoformat(day) > now.date() + dt.timedelta(days=MAX_DAYS_AHEAD):
-        raise ConfigError(f"publish date {day} lies after {now.date() + dt.timedelta(days=MAX_DAYS_AHEAD)}: a table "
-                          "is published for the day of logs it was trained on (retention counts back from it)")
+        raise ConfigError(
+            f"publish date {day} lies after {now.date() + dt.timedelta(days=MAX_DAYS_AHEAD)}: a table "
+            "is published for the day of logs it was trained on (retention counts back from it)"
+        )
     metrics = run.metrics()
     decision = metrics["gate"]
     if not decision["publish"] and not settings.force_publish:
-        raise GateRejected(f"run {run.run_id} was rejected by the gate ({'; '.join(decision['reasons'])}); "
-                           "set force_publish=true to publish it anyway")
+        raise GateRejected(
+            f"run {run.run_id} was rejected by the gate ({'; '.join(decision['reasons'])}); "
+            "set force_publish=true to publish it anyway"
+        )
     return day, metrics, decision.get("forced", False) or (settings.force_publish and not decision["passed"])
 
 
@@ -101,8 +106,15 @@ class Scorer:
     """The model publish scores (evaluate's export, ``serving``) and the pairs to exclude, loaded once and
     shared by the shards one process scores."""
 
-    def __init__(self, model: serving.ServingModel, exclude: tuple[np.ndarray, np.ndarray], threads: int = 1,
-                 device: str | None = None, maps: dict | None = None, generated_at: dt.datetime | None = None):
+    def __init__(
+        self,
+        model: serving.ServingModel,
+        exclude: tuple[np.ndarray, np.ndarray],
+        threads: int = 1,
+        device: str | None = None,
+        maps: dict | None = None,
+        generated_at: dt.datetime | None = None,
+    ):
         self.model, self.exclude, self.threads, self.device = model, exclude, threads, device
         self.maps, self.generated_at = maps, generated_at  # what score_shard's table needs besides the scores
         self._net = None
@@ -112,8 +124,14 @@ class Scorer:
         model = run.load_serving(PUBLISHED_MODEL)
         trained = dt.datetime.fromisoformat(model.meta.get("trained_at") or run.metrics()["evaluated_at"])
         # torch on CUDA on a GPU worker; numpy otherwise (``Settings.torch_device`` decides without importing torch)
-        return cls(model, run.positives(), settings.cpu_threads, "cuda" if settings.torch_device == "cuda" else None,
-                   maps=run.id_maps(), generated_at=trained)
+        return cls(
+            model,
+            run.positives(),
+            settings.cpu_threads,
+            "cuda" if settings.torch_device == "cuda" else None,
+            maps=run.id_maps(),
+            generated_at=trained,
+        )
 
     def top_k(self, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(user_idx, item_idx, score) rows of the top-k unseen items of users ``lo <= user_idx < hi``,
@@ -137,52 +155,83 @@ class Scorer:
         device = torch.device(self.device)
         if self._net is None:
             meta = self.model.meta
-            net = build_model(meta["model"], self.model.n_users, self.model.n_items, meta["factors"], tuple(meta["mlp_layers"]))
+            net = build_model(
+                meta["model"], self.model.n_users, self.model.n_items, meta["factors"], tuple(meta["mlp_layers"])
+            )
             net.load_state_dict({k: torch.from_numpy(v) for k, v in self.model.state.items()})
             self._net = net.to(device).eval()
             self._exclude = tuple(torch.from_numpy(a).to(device) for a in self.exclude)
-        out_i, out_s = top_k(self._net, torch.arange(lo, hi, device=device), self.model.n_items, k, exclude=self._exclude)
+        out_i, out_s = top_k(
+            self._net, torch.arange(lo, hi, device=device), self.model.n_items, k, exclude=self._exclude
+        )
         return out_i.numpy(), out_s.numpy()
 
 
-def score_shard(settings: Settings, *, run_id: str, date: str, shard: int, shards: int,
-                now: dt.datetime | None = None, scorer: Scorer | None = None) -> dict:
+def score_shard(
+    settings: Settings,
+    *,
+    run_id: str,
+    date: str,
+    shard: int,
+    shards: int,
+    now: dt.datetime | None = None,
+    scorer: Scorer | None = None,
+) -> dict:
     """Stage (one mapped task of a sharded publish): score one user range, write its part of the table.
 
     The part's key and content depend only on the run, the date and (shard, shards), so a re-run shard
     rewrites the same bytes: idempotent. Nothing points to a part until ``commit``."""
     t0 = time.perf_counter()
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     storage = Storage(settings)
     run = RunArtifacts(storage, run_id)
     day, _, _ = _publishable(settings, run, date, now)
     scorer = scorer or Scorer.of_run(settings, run)
     bounds = shard_bounds(scorer.model.n_users, shards, scorer.model.chunk_users())
     if not 0 <= shard < len(bounds):
-        raise ConfigError(f"shard {shard} of {shards}: run {run_id} has {scorer.model.n_users} users, so shards "
-                          f"0..{len(bounds) - 1}")
+        raise ConfigError(
+            f"shard {shard} of {shards}: run {run_id} has {scorer.model.n_users} users, so shards 0..{len(bounds) - 1}"
+        )
     lo, hi = bounds[shard]
     u, i, s = scorer.top_k(settings.publish_k, lo, hi)
     table = topk_table(scorer.maps, u, i, s, settings.publish_k, run_id, scorer.generated_at)
     key = layout.topk_table(day, run_id, shard, len(bounds))
     storage.write_parquet(table, key)
     secs = time.perf_counter() - t0
-    log.info("shard %d/%d: users %d..%d, %d rows to %s (%.1fs, %.0f users/s)", shard + 1, len(bounds), lo, hi - 1,
-             table.height, storage.uri(key), secs, (hi - lo) / max(secs, 1e-9))
-    return {"run_id": run_id, "shard": shard, "shards": len(bounds), "key": key, "rows": table.height,
-            "users": table["user_id"].n_unique(), "generated_at": scorer.generated_at.isoformat(),
-            "seconds": round(secs, 1)}
+    log.info(
+        "shard %d/%d: users %d..%d, %d rows to %s (%.1fs, %.0f users/s)",
+        shard + 1,
+        len(bounds),
+        lo,
+        hi - 1,
+        table.height,
+        storage.uri(key),
+        secs,
+        (hi - lo) / max(secs, 1e-9),
+    )
+    return {
+        "run_id": run_id,
+        "shard": shard,
+        "shards": len(bounds),
+        "key": key,
+        "rows": table.height,
+        "users": table["user_id"].n_unique(),
+        "generated_at": scorer.generated_at.isoformat(),
+        "seconds": round(secs, 1),
+    }
 
 
 def run_publish(settings: Settings, *, run_id: str, date: str, now: dt.datetime | None = None) -> dict:
     """Stage (one process: CLI, tests): every shard of ``plan_shards`` in turn, then ``commit``."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     run = RunArtifacts(Storage(settings), run_id)
     _publishable(settings, run, date, now)  # refuse before loading anything
     scorer = Scorer.of_run(settings, run)
     plan = plan_shards(settings, run_id=run_id)
-    parts = [score_shard(settings, run_id=run_id, date=date, shard=p["shard"], shards=p["shards"], now=now,
-                         scorer=scorer) for p in plan]
+    parts = [
+        score_shard(settings, run_id=run_id, date=date, shard=p["shard"], shards=p["shards"], now=now, scorer=scorer)
+        for p in plan
+    ]
     return commit(settings, run_id=run_id, date=date, parts=parts, now=now)
 
 
@@ -192,7 +241,7 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
     Refuses (DataError) parts that are missing, of another run, or not one complete set of shards: a
     pointer never names an incomplete table."""
     t0 = time.perf_counter()
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     storage = Storage(settings)
     run = RunArtifacts(storage, run_id)
     day, metrics, forced = _publishable(settings, run, date, now)
@@ -201,26 +250,44 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
     expected = [layout.topk_table(day, run_id, n, len(parts)) for n in range(len(parts))]
     keys = [p["key"] for p in parts]
     stamps = {p.get("generated_at") for p in parts}
-    if (not parts or shards != {len(parts)} or keys != expected or {p["run_id"] for p in parts} != {run_id}
-            or len(stamps) != 1):
-        raise DataError(f"publish of run {run_id} for {day}: the parts {[p.get('key') for p in parts][:8]} are not "
-                        f"one complete set of {len(parts)} shard(s) of this run and date")
+    if (
+        not parts
+        or shards != {len(parts)}
+        or keys != expected
+        or {p["run_id"] for p in parts} != {run_id}
+        or len(stamps) != 1
+    ):
+        raise DataError(
+            f"publish of run {run_id} for {day}: the parts {[p.get('key') for p in parts][:8]} are not "
+            f"one complete set of {len(parts)} shard(s) of this run and date"
+        )
     missing = [k for k in keys if not storage.exists(k)]
     if missing:
-        raise DataError(f"publish of run {run_id} for {day}: part(s) {missing[:4]} missing from the bucket; "
-                        "re-run their score shards")
+        raise DataError(
+            f"publish of run {run_id} for {day}: part(s) {missing[:4]} missing from the bucket; "
+            "re-run their score shards"
+        )
     previous, version = storage.get_json_versioned(layout.latest_pointer())  # what is served now
     k = metrics["k"]
     neumf = metrics["models"][PUBLISHED_MODEL]
     quality = {f"hr@{k}": neumf[f"hr@{k}"], f"ndcg@{k}": neumf[f"ndcg@{k}"]}
     rows = sum(p["rows"] for p in parts)
     pointer = {
-        "schema_version": SCHEMA_VERSION, "partition": day, "run_id": run_id,
+        "schema_version": SCHEMA_VERSION,
+        "partition": day,
+        "run_id": run_id,
         # one part: its URI; several: a glob of exactly this run's parts (what polars, DuckDB and Spark read)
-        "uri": storage.uri(keys[0]).replace("-part-00000-of-", "-part-*-of-"), "files": keys, "rows": rows,
-        "users": sum(p["users"] for p in parts), "k": settings.publish_k, "metrics": quality,
-        "model": PUBLISHED_MODEL, "model_uri": run.uri(run.model(PUBLISHED_MODEL)),
-        "forced": forced, "created_at": stamps.pop(), "columns": TOPK_COLUMNS,
+        "uri": storage.uri(keys[0]).replace("-part-00000-of-", "-part-*-of-"),
+        "files": keys,
+        "rows": rows,
+        "users": sum(p["users"] for p in parts),
+        "k": settings.publish_k,
+        "metrics": quality,
+        "model": PUBLISHED_MODEL,
+        "model_uri": run.uri(run.model(PUBLISHED_MODEL)),
+        "forced": forced,
+        "created_at": stamps.pop(),
+        "columns": TOPK_COLUMNS,
     }
     try:
         storage.put_json_if(layout.latest_pointer(), pointer, version)  # 2. the pointer: compare-and-swap
@@ -228,19 +295,38 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
         current, _ = storage.get_json_versioned(layout.latest_pointer())
         storage.delete([key for key in keys if key not in (current or {}).get("files", [])])  # leave nothing behind
         winner = (current or {}).get("run_id")
-        raise ConflictError(f"publish of run {run_id} for {day} lost the race for {storage.uri(layout.latest_pointer())}: "
-                            f"run {winner} replaced it after this publish read it; {winner}'s table stays served and "
-                            "nothing of this publish is visible") from None
-    record_production(storage)                                    # 3. the record of what is served
+        raise ConflictError(
+            f"publish of run {run_id} for {day} lost the race for {storage.uri(layout.latest_pointer())}: "
+            f"run {winner} replaced it after this publish read it; {winner}'s table stays served and "
+            "nothing of this publish is visible"
+        ) from None
+    record_production(storage)  # 3. the record of what is served
     superseded = [f for f in (previous or {}).get("files", []) if f not in keys]
     removed = cleanup(storage, day, set(keys), superseded, settings.retention_days, now)  # 4. unreferenced only
-    run.write_publication({"partition": day, "table": pointer["uri"], "files": keys, "rows": rows, "forced": forced,
-                           # task time: the shards' scoring (summed, though mapped shards run side by side) and this
-                           "seconds": round(sum(p.get("seconds", 0) for p in parts) + time.perf_counter() - t0, 1)})
+    run.write_publication(
+        {
+            "partition": day,
+            "table": pointer["uri"],
+            "files": keys,
+            "rows": rows,
+            "forced": forced,
+            # task time: the shards' scoring (summed, though mapped shards run side by side) and this
+            "seconds": round(sum(p.get("seconds", 0) for p in parts) + time.perf_counter() - t0, 1),
+        }
+    )
     dashboard.rebuild(storage)
-    log.info("published %d rows (%d users, top-%d, %d part(s)) of run %s to %s%s; pointer %s; %d old object(s) removed",
-             rows, pointer["users"], settings.publish_k, len(keys), run_id, pointer["uri"], " (FORCED)" if forced else "",
-             storage.uri(layout.latest_pointer()), removed)
+    log.info(
+        "published %d rows (%d users, top-%d, %d part(s)) of run %s to %s%s; pointer %s; %d old object(s) removed",
+        rows,
+        pointer["users"],
+        settings.publish_k,
+        len(keys),
+        run_id,
+        pointer["uri"],
+        " (FORCED)" if forced else "",
+        storage.uri(layout.latest_pointer()),
+        removed,
+    )
     return {**pointer, "pointer_uri": storage.uri(layout.latest_pointer()), "removed": removed}
 
 
@@ -250,20 +336,31 @@ def record_production(storage: Storage, attempts: int = 20) -> dict:
     otherwise leave a record of a run that is no longer served."""
     for _ in range(attempts):
         pointer, _ = storage.get_json_versioned(layout.latest_pointer())
-        record = {"run_id": pointer["run_id"], "model": pointer["model"], "model_uri": pointer["model_uri"],
-                  "metrics": pointer["metrics"], "published_partition": pointer["partition"], "forced": pointer["forced"]}
+        record = {
+            "run_id": pointer["run_id"],
+            "model": pointer["model"],
+            "model_uri": pointer["model_uri"],
+            "metrics": pointer["metrics"],
+            "published_partition": pointer["partition"],
+            "forced": pointer["forced"],
+        }
         storage.put_json(layout.production_pointer(), record)
         again, _ = storage.get_json_versioned(layout.latest_pointer())
         if again == pointer:
             return record
-    log.warning("%s kept changing while %s was written (%d attempts): the record may lag; the pointer is the "
-                "authority and the next publish rewrites the record", storage.uri(layout.latest_pointer()),
-                storage.uri(layout.production_pointer()), attempts)
+    log.warning(
+        "%s kept changing while %s was written (%d attempts): the record may lag; the pointer is the "
+        "authority and the next publish rewrites the record",
+        storage.uri(layout.latest_pointer()),
+        storage.uri(layout.production_pointer()),
+        attempts,
+    )
     return record
 
 
-def cleanup(storage: Storage, day: str, live: set[str], superseded: list[str], retention_days: int,
-            now: dt.datetime) -> int:
+def cleanup(
+    storage: Storage, day: str, live: set[str], superseded: list[str], retention_days: int, now: dt.datetime
+) -> int:
     """Delete tables nothing points to: those the new pointer replaced, same-day orphans older than
     ``ORPHAN_GRACE`` (parts of a crashed publish), and partitions past retention. Never the ``live`` parts."""
     cutoff = min(dt.date.fromisoformat(day), now.date()) - dt.timedelta(days=retention_days)

@@ -42,12 +42,21 @@ def show_latest(settings: Settings, *, users: int = 3, limit: int = 10) -> dict:
     pointer = latest_pointer(settings)
     lf = load_latest(settings)
     first = lf.select("user_id").unique().sort("user_id").head(users).collect()["user_id"]
-    sample = (lf.filter(pl.col("user_id").is_in(first.implode()) & (pl.col("rank") <= limit))
-              .sort("user_id", "rank").collect())
-    recs = {u: g.select("rank", "item_id", "score").rows() for (u,), g in sample.group_by("user_id", maintain_order=True)}
+    sample = (
+        lf.filter(pl.col("user_id").is_in(first.implode()) & (pl.col("rank") <= limit))
+        .sort("user_id", "rank")
+        .collect()
+    )
+    recs = {
+        u: g.select("rank", "item_id", "score").rows() for (u,), g in sample.group_by("user_id", maintain_order=True)
+    }
     run = RunArtifacts(Storage(settings), pointer["run_id"])
-    return {"pointer": pointer, "metrics": run.metrics(required=False), "report_uri": run.uri(run.REPORT),
-            "sample": {u: [[r, i, round(float(s), 4)] for r, i, s in rows] for u, rows in recs.items()}}
+    return {
+        "pointer": pointer,
+        "metrics": run.metrics(required=False),
+        "report_uri": run.uri(run.REPORT),
+        "sample": {u: [[r, i, round(float(s), 4)] for r, i, s in rows] for u, rows in recs.items()},
+    }
 
 
 def format_latest(out: dict) -> str:
@@ -78,19 +87,34 @@ def check_latest(settings: Settings) -> dict:
     rows = table.select(pl.len()).collect().item()
     if rows != pointer["rows"]:
         raise DataError(f"{pointer['uri']}: {rows} rows, the pointer says {pointer['rows']}")
-    per_user = table.group_by("user_id").agg(pl.len().alias("n"), pl.col("rank").min().alias("lo"),
-                                             pl.col("rank").max().alias("hi")).collect()
+    per_user = (
+        table.group_by("user_id")
+        .agg(pl.len().alias("n"), pl.col("rank").min().alias("lo"), pl.col("rank").max().alias("hi"))
+        .collect()
+    )
     bad = per_user.filter((pl.col("n") > pointer["k"]) | (pl.col("lo") != 1) | (pl.col("hi") != pl.col("n")))
     if bad.height:
-        raise DataError(f"{pointer['uri']}: {bad.height} user(s) break 'ranks 1..n with n <= K={pointer['k']}', "
-                        f"e.g. {bad.head(3).to_dicts()}")
+        raise DataError(
+            f"{pointer['uri']}: {bad.height} user(s) break 'ranks 1..n with n <= K={pointer['k']}', "
+            f"e.g. {bad.head(3).to_dicts()}"
+        )
     files = RunArtifacts(storage, pointer["run_id"]).manifest().files
     maps = {f: storage.scan_parquet(files[f]) for f in ("users", "items")}
-    seen = pl.concat([storage.scan_parquet(files[r]).select("user_idx", "item_idx") for r in ("train", "valid", "test")])
+    seen = pl.concat(
+        [storage.scan_parquet(files[r]).select("user_idx", "item_idx") for r in ("train", "valid", "test")]
+    )
     seen_ids = seen.join(maps["users"], on="user_idx").join(maps["items"].select("item_idx", "item_id"), on="item_idx")
     clash = table.join(seen_ids.select("user_id", "item_id"), on=["user_id", "item_id"], how="semi").collect()
     if clash.height:
-        raise DataError(f"{pointer['uri']}: {clash.height} recommendation(s) of items the user already interacted "
-                        f"with, e.g. {clash.head(3).to_dicts()}")
-    return {"uri": pointer["uri"], "run_id": pointer["run_id"], "rows": rows, "users": per_user.height,
-            "k": pointer["k"], "checks": ["row count", "ranks 1..n <= K", "no seen items"]}
+        raise DataError(
+            f"{pointer['uri']}: {clash.height} recommendation(s) of items the user already interacted "
+            f"with, e.g. {clash.head(3).to_dicts()}"
+        )
+    return {
+        "uri": pointer["uri"],
+        "run_id": pointer["run_id"],
+        "rows": rows,
+        "users": per_user.height,
+        "k": pointer["k"],
+        "checks": ["row count", "ranks 1..n <= K", "no seen items"],
+    }

@@ -19,8 +19,13 @@ def render(template: str, **context: Any) -> str:
     """A page from ``include/templates/<template>`` with autoescaping (ids and reasons are data)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template(template).render(**context)
 
 
@@ -34,19 +39,32 @@ def training_summary(histories: dict[str, dict | None], k: int) -> dict[str, dic
         init = h.get("init") or {}
         start, start_ndcg = init.get(f"val_hr@{k}"), init.get(f"val_ndcg@{k}")
         best_row = next((e for e in epochs if e["epoch"] == h.get("best_epoch")), None)
-        best, best_ndcg = ((best_row[f"val_hr@{k}"], best_row[f"val_ndcg@{k}"]) if best_row else (start, start_ndcg))
-        out[name] = {"epochs_run": len(epochs), "best_epoch": h.get("best_epoch"), "stop_reason": h.get("stop_reason", "–"),
-                     "start_val_hr": start, "start_val_ndcg": start_ndcg, "best_val_hr": best,
-                     "best_val_ndcg": best_ndcg, "fused": bool(init.get("fused")), "warm": init.get("warm"), "seconds": h.get("seconds"),
-                     "refit": h.get("refit")}
+        best, best_ndcg = (best_row[f"val_hr@{k}"], best_row[f"val_ndcg@{k}"]) if best_row else (start, start_ndcg)
+        out[name] = {
+            "epochs_run": len(epochs),
+            "best_epoch": h.get("best_epoch"),
+            "stop_reason": h.get("stop_reason", "–"),
+            "start_val_hr": start,
+            "start_val_ndcg": start_ndcg,
+            "best_val_hr": best,
+            "best_val_ndcg": best_ndcg,
+            "fused": bool(init.get("fused")),
+            "warm": init.get("warm"),
+            "seconds": h.get("seconds"),
+            "refit": h.get("refit"),
+        }
     return out
 
 
 def _data_rows(manifest: dict, data: dict) -> list[tuple[str, str]]:
-    rows = [("users × items", f"{manifest['n_users']:,} × {manifest['n_items']:,}"),
-            ("train positives", f"{manifest['n_train']:,}"),
-            ("lake partitions", f"{len({p['date'] for p in manifest.get('partitions', [])})} up to "
-                                f"{manifest.get('end_date', '?')}")]
+    rows = [
+        ("users × items", f"{manifest['n_users']:,} × {manifest['n_items']:,}"),
+        ("train positives", f"{manifest['n_train']:,}"),
+        (
+            "lake partitions",
+            f"{len({p['date'] for p in manifest.get('partitions', [])})} up to {manifest.get('end_date', '?')}",
+        ),
+    ]
     for key, value in data.items():
         if isinstance(value, dict):
             rows += [(f"{key}: {k}", str(v)) for k, v in value.items()]
@@ -70,8 +88,9 @@ def time_curve(histories: dict[str, dict | None], k: int) -> list[tuple[float, f
     return [(x, y) for x, y in curve if y is not None]
 
 
-def render_report(metrics: dict, histories: dict[str, dict | None], manifest: dict,
-                  warm_from: dict[str, dict | None] | None = None) -> str:
+def render_report(
+    metrics: dict, histories: dict[str, dict | None], manifest: dict, warm_from: dict[str, dict | None] | None = None
+) -> str:
     """The run's page; ``warm_from``: the histories of the run a warm start began from, whose curve by
     training time is drawn next to this run's."""
     from ncf_tasks import layout
@@ -82,27 +101,55 @@ def render_report(metrics: dict, histories: dict[str, dict | None], manifest: di
     gate = metrics["gate"]
     verdict = ("FORCED PUBLISH" if gate["forced"] else "PUBLISH") if gate["publish"] else "REJECTED"
     color = "#2ca02c" if gate["passed"] else ("#d62728" if not gate["publish"] else "#ff7f0e")
-    notes = {name: (f"run {m['run_id']}" if name == "production" else
-                    f"best epoch {m['best_epoch']}" if "best_epoch" in m else "train counts")
-             for name, m in metrics["models"].items()}
+    notes = {
+        name: (
+            f"run {m['run_id']}"
+            if name == "production"
+            else f"best epoch {m['best_epoch']}"
+            if "best_epoch" in m
+            else "train counts"
+        )
+        for name, m in metrics["models"].items()
+    }
     training = training_summary(histories, k)
     loss = {n: [(e["epoch"], e["loss"]) for e in h["epochs"]] for n, h in histories.items() if h}
     hr = {n: [(e["epoch"], e[f"val_hr@{k}"]) for e in h["epochs"]] for n, h in histories.items() if h}
-    marks = {n: (0, t["start_val_hr"], f"{n} start{' (fused)' if t['fused'] else ''}")
-             for n, t in training.items() if t["start_val_hr"] is not None and n == "neumf"}
+    marks = {
+        n: (0, t["start_val_hr"], f"{n} start{' (fused)' if t['fused'] else ''}")
+        for n, t in training.items()
+        if t["start_val_hr"] is not None and n == "neumf"
+    }
     up = "../" * layout.run_prefix(metrics["run_id"]).count("/")  # from runs/<id>/ to the bucket's root
     links = {"dashboard": up + layout.dashboard(), "data_docs": up + layout.dashboard()}
     try:
         links["data_docs"] = up + layout.validation_report(manifest["end_date"]) + "index.html"
     except (KeyError, ConfigError):  # a set built without an end date links the dashboard only
         pass
-    return render("report.html.j2", m=metrics, k=k, verdict=verdict, verdict_color=color, notes=notes,
-                  fc=metrics["full_catalog"], training=training, manifest=manifest, links=links,
-                  data_rows=_data_rows(manifest, metrics.get("data", {})),
-                  plots={"loss": line_chart(loss, "training loss per epoch", "log loss", "epoch"),
-                         "hr": line_chart(hr, f"validation HR@{k} per epoch", f"HR@{k}", "epoch", marks=marks),
-                         "warm": line_chart({f"this run (warm from {manifest['warm']['from_run']})": time_curve(histories, k),
-                                             "the run it started from": time_curve(warm_from, k)},
-                                            f"NeuMF validation HR@{k} by training time", f"HR@{k}",
-                                            "seconds of training (GMF + MLP + NeuMF)")
-                                 if warm_from and manifest.get("warm") else ""})
+    return render(
+        "report.html.j2",
+        m=metrics,
+        k=k,
+        verdict=verdict,
+        verdict_color=color,
+        notes=notes,
+        fc=metrics["full_catalog"],
+        training=training,
+        manifest=manifest,
+        links=links,
+        data_rows=_data_rows(manifest, metrics.get("data", {})),
+        plots={
+            "loss": line_chart(loss, "training loss per epoch", "log loss", "epoch"),
+            "hr": line_chart(hr, f"validation HR@{k} per epoch", f"HR@{k}", "epoch", marks=marks),
+            "warm": line_chart(
+                {
+                    f"this run (warm from {manifest['warm']['from_run']})": time_curve(histories, k),
+                    "the run it started from": time_curve(warm_from, k),
+                },
+                f"NeuMF validation HR@{k} by training time",
+                f"HR@{k}",
+                "seconds of training (GMF + MLP + NeuMF)",
+            )
+            if warm_from and manifest.get("warm")
+            else "",
+        },
+    )

@@ -22,9 +22,16 @@ DENSE_LIMIT = 1 << 30  # bytes of the users × items bitset (1 GiB); beyond it, 
 class PositiveSet:
     """The (user, item) pairs a user interacted with, for vectorised membership tests."""
 
-    def __init__(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int,
-                 device: str | torch.device = "cpu", dense_limit: int = DENSE_LIMIT,
-                 byte_map_limit: int = BYTE_MAP_LIMIT):
+    def __init__(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        n_users: int,
+        n_items: int,
+        device: str | torch.device = "cpu",
+        dense_limit: int = DENSE_LIMIT,
+        byte_map_limit: int = BYTE_MAP_LIMIT,
+    ):
         self.n_users, self.n_items = n_users, n_items
         self.device = torch.device(device)
         keys = users.to(self.device, torch.int64) * n_items + items.to(self.device, torch.int64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -24,9 +24,13 @@ PROGRESS_EVERY_S = 10.0
 
 
 @torch.no_grad()
-def masked_scores(net: torch.nn.Module, users: torch.Tensor, n_items: int,
-                  exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  chunk_cells: int = SCORE_CHUNK_CELLS) -> Iterator[tuple[int, int, torch.Tensor]]:
+def masked_scores(
+    net: torch.nn.Module,
+    users: torch.Tensor,
+    n_items: int,
+    exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
+    chunk_cells: int = SCORE_CHUNK_CELLS,
+) -> Iterator[tuple[int, int, torch.Tensor]]:
     """Yields ``(start, end, scores)``: ``scores`` is (end - start, n_items) float32 for
     ``users[start:end]``, with every pair of ``exclude = (user_idx, item_idx)`` set to -inf.
 
@@ -62,13 +66,24 @@ def masked_scores(net: torch.nn.Module, users: torch.Tensor, n_items: int,
         if time.perf_counter() - last > PROGRESS_EVERY_S:
             last = time.perf_counter()
             done = b / n
-            log.info("scored %d/%d users against %d items (%.0f%%), ETA %.0fs", b, n, n_items, 100 * done,
-                     (last - t0) * (1 - done) / max(done, 1e-9))
+            log.info(
+                "scored %d/%d users against %d items (%.0f%%), ETA %.0fs",
+                b,
+                n,
+                n_items,
+                100 * done,
+                (last - t0) * (1 - done) / max(done, 1e-9),
+            )
 
 
-def top_k(net: torch.nn.Module, users: torch.Tensor, n_items: int, k: int,
-          exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
-          chunk_cells: int = SCORE_CHUNK_CELLS) -> tuple[torch.Tensor, torch.Tensor]:
+def top_k(
+    net: torch.nn.Module,
+    users: torch.Tensor,
+    n_items: int,
+    k: int,
+    exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
+    chunk_cells: int = SCORE_CHUNK_CELLS,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(item_idx int32, score float32), each (len(users), min(k, n_items)), best first, on the CPU.
 
     Excluded items score -inf; a user with fewer than k allowed items gets -inf in the tail.

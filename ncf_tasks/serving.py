@@ -87,8 +87,11 @@ class ServingModel:
             self.mlp = None
             if m is not None:
                 n = sum(1 for k in arrays if k.startswith(m + "tower.") and k.endswith(".weight"))
-                self.mlp = _Tower(arrays[m + "user.weight"], arrays[m + "item.weight"],
-                                  [(arrays[f"{m}tower.{j}.weight"], arrays[f"{m}tower.{j}.bias"]) for j in range(n)])
+                self.mlp = _Tower(
+                    arrays[m + "user.weight"],
+                    arrays[m + "item.weight"],
+                    [(arrays[f"{m}tower.{j}.weight"], arrays[f"{m}tower.{j}.bias"]) for j in range(n)],
+                )
             self.out_w, self.out_b = arrays["out.weight"][0], float(arrays["out.bias"][0])
         except KeyError as e:
             raise DataError(f"{source}: a {self.meta['model']} model lacks the array {str(e)[:80]}") from None
@@ -107,7 +110,7 @@ class ServingModel:
                 w1, b1 = self.mlp.layers[0]
                 side["x_item"] = self.mlp.item @ w1[:, half:].T + b1
             else:
-                side["out_item"] = self.mlp.item @ self.out_w[f + half:]
+                side["out_item"] = self.mlp.item @ self.out_w[f + half :]
         return side
 
     def scores(self, a: int, b: int) -> np.ndarray:
@@ -119,7 +122,7 @@ class ServingModel:
         if self.mlp:
             u, half = self.mlp.user[a:b], self.mlp.user.shape[1]
             if not self.mlp.layers:
-                s += (u @ self.out_w[f:f + half])[:, None] + self._item_side["out_item"][None, :]
+                s += (u @ self.out_w[f : f + half])[:, None] + self._item_side["out_item"][None, :]
             else:
                 w1 = self.mlp.layers[0][0]
                 x = (u @ w1[:, :half].T)[:, None, :] + self._item_side["x_item"][None, :, :]
@@ -142,8 +145,15 @@ class ServingModel:
         width = max((w.shape[0] for w, _ in self.mlp.layers), default=0) * 2 if self.mlp else 0
         return max(1, min(MAX_CHUNK_USERS, chunk_cells // (max(self.n_items, 1) * max(width, 1))))
 
-    def top_k(self, lo: int, hi: int, k: int, exclude: tuple[np.ndarray, np.ndarray], threads: int = 1,
-              chunk_cells: int = SCORE_CHUNK_CELLS) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(
+        self,
+        lo: int,
+        hi: int,
+        k: int,
+        exclude: tuple[np.ndarray, np.ndarray],
+        threads: int = 1,
+        chunk_cells: int = SCORE_CHUNK_CELLS,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(item_idx int32, score float32), each (hi - lo, min(k, n_items)), best first (equal scores within
         a list in item order), for users lo..hi-1; ``exclude = (user_idx, item_idx)`` pairs score -inf, so a user with
         fewer than k allowed items gets -inf in the tail."""
@@ -163,8 +173,8 @@ class ServingModel:
         def chunk(c: int) -> None:
             a, b = edges[c], edges[c + 1]
             s = self.scores(lo + a, lo + b)
-            s[rows[bounds[c]:bounds[c + 1]] - a, cols[bounds[c]:bounds[c + 1]]] = -np.inf
-            idx = np.argpartition(s, n_items - k, axis=1)[:, n_items - k:]
+            s[rows[bounds[c] : bounds[c + 1]] - a, cols[bounds[c] : bounds[c + 1]]] = -np.inf
+            idx = np.argpartition(s, n_items - k, axis=1)[:, n_items - k :]
             val = np.take_along_axis(s, idx, 1)
             best = np.lexsort((idx, -val), axis=1)  # score descending, then item index: reproducible order
             out_i[a:b] = np.take_along_axis(idx, best, 1)
@@ -174,8 +184,14 @@ class ServingModel:
                 if time.perf_counter() - done[1] > PROGRESS_EVERY_S:
                     done[1] = time.perf_counter()
                     part = done[0] / n
-                    log.info("scored %d/%d users against %d items (%.0f%%), ETA %.0fs", done[0], n, n_items,
-                             100 * part, (done[1] - t0) * (1 - part) / max(part, 1e-9))
+                    log.info(
+                        "scored %d/%d users against %d items (%.0f%%), ETA %.0fs",
+                        done[0],
+                        n,
+                        n_items,
+                        100 * part,
+                        (done[1] - t0) * (1 - part) / max(part, 1e-9),
+                    )
 
         with _blas_threads(1):
             chunks = range(len(edges) - 1)
@@ -193,4 +209,3 @@ def _blas_threads(n: int):
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(n, user_api="blas")
-

@@ -11,13 +11,14 @@ import io
 import json
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ncf_tasks import layout
 from ncf_tasks.config import Settings
-from ncf_tasks.errors import ConflictError, StorageError
+from ncf_tasks.errors import ConflictError, DataError, StorageError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -36,8 +37,10 @@ def _s3_client(pid: int, endpoint: str, region: str, attempts: int, key_id: str,
 
     kwargs: dict[str, Any] = {
         "region_name": region,
-        "config": Config(retries={"max_attempts": attempts, "mode": "standard"},
-                         s3={"addressing_style": "path"} if endpoint else None),
+        "config": Config(
+            retries={"max_attempts": attempts, "mode": "standard"},
+            s3={"addressing_style": "path"} if endpoint else None,
+        ),
     }
     if endpoint:
         kwargs["endpoint_url"] = endpoint
@@ -59,8 +62,15 @@ class Storage:
     @cached_property
     def client(self):
         s = self.settings
-        return _s3_client(os.getpid(), s.s3_endpoint_url, s.s3_region, s.s3_max_attempts, s.s3_access_key_id,
-                          s.s3_secret_access_key, s.s3_session_token)
+        return _s3_client(
+            os.getpid(),
+            s.s3_endpoint_url,
+            s.s3_region,
+            s.s3_max_attempts,
+            s.s3_access_key_id,
+            s.s3_secret_access_key,
+            s.s3_session_token,
+        )
 
     @cached_property
     def storage_options(self) -> dict[str, str]:
@@ -87,7 +97,7 @@ class Storage:
 
     def rel(self, key: str) -> str:
         """Inverse of ``key``: a full key back to a key relative to the prefix."""
-        return key[len(self.prefix):] if self.prefix and key.startswith(self.prefix) else key
+        return key[len(self.prefix) :] if self.prefix and key.startswith(self.prefix) else key
 
     # -- objects ---------------------------------------------------------------------------------
     def list(self, rel_prefix: str) -> list[dict[str, Any]]:
@@ -98,8 +108,14 @@ class Storage:
                 Bucket=self.bucket, Prefix=self.key(rel_prefix)
             ):
                 for o in page.get("Contents", []):
-                    out.append({"key": self.rel(o["Key"]), "size": o["Size"], "etag": o["ETag"].strip('"'),
-                                "modified": o["LastModified"]})
+                    out.append(
+                        {
+                            "key": self.rel(o["Key"]),
+                            "size": o["Size"],
+                            "etag": o["ETag"].strip('"'),
+                            "modified": o["LastModified"],
+                        }
+                    )
         return sorted(out, key=lambda o: o["key"])
 
     def list_keys(self, rel_prefix: str) -> list[str]:
@@ -130,9 +146,14 @@ class Storage:
                 self.client.head_bucket(Bucket=self.bucket)
         except StorageError as exc:
             cause = exc.__cause__
-            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
-                raise StorageError(f"bucket s3://{self.bucket} does not exist at "
-                                   f"{self.settings.s3_endpoint_url or 'AWS S3'} (setting bucket, NCF_BUCKET)") from None
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in (
+                "404",
+                "NoSuchBucket",
+            ):
+                raise StorageError(
+                    f"bucket s3://{self.bucket} does not exist at "
+                    f"{self.settings.s3_endpoint_url or 'AWS S3'} (setting bucket, NCF_BUCKET)"
+                ) from None
             raise
         self._bucket_ok = True
 
@@ -180,7 +201,7 @@ class Storage:
         try:
             return json.loads(data)
         except json.JSONDecodeError as exc:
-            raise StorageError(f"{self.uri(rel)} is not valid JSON: {exc}") from exc
+            raise DataError(f"{self.uri(rel)} is not valid JSON: {exc}") from exc
 
     def put_json(self, rel: str, obj: Any) -> None:
         self.put_bytes(rel, _json_bytes(obj), "application/json")
@@ -211,29 +232,30 @@ class Storage:
         cond = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             with self._errors("put", rel):
-                resp = self.client.put_object(Bucket=self.bucket, Key=self.key(rel), Body=_json_bytes(obj),
-                                              ContentType="application/json", **cond)
+                resp = self.client.put_object(
+                    Bucket=self.bucket, Key=self.key(rel), Body=_json_bytes(obj), ContentType="application/json", **cond
+                )
         except StorageError as exc:
             cause = exc.__cause__
             code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
-                raise ConflictError(f"{self.uri(rel)} was changed by another writer since it was read "
-                                    f"({'expected version ' + etag if etag else 'expected no object'}); "
-                                    "nothing was written") from None
+                raise ConflictError(
+                    f"{self.uri(rel)} was changed by another writer since it was read "
+                    f"({'expected version ' + etag if etag else 'expected no object'}); "
+                    "nothing was written"
+                ) from None
             raise
         return resp["ETag"]
 
     def copy(self, src_rel: str, dst_rel: str) -> None:
         with self._errors("copy", src_rel):
-            self.client.copy(
-                {"Bucket": self.bucket, "Key": self.key(src_rel)}, self.bucket, self.key(dst_rel)
-            )
+            self.client.copy({"Bucket": self.bucket, "Key": self.key(src_rel)}, self.bucket, self.key(dst_rel))
 
     def delete(self, rels: Iterable[str]) -> int:
         """Delete keys in batches of 1000; returns how many were asked to be deleted."""
         rels = list(rels)
         for i in range(0, len(rels), 1000):
-            batch = [{"Key": self.key(r)} for r in rels[i:i + 1000]]
+            batch = [{"Key": self.key(r)} for r in rels[i : i + 1000]]
             with self._errors("delete", rels[i]):
                 resp = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             if resp.get("Errors"):
@@ -246,8 +268,9 @@ class Storage:
         store, e.g. during an outage); returns how many. Their parts are invisible but billed."""
         n = 0
         with self._errors("abort uploads", rel):
-            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
-                                                                                    Prefix=self.key(rel)):
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.key(rel)
+            ):
                 for up in page.get("Uploads", []):
                     if up["Key"] == self.key(rel):
                         self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
@@ -262,7 +285,7 @@ class Storage:
     def copy_prefix(self, src_prefix: str, dst_prefix: str) -> int:
         keys = self.list_keys(src_prefix)
         for k in keys:
-            self.copy(k, dst_prefix + k[len(src_prefix):])
+            self.copy(k, dst_prefix + k[len(src_prefix) :])
         return len(keys)
 
     # -- Parquet ---------------------------------------------------------------------------------

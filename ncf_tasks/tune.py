@@ -28,17 +28,17 @@ import time
 from typing import Any
 
 from ncf_tasks import layout
-from ncf_tasks.artifacts import RunArtifacts, setup_torch
+from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError, NoDataError
 from ncf_tasks.profile import SPACE
+from ncf_tasks.rundata import setup_torch
 from ncf_tasks.storage import Storage
 
 log = logging.getLogger(__name__)
 
 STAGES = ("gmf", "mlp", "neumf")
 STEP = 1000  # reported step = stage index * STEP + epoch
-
 
 
 def _suggest(trial, name: str) -> Any:
@@ -68,10 +68,15 @@ def _defaults(settings: Settings) -> dict:
 def _frozen_to_json(t) -> dict:
     from optuna.distributions import distribution_to_json
 
-    return {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-            "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
-            "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
-            "user_attrs": t.user_attrs}
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "value": t.value,
+        "params": t.params,
+        "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
+        "intermediate_values": {str(k): v for k, v in t.intermediate_values.items()},
+        "user_attrs": t.user_attrs,
+    }
 
 
 def _json_to_frozen(d: dict):
@@ -79,9 +84,13 @@ def _json_to_frozen(d: dict):
     from optuna.distributions import json_to_distribution
 
     return optuna.trial.create_trial(
-        state=optuna.trial.TrialState[d["state"]], value=d["value"], params=d["params"],
+        state=optuna.trial.TrialState[d["state"]],
+        value=d["value"],
+        params=d["params"],
         distributions={k: json_to_distribution(v) for k, v in d["distributions"].items()},
-        intermediate_values={int(k): v for k, v in d["intermediate_values"].items()}, user_attrs=d["user_attrs"])
+        intermediate_values={int(k): v for k, v in d["intermediate_values"].items()},
+        user_attrs=d["user_attrs"],
+    )
 
 
 class Objective:
@@ -174,15 +183,23 @@ def run_tune(settings: Settings, *, run_id: str, study: str, trials: int, timeou
         storage.put_json(folder + "trials.json", [_frozen_to_json(t) for t in done])
         best = study_.best_value if any(t.state.name == "COMPLETE" for t in done) else float("nan")
         elapsed = time.perf_counter() - t0
-        log.info("trial %d %s: value %s, %s epochs, %.0fs | %d/%d trials, best val HR %.4f, elapsed %.0fs of %.0fs",
-                 trial.number, trial.state.name.lower(), "-" if trial.value is None else f"{trial.value:.4f}",
-                 trial.user_attrs.get("epochs"), trial.user_attrs.get("seconds") or 0, len(done), trials, best,
-                 elapsed, timeout_s)
+        log.info(
+            "trial %d %s: value %s, %s epochs, %.0fs | %d/%d trials, best val HR %.4f, elapsed %.0fs of %.0fs",
+            trial.number,
+            trial.state.name.lower(),
+            "-" if trial.value is None else f"{trial.value:.4f}",
+            trial.user_attrs.get("epochs"),
+            trial.user_attrs.get("seconds") or 0,
+            len(done),
+            trials,
+            best,
+            elapsed,
+            timeout_s,
+        )
 
     remaining = trials - len(saved)
     if remaining > 0:
-        st.optimize(Objective(settings, run), n_trials=remaining, timeout=timeout_s, callbacks=[save],
-                    catch=())
+        st.optimize(Objective(settings, run), n_trials=remaining, timeout=timeout_s, callbacks=[save], catch=())
     done = [t for t in st.trials if t.state.is_finished()]
     complete = [t for t in done if t.state.name == "COMPLETE"]
     if not complete:
@@ -190,41 +207,79 @@ def run_tune(settings: Settings, *, run_id: str, study: str, trials: int, timeou
     best = st.best_trial
     baseline = next((t for t in complete if t.number == 0), None)
     k = settings.eval_k
-    profile = {"version": study, "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "objective": f"neumf val_hr@{k}", "value": round(best.value, 5), "trial": best.number,
-               "baseline_value": None if baseline is None else round(baseline.value, 5),
-               "settings": dict(best.params), "run_id": run_id, "digest": run.manifest().digest,
-               "trials": len(done), "complete": len(complete)}
+    profile = {
+        "version": study,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "objective": f"neumf val_hr@{k}",
+        "value": round(best.value, 5),
+        "trial": best.number,
+        "baseline_value": None if baseline is None else round(baseline.value, 5),
+        "settings": dict(best.params),
+        "run_id": run_id,
+        "digest": run.manifest().digest,
+        "trials": len(done),
+        "complete": len(complete),
+    }
     profile["valid_users"] = int(run.manifest().report.get("valid_users") or 0)
-    profile["min_gain"] = round(min_gain(baseline.value if baseline else best.value, profile["valid_users"],
-                                         settings.tune_min_gain_se), 5)
+    profile["min_gain"] = round(
+        min_gain(baseline.value if baseline else best.value, profile["valid_users"], settings.tune_min_gain_se), 5
+    )
     _write_trials(storage, folder, done)
     storage.put_json(folder + "profile.json", profile)
     improved = baseline is None or best.value - baseline.value > profile["min_gain"]
     _write_report(storage, folder, st, profile, k, improved)
     if improved:
         storage.put_json(layout.tuned_profile(), profile)
-        log.info("tuned profile %s: val HR@%d %.4f (defaults %s) -> %s", study, k, best.value,
-                 profile["baseline_value"], storage.uri(layout.tuned_profile()))
+        log.info(
+            "tuned profile %s: val HR@%d %.4f (defaults %s) -> %s",
+            study,
+            k,
+            best.value,
+            profile["baseline_value"],
+            storage.uri(layout.tuned_profile()),
+        )
     else:
-        log.warning("study %s: no trial beat the current settings (val HR@%d %.4f) by more than %.4f (%s standard "
-                    "error(s) over %d validation users); %s left as it was", study, k, baseline.value,
-                    profile["min_gain"], settings.tune_min_gain_se, profile["valid_users"],
-                    storage.uri(layout.tuned_profile()))
-    return {"study": study, "trials": len(done), "complete": len(complete),
-            "pruned": sum(t.state.name == "PRUNED" for t in done), "best_value": profile["value"],
-            "baseline_value": profile["baseline_value"], "settings": profile["settings"], "published": improved,
-            "profile_uri": storage.uri(folder + "profile.json"), "report_uri": storage.uri(folder + "report.html"),
-            "seconds": round(time.perf_counter() - t0, 1)}
+        log.warning(
+            "study %s: no trial beat the current settings (val HR@%d %.4f) by more than %.4f (%s standard "
+            "error(s) over %d validation users); %s left as it was",
+            study,
+            k,
+            baseline.value,
+            profile["min_gain"],
+            settings.tune_min_gain_se,
+            profile["valid_users"],
+            storage.uri(layout.tuned_profile()),
+        )
+    return {
+        "study": study,
+        "trials": len(done),
+        "complete": len(complete),
+        "pruned": sum(t.state.name == "PRUNED" for t in done),
+        "best_value": profile["value"],
+        "baseline_value": profile["baseline_value"],
+        "settings": profile["settings"],
+        "published": improved,
+        "profile_uri": storage.uri(folder + "profile.json"),
+        "report_uri": storage.uri(folder + "report.html"),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def _write_trials(storage: Storage, folder: str, done: list) -> None:
     import polars as pl
 
-    rows = [{"number": t.number, "state": t.state.name.lower(), "value": t.value,
-             "epochs": t.user_attrs.get("epochs"), "seconds": t.user_attrs.get("seconds"),
-             "neumf_start_val_hr": t.user_attrs.get("neumf_start_val_hr"),
-             **{f"param_{k}": float(v) for k, v in t.params.items()}} for t in done]
+    rows = [
+        {
+            "number": t.number,
+            "state": t.state.name.lower(),
+            "value": t.value,
+            "epochs": t.user_attrs.get("epochs"),
+            "seconds": t.user_attrs.get("seconds"),
+            "neumf_start_val_hr": t.user_attrs.get("neumf_start_val_hr"),
+            **{f"param_{k}": float(v) for k, v in t.params.items()},
+        }
+        for t in done
+    ]
     storage.write_parquet(pl.DataFrame(rows, infer_schema_length=None), folder + "trials.parquet")
 
 
@@ -237,17 +292,32 @@ def _write_report(storage: Storage, folder: str, st, profile: dict, k: int, publ
     from ncf_tasks.report import render
 
     done = [t for t in st.trials if t.state.is_finished()]
-    points = [(t.number, t.value if t.value is not None else max(t.intermediate_values.values(), default=float("nan")),
-               t.state.name.lower()) for t in done]
+    points = [
+        (
+            t.number,
+            t.value if t.value is not None else max(t.intermediate_values.values(), default=float("nan")),
+            t.state.name.lower(),
+        )
+        for t in done
+    ]
     try:
-        importance = optuna.importance.get_param_importances(st) if len(
-            [t for t in done if t.state.name == "COMPLETE"]) >= 2 else {}
+        importance = (
+            optuna.importance.get_param_importances(st)
+            if len([t for t in done if t.state.name == "COMPLETE"]) >= 2
+            else {}
+        )
     except (RuntimeError, ValueError) as exc:  # e.g. every completed trial has the same value
         log.warning("parameter importance not computed: %s", exc)
         importance = {}
-    html = render("tuning.html.j2", profile=profile, k=k,
-                  objective_svg=plots.trials_chart(points, f"NeuMF validation HR@{k}"),
-                  importance_svg=plots.bar_chart(importance, "parameter importance (fANOVA)") if importance else None,
-                  importance=importance, trials=sorted(done, key=lambda t: t.number), published=published,
-                  params=list(SPACE))
+    html = render(
+        "tuning.html.j2",
+        profile=profile,
+        k=k,
+        objective_svg=plots.trials_chart(points, f"NeuMF validation HR@{k}"),
+        importance_svg=plots.bar_chart(importance, "parameter importance (fANOVA)") if importance else None,
+        importance=importance,
+        trials=sorted(done, key=lambda t: t.number),
+        published=published,
+        params=list(SPACE),
+    )
     storage.put_bytes(folder + "report.html", html.encode(), content_type="text/html; charset=utf-8")

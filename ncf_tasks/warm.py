@@ -7,7 +7,7 @@ nothing is published yet or the data date falls on ``cold_weekday`` (the weekly 
 drift from accumulating). Each model then starts from production's model of the same kind (GMF from
 GMF, MLP from MLP, NeuMF from NeuMF: re-fusing would throw away NeuMF's fine-tuning):
 
-* dense layers are copied; embedding rows are carried through the two runs' id maps (``evaluate.
+* dense layers are copied; embedding rows are carried through the two runs' id maps (``artifacts.
   id_translation``): a user or item production knew keeps its row, a new one starts from the usual
   random initialisation, one that vanished from the window is dropped;
 * it trains at most ``warm_epochs`` epochs on the train interactions of the last ``warm_window_days``
@@ -38,7 +38,8 @@ from ncf_tasks.storage import Storage
 if TYPE_CHECKING:
     import torch
 
-    from ncf_tasks.artifacts import RunArtifacts, RunData
+    from ncf_tasks.artifacts import RunArtifacts
+    from ncf_tasks.rundata import RunData
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +50,31 @@ def decide(storage: Storage, settings: Settings, end_date: str) -> dict | None:
         return None
     day = dt.date.fromisoformat(end_date)
     if day.weekday() == settings.cold_weekday:
-        log.info("warm_start: %s is the weekly cold retrain (cold_weekday=%d): training from scratch", end_date,
-                 settings.cold_weekday)
+        log.info(
+            "warm_start: %s is the weekly cold retrain (cold_weekday=%d): training from scratch",
+            end_date,
+            settings.cold_weekday,
+        )
         return None
     pointer = storage.get_json(layout.latest_pointer(), default=None)
     if not pointer:
         log.info("warm_start: nothing published yet (%s): training from scratch", storage.uri(layout.latest_pointer()))
         return None
     since = (day - dt.timedelta(days=settings.warm_window_days - 1)).isoformat()
-    log.info("warm_start: models start from production run %s and train on interactions since %s",
-             pointer["run_id"], since)
+    log.info(
+        "warm_start: models start from production run %s and train on interactions since %s", pointer["run_id"], since
+    )
     return {"from_run": pointer["run_id"], "since": since}
 
 
-def carry(kind: str, data: "RunData", settings: Settings, run: "RunArtifacts",
-          record: dict) -> tuple["torch.nn.Module", dict] | None:
+def carry(
+    kind: str, data: "RunData", settings: Settings, run: "RunArtifacts", record: dict
+) -> tuple["torch.nn.Module", dict] | None:
     """The model ``kind`` initialised from production's (see the module docstring) and what was carried,
     or None when it cannot be (then the caller trains cold)."""
     import torch
 
-    from ncf_tasks.artifacts import RunArtifacts
-    from ncf_tasks.evaluate import id_translation
+    from ncf_tasks.artifacts import RunArtifacts, id_translation
     from ncf_tasks.models import build_model, embedding_tables
 
     prod = RunArtifacts(run.storage, record["from_run"])
@@ -82,21 +87,39 @@ def carry(kind: str, data: "RunData", settings: Settings, run: "RunArtifacts",
     except NoDataError as exc:
         log.warning("%s: no warm start (%s): training cold", kind, exc)
         return None
-    net = build_model(kind, data.n_users, data.n_items, settings.factors, settings.mlp_layers, settings.embedding_std,
-                      settings.dropout)
+    net = build_model(
+        kind,
+        data.n_users,
+        data.n_items,
+        settings.factors,
+        settings.mlp_layers,
+        settings.embedding_std,
+        settings.dropout,
+    )
     users, items = embedding_tables(net)
     side = {id(t.weight): "users" for t in users} | {id(t.weight): "items" for t in items}
     names = {name: side.get(id(p)) for name, p in net.named_parameters()}
     theirs, state = old.state_dict(), net.state_dict()
-    bad = [n for n, s in names.items() if n not in theirs or (s is None and theirs[n].shape != state[n].shape)
-           or (s is not None and theirs[n].shape[1:] != state[n].shape[1:])]
+    bad = [
+        n
+        for n, s in names.items()
+        if n not in theirs
+        or (s is None and theirs[n].shape != state[n].shape)
+        or (s is not None and theirs[n].shape[1:] != state[n].shape[1:])
+    ]
     if bad:
-        log.warning("%s: production run %s's model has another shape (%s; factors or mlp_layers changed): training "
-                    "cold", kind, record["from_run"], ", ".join(bad[:3]))
+        log.warning(
+            "%s: production run %s's model has another shape (%s; factors or mlp_layers changed): training cold",
+            kind,
+            record["from_run"],
+            ", ".join(bad[:3]),
+        )
         return None
     ours = run.id_maps()
-    maps = {f: torch.tensor(id_translation(ours[f], run.storage.read_parquet(art["id_maps"][f])))
-            for f in ("users", "items")}
+    maps = {
+        f: torch.tensor(id_translation(ours[f], run.storage.read_parquet(art["id_maps"][f])))
+        for f in ("users", "items")
+    }
     with torch.no_grad():
         for name, s in names.items():
             if s is None:
@@ -106,14 +129,27 @@ def carry(kind: str, data: "RunData", settings: Settings, run: "RunArtifacts",
                 known = idx >= 0
                 state[name][known] = theirs[name][idx[known]]
     net.load_state_dict(state)
-    info = {"from_run": record["from_run"], "since": record["since"],
-            "carried_users": int((maps["users"] >= 0).sum()), "new_users": int((maps["users"] < 0).sum()),
-            "carried_items": int((maps["items"] >= 0).sum()), "new_items": int((maps["items"] < 0).sum()),
-            "dropped_users": int(art["n_users"] - (maps["users"] >= 0).sum()),
-            "dropped_items": int(art["n_items"] - (maps["items"] >= 0).sum())}
-    log.info("%s: warm start from run %s: %d users and %d items carried, %d and %d new, %d and %d dropped", kind,
-             info["from_run"], info["carried_users"], info["carried_items"], info["new_users"], info["new_items"],
-             info["dropped_users"], info["dropped_items"])
+    info = {
+        "from_run": record["from_run"],
+        "since": record["since"],
+        "carried_users": int((maps["users"] >= 0).sum()),
+        "new_users": int((maps["users"] < 0).sum()),
+        "carried_items": int((maps["items"] >= 0).sum()),
+        "new_items": int((maps["items"] < 0).sum()),
+        "dropped_users": int(art["n_users"] - (maps["users"] >= 0).sum()),
+        "dropped_items": int(art["n_items"] - (maps["items"] >= 0).sum()),
+    }
+    log.info(
+        "%s: warm start from run %s: %d users and %d items carried, %d and %d new, %d and %d dropped",
+        kind,
+        info["from_run"],
+        info["carried_users"],
+        info["carried_items"],
+        info["new_users"],
+        info["new_items"],
+        info["dropped_users"],
+        info["dropped_items"],
+    )
     return net, info
 
 
@@ -123,9 +159,10 @@ def recent(run: "RunArtifacts", data: "RunData", since: str) -> "RunData":
 
     key = run.manifest().files["train"]
     ts = run.storage.read_parquet(key, columns=["event_ts"])["event_ts"]
-    start = dt.datetime.fromisoformat(since).replace(tzinfo=dt.timezone.utc)
+    start = dt.datetime.fromisoformat(since).replace(tzinfo=dt.UTC)
     mask = torch.from_numpy((ts >= start).to_numpy()).to(data.train_users.device)
     log.info("warm start: %d of %d train interactions since %s", int(mask.sum()), mask.numel(), since)
     recency = None if data.train_recency is None else data.train_recency[mask]
-    return dataclasses.replace(data, train_users=data.train_users[mask], train_items=data.train_items[mask],
-                               train_recency=recency)
+    return dataclasses.replace(
+        data, train_users=data.train_users[mask], train_items=data.train_items[mask], train_recency=recency
+    )

@@ -15,11 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-ML100K = SHARED / "data" / "ml-100k" / "u.data"
-ARTIFACTS = ROOT / "test-artifacts"
+from helpers import ARTIFACTS, ROOT
 
 # Airflow reads its configuration at import: point it at a private SQLite DB before any test imports it.
 # Always private, even when the Makefile exports the checkout's AIRFLOW_HOME (.airflow/, which `make demo`
@@ -28,15 +24,12 @@ _AIRFLOW_HOME = tempfile.mkdtemp(prefix="ncf-airflow-")
 os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-for p in (str(ROOT), str(ROOT / "dags")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
 # Tests must not pick up a developer's NCF_* settings.
 for k in [k for k in os.environ if k.startswith("NCF_")]:
     del os.environ[k]
 
-from ncf_tasks import local_s3  # noqa: E402
 from ncf_tasks.config import Settings  # noqa: E402
+from ncf_tasks.dev import local_s3  # noqa: E402
 from ncf_tasks.storage import Storage  # noqa: E402
 
 
@@ -73,8 +66,7 @@ def storage(settings) -> Storage:
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated SQLite metadata DB in a private AIRFLOW_HOME (once per session)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return os.environ["AIRFLOW_HOME"]
 
@@ -85,18 +77,9 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def require_ml100k() -> Path:
-    if not ML100K.is_file():
-        pytest.skip(f"MovieLens 100K not found at {ML100K}")
-    return ML100K
-
-
-def planted_set(storage: Storage, run_id: str, settings: Settings, **spec) -> Settings:
-    """A training set of synthetic events with planted taste groups, written under ``runs/<run_id>/``;
-    returns ``settings`` (what the training and tuning tests train with)."""
-    from ncf_tasks.build import build_training_set, write_training_set
-    from ncf_tasks.generate import SyntheticSpec, synthesize
-
-    ev = synthesize(SyntheticSpec(**{"taste_strength": 0.9, **spec}))
-    write_training_set(storage, run_id, build_training_set(ev, settings), settings)
-    return settings
+@pytest.fixture
+def dag_env(airflow_db, s3_env, monkeypatch):
+    """The DAG tests' process environment: the metadata DB and the test bucket's NCF_* variables."""
+    for k, v in s3_env.items():
+        monkeypatch.setenv(k, v)
+    return s3_env

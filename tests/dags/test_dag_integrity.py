@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import ROOT
+from helpers import ROOT
 
 DAG_FILES = sorted(p.name for p in (ROOT / "dags").glob("*.py") if p.name != "ncf_common.py")
 
@@ -28,9 +27,14 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()}, "
 def test_dag_file_parses_cleanly(dag_file, artifacts):
     # A fresh interpreter, so sys.modules shows exactly what parsing imported. No database and no
     # connection is reachable here: a lookup at parse time would fail the parse.
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////nonexistent/x.db"}
-    r = subprocess.run([sys.executable, "-c", PARSE, str(ROOT / "dags" / dag_file), str(ROOT / "dags")], env=env,
-                       capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////nonexistent/x.db"}
+    r = subprocess.run(
+        [sys.executable, "-c", PARSE, str(ROOT / "dags" / dag_file), str(ROOT / "dags")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["errors"] == {} and out["dags"], out
@@ -42,7 +46,9 @@ def test_dag_file_parses_cleanly(dag_file, artifacts):
 def test_retrain_dag_shape(airflow_db):
     from airflow.dag_processing.dagbag import BundleDagBag
 
-    dag = BundleDagBag(dag_folder=str(ROOT / "dags" / "ncf_retrain.py"), bundle_path=ROOT / "dags").get_dag("ncf_retrain")
+    dag = BundleDagBag(dag_folder=str(ROOT / "dags" / "ncf_retrain.py"), bundle_path=ROOT / "dags").get_dag(
+        "ncf_retrain"
+    )
     assert dag.max_active_runs == 1 and dag.catchup is False and "ncf" in dag.tags
     assert dag.owner == "ml-platform" and dag.description and dag.doc_md
     assert dag.timetable.expression == "0 2 * * *"
@@ -66,7 +72,9 @@ def test_retrain_dag_shape(airflow_db):
 def test_trigger_form_params_are_typed_and_bounded(airflow_db):
     from airflow.dag_processing.dagbag import BundleDagBag
 
-    dag = BundleDagBag(dag_folder=str(ROOT / "dags" / "ncf_retrain.py"), bundle_path=ROOT / "dags").get_dag("ncf_retrain")
+    dag = BundleDagBag(dag_folder=str(ROOT / "dags" / "ncf_retrain.py"), bundle_path=ROOT / "dags").get_dag(
+        "ncf_retrain"
+    )
     params = dag.params
     schema = {k: params.get_param(k).schema for k in params}
     assert schema["epochs"]["type"] == "integer" and schema["epochs"]["minimum"] == 1
@@ -76,7 +84,6 @@ def test_trigger_form_params_are_typed_and_bounded(airflow_db):
     assert all(p.description for p in (params.get_param(k) for k in params))
     params.validate()  # the defaults (the nightly settings) are valid
     from airflow.sdk.definitions.param import ParamsDict
-
     from airflow.sdk.exceptions import ParamValidationError
 
     bad = ParamsDict({k: params.get_param(k) for k in params})
@@ -101,10 +108,14 @@ print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
 
 
 def _identity(**env_over: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////nonexistent/x.db",
-           **env_over}
-    r = subprocess.run([sys.executable, "-c", IDENTITY, str(ROOT / "dags")], env=env, capture_output=True, text=True,
-                       timeout=120)
+    env = {
+        **os.environ,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sqlite:////nonexistent/x.db",
+        **env_over,
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", IDENTITY, str(ROOT / "dags")], env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["errors"] == {}, out["errors"]
@@ -115,8 +126,12 @@ def test_identities_do_not_depend_on_deployment_settings():
     """Airflow stores Asset names/URIs and task ids: another bucket or prefix must not change them (an
     Asset whose URI changed is inactive and fails publish). NCF_SCHEDULE and NCF_NOTIFIER are settings."""
     a = _identity()
-    b = _identity(NCF_BUCKET="another-bucket", NCF_PREFIX="team-b/", NCF_SCHEDULE="30 3 * * *",
-                  NCF_NOTIFIER="airflow.providers.standard.notifications.smtp.SmtpNotifier")
+    b = _identity(
+        NCF_BUCKET="another-bucket",
+        NCF_PREFIX="team-b/",
+        NCF_SCHEDULE="30 3 * * *",
+        NCF_NOTIFIER="airflow.providers.standard.notifications.smtp.SmtpNotifier",
+    )
     assert a["assets"] == b["assets"] == [["ncf_topk", "ncf://recs/topk"]]
     assert (a["schedule"], b["schedule"]) == ("0 2 * * *", "30 3 * * *")
     assert _identity(NCF_SCHEDULE="none")["schedule"] is None  # manual and API triggers only
@@ -132,15 +147,22 @@ def test_failure_line_names_the_data_day_and_a_reason_without_an_exception():
     from ncf_common import failure_line  # dags/ is on sys.path (conftest)
 
     ti = SimpleNamespace(dag_id="ncf_retrain", task_id="publish")
-    ctx = {"task_instance": ti, "run_id": "scheduled__2026-11-27T02:00:00+00:00", "params": {},
-           "logical_date": dt.datetime(2026, 11, 27, 2, tzinfo=dt.timezone.utc)}
+    ctx = {
+        "task_instance": ti,
+        "run_id": "scheduled__2026-11-27T02:00:00+00:00",
+        "params": {},
+        "logical_date": dt.datetime(2026, 11, 27, 2, tzinfo=dt.UTC),
+    }
     assert failure_line(ctx).endswith("date=2026-11-26 why=no exception reached the callback: see the task's log")
     assert "date=2026-11-27 why=task_failure" in failure_line({**ctx, "reason": "task_failure"}, lag_days=0)
     # a task the scheduler failed because no worker of its queue took it (a GPU worker away too long)
     queued = SimpleNamespace(dag_id="ncf_retrain", task_id="pretrain_gmf", queue="gpu", hostname=None)
     assert failure_line({**ctx, "task_instance": queued, "reason": "task_failure"}).endswith(
         "why=never started: no worker of queue 'gpu' took it within the scheduler's task_queued_timeout "
-        "(is the 'gpu' worker up?)")
+        "(is the 'gpu' worker up?)"
+    )
     line = failure_line({**ctx, "exception": ValueError("bad\nsecond line"), "params": {"data_date": "2026-11-20"}})
-    assert line == ("NCF FAILED dag=ncf_retrain task=publish run=scheduled__2026-11-27T02:00:00+00:00 "
-                    "date=2026-11-20 why=ValueError: bad")
+    assert line == (
+        "NCF FAILED dag=ncf_retrain task=publish run=scheduled__2026-11-27T02:00:00+00:00 "
+        "date=2026-11-20 why=ValueError: bad"
+    )

@@ -3,33 +3,12 @@
 import datetime as dt
 
 import pytest
+from helpers import DAY, LOGICAL, ROOT, get_dag, states
 
-from conftest import ROOT
 from ncf_tasks import layout
 from ncf_tasks.generate import SyntheticSpec, run_generate
 
 pytestmark = pytest.mark.slow
-LOGICAL = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.timezone.utc)
-DAY = "2026-11-26"  # logical date minus NCF_DATE_LAG_DAYS=1
-
-
-@pytest.fixture
-def dag_env(airflow_db, s3_env, monkeypatch):
-    for k, v in s3_env.items():
-        monkeypatch.setenv(k, v)
-    return s3_env
-
-
-def get_dag(dag_id):
-    from airflow.dag_processing.dagbag import BundleDagBag
-
-    bag = BundleDagBag(dag_folder=str(ROOT / "dags"), bundle_path=ROOT / "dags")
-    assert bag.import_errors == {}
-    return bag.get_dag(dag_id)
-
-
-def states(dag_run):
-    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
 
 
 def test_ingest_and_validate_run_for_the_previous_day(dag_env, storage):
@@ -46,17 +25,18 @@ def test_day_without_logs_skips_the_run(dag_env, storage):
 
 
 def test_bad_day_fails_validate_and_stops_the_run(dag_env, storage):
-    from conftest import ROOT as root
 
     storage.put_json("recs/topk/_latest.json", {"run_id": "previous"})
-    bad = (root / "tests" / "data" / "bad_batches" / "null_ids.jsonl").read_bytes()
+    bad = (ROOT / "tests" / "data" / "bad_batches" / "null_ids.jsonl").read_bytes()
     storage.put_bytes(layout.raw_partition(DAY) + "batch.jsonl", bad)
     dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
     st = states(dr)
     assert dr.state == "failed" and st["ingest"] == "success" and st["validate"] == "failed"
     mapped_ingest = ("ingest_files", "ingest_commit")  # skipped: a small day is ingested by `ingest`
     assert all(s == "skipped" for t, s in st.items() if t in mapped_ingest), st
-    assert all(s in ("upstream_failed", None) for t, s in st.items() if t not in ("ingest", "validate", *mapped_ingest)), st
+    assert all(
+        s in ("upstream_failed", None) for t, s in st.items() if t not in ("ingest", "validate", *mapped_ingest)
+    ), st
     ti = next(ti for ti in dr.get_task_instances() if ti.task_id == "validate")
     assert ti.try_number == 1  # a validation failure is not retried
     assert storage.exists(layout.quarantine(DAY) + "part-0.parquet")
@@ -98,7 +78,9 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
     from ncf_tasks.reader import latest_pointer, load_latest
 
     pointer = latest_pointer(storage.settings)
-    assert pointer["k"] == 7 and pointer["partition"] == DAY and load_latest(storage.settings).collect()["rank"].max() == 7
+    assert (
+        pointer["k"] == 7 and pointer["partition"] == DAY and load_latest(storage.settings).collect()["rank"].max() == 7
+    )
     assert len(pointer["files"]) == 2 and load_latest(storage.settings).collect().height == pointer["rows"]
     with create_session() as session:
         asset = session.query(AssetModel).filter(AssetModel.name == "ncf_topk").one()
@@ -126,7 +108,7 @@ def test_backfill_of_three_days_ingests_each_once_and_reruns_add_nothing(dag_env
     dag = get_dag("ncf_ingest")
     days = ["2026-11-24", "2026-11-25", "2026-11-26"]
     for d in days + days:  # the second pass is a rerun of the same backfill
-        when = dt.datetime.fromisoformat(d).replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.fromisoformat(d).replace(tzinfo=dt.UTC)
         assert dag.test(logical_date=when).state == "success"
     for d in days:
         assert storage.read_parquet(layout.lake_file(d)).height == 500 and storage.exists(layout.validated_marker(d))
@@ -144,7 +126,7 @@ def test_a_day_above_ingest_split_mb_is_ingested_by_mapped_tasks(dag_env, storag
     run_generate(storage.settings, spec=spec, fmt="csv", files_per_day=3)
     raw = sum(o["size"] for o in storage.list(layout.raw_partition(DAY)))
     monkeypatch.setenv("NCF_INGEST_SPLIT_MB", "1")
-    dr = get_dag("ncf_ingest").test(logical_date=dt.datetime.fromisoformat(DAY).replace(tzinfo=dt.timezone.utc))
+    dr = get_dag("ncf_ingest").test(logical_date=dt.datetime.fromisoformat(DAY).replace(tzinfo=dt.UTC))
     tis = dr.get_task_instances()
     assert dr.state == "success" and {ti.state for ti in tis} == {"success"}, states(dr)
     n = min(math.ceil(raw / 1e6), 3)  # capped by the 3 files

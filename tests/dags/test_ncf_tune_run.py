@@ -4,12 +4,12 @@ nightly DAG's build picking the profile up, with a trigger param winning over it
 import datetime as dt
 
 import pytest
+from helpers import DAY, LOGICAL, get_dag, states
 
 from ncf_tasks import layout
 from ncf_tasks.generate import SyntheticSpec, run_generate
 from ncf_tasks.ingest import run_ingest
 from ncf_tasks.validate import run_validate
-from test_ncf_retrain_run import DAY, LOGICAL, dag_env, get_dag, states  # noqa: F401  (dag_env: a fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,9 @@ def test_tune_run_with_a_three_trial_budget_writes_a_profile_nightly_runs_use(da
 
     # a profile (this study's if it beat trial 0; else one written as an operator would) reaches the nightly build
     if not storage.exists(layout.tuned_profile()):
-        storage.put_json(layout.tuned_profile(), {**storage.get_json(folder + "profile.json"), "settings": {"factors": 16}})
+        storage.put_json(
+            layout.tuned_profile(), {**storage.get_json(folder + "profile.json"), "settings": {"factors": 16}}
+        )
     prof = storage.get_json(layout.tuned_profile())
     later = LOGICAL + dt.timedelta(days=1)
     dr = get_dag("ncf_retrain").test(logical_date=later, run_conf={"data_date": DAY, "epochs": 1, "alpha": 0.25})

@@ -23,8 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from conftest import ROOT
+from helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -37,12 +36,20 @@ def stack(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
     home = tmp_path_factory.mktemp("airflow-home")
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "PYTHONPATH": str(ROOT), "NCF_EPOCHS": "8", "NCF_REFIT": "false",
-           "NCF_SCHEDULE": "none",
-           "S3_DATA_DIR": str(tmp_path_factory.mktemp("s3-data")),  # never the checkout's .data/s3/
-           "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
-           "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    up = subprocess.run(["bash", "include/up.sh", "start"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "NCF_EPOCHS": "8",
+        "NCF_REFIT": "false",
+        "NCF_SCHEDULE": "none",
+        "S3_DATA_DIR": str(tmp_path_factory.mktemp("s3-data")),  # never the checkout's .data/s3/
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    up = subprocess.run(
+        ["bash", "include/up.sh", "start"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         assert "login: admin / " in up.stdout
@@ -60,8 +67,12 @@ def api(path: str, token: str) -> dict:
 
 
 def token(password: str) -> str:
-    req = urllib.request.Request(UI + "/auth/token", data=json.dumps({"username": "admin", "password": password}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        UI + "/auth/token",
+        data=json.dumps({"username": "admin", "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)["access_token"]
 
@@ -70,13 +81,22 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
     from playwright.sync_api import sync_playwright
 
     from ncf_tasks.config import Settings
-    from ncf_tasks.local_s3 import DUMMY_KEY
+    from ncf_tasks.dev.local_s3 import DUMMY_KEY
     from ncf_tasks.reader import latest_pointer, load_latest
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(UI + "/", wait_until="networkidle")
@@ -114,8 +134,14 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
         finally:
             browser.close()
 
-    settings = Settings.from_env(env={"NCF_S3_ENDPOINT_URL": stack["s3"]["url"], "NCF_BUCKET": stack["s3"]["bucket"],
-                                      "NCF_S3_ACCESS_KEY_ID": DUMMY_KEY, "NCF_S3_SECRET_ACCESS_KEY": DUMMY_KEY})
+    settings = Settings.from_env(
+        env={
+            "NCF_S3_ENDPOINT_URL": stack["s3"]["url"],
+            "NCF_BUCKET": stack["s3"]["bucket"],
+            "NCF_S3_ACCESS_KEY_ID": DUMMY_KEY,
+            "NCF_S3_SECRET_ACCESS_KEY": DUMMY_KEY,
+        }
+    )
     pointer = latest_pointer(settings)
     table = load_latest(settings).collect()
     assert pointer["run_id"] == run["dag_run_id"] and pointer["k"] == K
@@ -123,15 +149,23 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
     assert (artifacts / "e2e-finished-run.png").stat().st_size > 10_000
 
     # what the run left to look at, opened from the persisted local copy (.data/s3/ for a user)
-    saved = subprocess.run([sys.executable, "-m", "ncf_tasks.local_s3", "save", "--state", str(ROOT / ".up" / "s3.json")],
-                           cwd=ROOT, env=stack["env"], capture_output=True, text=True, timeout=120)
+    saved = subprocess.run(
+        [sys.executable, "-m", "ncf_tasks.dev.local_s3", "save", "--state", str(ROOT / ".up" / "s3.json")],
+        cwd=ROOT,
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert saved.returncode == 0, saved.stderr[-2000:]
     bucket_dir = Path(stack["env"]["S3_DATA_DIR"]) / stack["s3"]["bucket"]
     dashboard = bucket_dir / "reports" / "index.html"
     assert dashboard.is_file()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run",
-                                                                     "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             page.goto(dashboard.as_uri())
@@ -141,7 +175,10 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
             page.screenshot(path=str(artifacts / "e2e-dashboard.png"), full_page=True)
             row.get_by_role("link", name="report").click()
             page.wait_for_load_state()
-            assert run["dag_run_id"] in page.title() and page.locator("#gate").inner_text() in ("PUBLISH", "FORCED PUBLISH")
+            assert run["dag_run_id"] in page.title() and page.locator("#gate").inner_text() in (
+                "PUBLISH",
+                "FORCED PUBLISH",
+            )
             assert page.locator("#training tr").count() == 4  # header + gmf, mlp, neumf
             page.screenshot(path=str(artifacts / "e2e-run-report.png"), full_page=True)
             for name in ("all runs (dashboard)", f"validation Data Docs of {pointer['partition']}"):

@@ -3,15 +3,15 @@
 import polars as pl
 import pytest
 import torch
+from test_cli import cli, last_json
 
-from ncf_tasks.artifacts import Manifest, RunArtifacts
+from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.errors import DataError, NoDataError
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.models import GMF
-
-from test_cli import cli, last_json
+from ncf_tasks.rundata import Manifest
 
 
 def build(storage, run_id="r", users=80, seed=1):

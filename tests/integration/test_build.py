@@ -9,12 +9,14 @@ from ncf_tasks.generate import SyntheticSpec, run_generate
 from ncf_tasks.ingest import run_ingest
 from ncf_tasks.validate import run_validate
 
-NOW = dt.datetime(2026, 11, 27, 2, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 27, 2, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def lake(storage):
-    run_generate(storage.settings, spec=SyntheticSpec(users=150, items=120, days=3, events_per_day=1500, end_date="2026-11-26"))
+    run_generate(
+        storage.settings, spec=SyntheticSpec(users=150, items=120, days=3, events_per_day=1500, end_date="2026-11-26")
+    )
     for d in ("2026-11-24", "2026-11-25", "2026-11-26"):
         run_ingest(storage.settings, date=d)
     for d in ("2026-11-24", "2026-11-25"):  # 2026-11-26 ingested, not validated

@@ -3,12 +3,17 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, require_ml100k
+from helpers import require_ml100k
 
 
 def cli(env, *args):
-    return subprocess.run([sys.executable, "-m", "ncf_tasks", *args], env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ncf_tasks", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def last_json(r):
@@ -18,13 +23,38 @@ def last_json(r):
 def test_help_lists_the_stage_commands():
     r = cli({}, "--help")
     assert r.returncode == 0
-    for c in ("generate", "load-movielens", "ingest", "validate", "build", "train", "evaluate", "publish", "show-latest"):
+    for c in (
+        "generate",
+        "load-movielens",
+        "ingest",
+        "validate",
+        "build",
+        "train",
+        "evaluate",
+        "publish",
+        "show-latest",
+    ):
         assert c in r.stdout
 
 
 def test_generate_ingest_and_exit_codes(s3_env):
-    r = cli(s3_env, "generate", "--end-date", "2026-11-26", "--days", "2", "--users", "50", "--items", "40",
-            "--events-per-day", "500", "--format", "jsonl", "--gzip")
+    r = cli(
+        s3_env,
+        "generate",
+        "--end-date",
+        "2026-11-26",
+        "--days",
+        "2",
+        "--users",
+        "50",
+        "--items",
+        "40",
+        "--events-per-day",
+        "500",
+        "--format",
+        "jsonl",
+        "--gzip",
+    )
     assert r.returncode == 0 and last_json(r)["days"] == ["2026-11-25", "2026-11-26"]
     r = cli(s3_env, "ingest", "--date", "2026-11-26")
     out = last_json(r)
@@ -39,6 +69,12 @@ def test_load_movielens_writes_daily_raw_files(s3_env):
     r = cli(s3_env, "load-movielens", str(require_ml100k()))
     out = last_json(r)
     assert r.returncode == 0, r.stderr
-    assert (out["rows"], out["users"], out["items"], out["first_day"], out["last_day"]) == (100000, 943, 1682, "1997-09-20", "1998-04-22")
+    assert (out["rows"], out["users"], out["items"], out["first_day"], out["last_day"]) == (
+        100000,
+        943,
+        1682,
+        "1997-09-20",
+        "1998-04-22",
+    )
     r = cli(s3_env, "ingest", "--date", "1997-12-01")
     assert last_json(r)["rows_written"] > 0

@@ -1,10 +1,9 @@
 """Data-parallel training (``train_procs``): two gloo ranks under torchrun, against one process."""
 
 import pytest
+from helpers import planted_set
 
-from conftest import planted_set
-
-from ncf_tasks.distributed import DistributedTrainingFailed
+from ncf_tasks.errors import NoDataError
 from ncf_tasks.train import run_train
 
 pytestmark = pytest.mark.slow
@@ -16,8 +15,17 @@ FAST = dict(epochs=4, batch_size=512, factors=8, mlp_layers=(32, 16, 8), threads
 
 @pytest.fixture
 def run(storage):
-    return planted_set(storage, "r", storage.settings.replace(**FAST), users=400, items=300, days=5,
-                       events_per_day=3000, groups=6, seed=2)
+    return planted_set(
+        storage,
+        "r",
+        storage.settings.replace(**FAST),
+        users=400,
+        items=300,
+        days=5,
+        events_per_day=3000,
+        groups=6,
+        seed=2,
+    )
 
 
 def test_two_gloo_processes_train_what_one_trains(storage, run):
@@ -59,12 +67,28 @@ def test_the_recency_weights_follow_each_ranks_share_of_the_batch(storage, run, 
     storage.copy_prefix("runs/d/", "runs/u/")
     storage.delete_prefix("runs/u/gmf")
     run_train(run, run_id="u", model="gmf")  # without the boost: another training
-    assert [e["loss"] for e in storage.get_json("runs/u/gmf_history.json")["epochs"]] != [e["loss"] for e in ref["epochs"]]
+    assert [e["loss"] for e in storage.get_json("runs/u/gmf_history.json")["epochs"]] != [
+        e["loss"] for e in ref["epochs"]
+    ]
 
 
 def test_a_failing_rank_fails_the_task_with_a_clear_error(storage, run):
-    """A rank that raises (here: NeuMF with pretraining but no GMF/MLP trained) ends torchrun with an
-    error, and the task fails naming the model, the run and the process count; nothing is written."""
-    with pytest.raises(DistributedTrainingFailed, match=r"distributed training of neumf for run r on 2 processes"):
+    """A rank that raises (here: NeuMF with pretraining but no GMF/MLP trained) fails the task with the rank's
+    own error class (its exit code and retry decision: NoDataError, exit 3), naming the rank, the model, the
+    run and the process count; nothing is written."""
+    with pytest.raises(
+        NoDataError,
+        match=r"train gmf for run r first.*rank \d of the distributed training of neumf "
+        r"for run r on 2 processes",
+    ):
         run_train(run.replace(train_procs=2), run_id="r", model="neumf")
     assert not storage.exists("runs/r/neumf.pt")
+
+
+def test_a_ranks_storage_error_stays_retryable(storage, run):
+    """A rank that meets a storage error fails the task with StorageError (exit 6, retried by the DAGs), not with
+    an unretried DistributedTrainingFailed: the ranks' errors come back by class."""
+    from ncf_tasks.errors import StorageError
+
+    with pytest.raises(StorageError, match=r"no-such-bucket-here.*rank \d of the distributed training of gmf"):
+        run_train(run.replace(train_procs=2, bucket="no-such-bucket-here"), run_id="r", model="gmf")

@@ -9,40 +9,51 @@ import subprocess
 import sys
 import time
 
-import polars as pl
-import pytest
+from helpers import ROOT, require_ml100k
+from test_hostile_input import BAD
 
-from conftest import ROOT, require_ml100k
-from ncf_tasks import dashboard, layout, local_s3
+from ncf_tasks import dashboard, layout
 from ncf_tasks.backfill import run_backfill
 from ncf_tasks.build import build_training_set, write_training_set
+from ncf_tasks.dev import local_s3
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.generate import SyntheticSpec, run_generate, synthesize
 from ncf_tasks.movielens import run_load_movielens
 from ncf_tasks.publish import run_publish
 from ncf_tasks.train import run_train
-from ncf_tasks.validate import run_validate
-
-from test_hostile_input import BAD
 
 DAY = "2026-11-26"
-NOW = dt.datetime(2026, 11, 27, 2, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 27, 2, tzinfo=dt.UTC)
 
 
 def s3cli(*args):
-    return subprocess.run([sys.executable, "-m", "ncf_tasks.local_s3", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "ncf_tasks.dev.local_s3", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
 
 
 def test_embedded_storage_persists_across_restarts_and_resets(tmp_path):
     state, data = tmp_path / "s3.json", tmp_path / "s3"
-    assert s3cli("start", "--state", str(state), "--bucket", "ncf-demo", "--data-dir", str(data), "--autosave", "0.5").returncode == 0
+    assert (
+        s3cli(
+            "start", "--state", str(state), "--bucket", "ncf-demo", "--data-dir", str(data), "--autosave", "0.5"
+        ).returncode
+        == 0
+    )
     try:
         url = json.loads(state.read_text())["url"]
         client = local_s3._client(url)
         client.put_object(Bucket="ncf-demo", Key="runs/r1/report.html", Body=b"<p>r1</p>", ContentType="text/html")
-        client.put_object(Bucket="ncf-demo", Key="recs/topk/_latest.json", Body=json.dumps(
-            {"run_id": "r1", "partition": DAY, "files": ["runs/r1/report.html"]}).encode())
+        client.put_object(
+            Bucket="ncf-demo",
+            Key="recs/topk/_latest.json",
+            Body=json.dumps({"run_id": "r1", "partition": DAY, "files": ["runs/r1/report.html"]}).encode(),
+        )
         client.put_object(Bucket="ncf-demo", Key="tmp/gone.bin", Body=b"x")
         deadline = time.monotonic() + 20
         while not (data / "ncf-demo" / "tmp" / "gone.bin").is_file() and time.monotonic() < deadline:
@@ -111,8 +122,17 @@ def test_data_docs_share_one_copy_of_their_static_assets_and_validation_is_quiet
 
 
 def test_dashboard_rows_plots_and_links(storage):
-    s = storage.settings.replace(epochs=2, batch_size=1024, factors=8, mlp_layers=(16, 8), threads=2, publish_k=20,
-                                 gate_min_lift=-1.0, gate_tolerance=1.0, eval_negatives=50)
+    s = storage.settings.replace(
+        epochs=2,
+        batch_size=1024,
+        factors=8,
+        mlp_layers=(16, 8),
+        threads=2,
+        publish_k=20,
+        gate_min_lift=-1.0,
+        gate_tolerance=1.0,
+        eval_negatives=50,
+    )
     for run_id, seed, day in (("r1", 1, "2026-11-25"), ("r2", 2, DAY)):
         ev = synthesize(SyntheticSpec(users=150, items=120, days=3, events_per_day=1500, groups=5, seed=seed))
         write_training_set(storage, run_id, build_training_set(ev, s), s, end_date=day, build_seconds=1.5)
@@ -120,7 +140,9 @@ def test_dashboard_rows_plots_and_links(storage):
             run_train(s, run_id=run_id, model=m)
         ev = run_evaluate(s, run_id=run_id)
         assert ev["training"]["neumf"]["fused"] and ev["training"]["gmf"]["epochs_run"] == 2
-        assert ev["training"]["neumf"]["stop_reason"] == "reached epochs=2" and ev["dashboard_uri"].endswith("reports/index.html")
+        assert ev["training"]["neumf"]["stop_reason"] == "reached epochs=2" and ev["dashboard_uri"].endswith(
+            "reports/index.html"
+        )
         if run_id == "r1":
             run_publish(s, run_id=run_id, date=day)
     page = storage.get_bytes(layout.dashboard()).decode()
@@ -129,10 +151,12 @@ def test_dashboard_rows_plots_and_links(storage):
     dashboard.rebuild(storage)  # nothing the plots show changed (as at publish): they are not drawn again
     assert storage.list(layout.dashboard_plots())[0]["etag"] == drawn
     assert storage.get_bytes(layout.dashboard()).decode().count("<svg") == 4
-    table = page[page.index('<table id="runs"'):]
+    table = page[page.index('<table id="runs"') :]
     assert table.index("<code>r2</code>") < table.index("<code>r1</code>")  # newest first
     assert 'href="../runs/r1/report.html"' in page and 'href="../reports/validation/dt=2026-11-25/index.html"' in page
-    rows = page.split('<tr><td><code>')
-    assert ">yes<" in next(r for r in rows if r.startswith("r1")) and ">no<" in next(r for r in rows if r.startswith("r2"))
+    rows = page.split("<tr><td><code>")
+    assert ">yes<" in next(r for r in rows if r.startswith("r1")) and ">no<" in next(
+        r for r in rows if r.startswith("r2")
+    )
     report = storage.get_bytes("runs/r2/report.html").decode()
     assert 'href="../../reports/index.html"' in report and "(fused start)" in report and report.count("<svg") == 2

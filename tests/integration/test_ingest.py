@@ -7,19 +7,23 @@ import pytest
 
 from ncf_tasks import layout, rawio
 from ncf_tasks.errors import DataError
-from ncf_tasks.ingest import SORT_COLUMNS, run_ingest
+from ncf_tasks.ingest import run_ingest
+from ncf_tasks.ingest_core import SORT_COLUMNS
 
 DAY = "2026-11-26"
 
 
 def events(n, start=0, day=DAY):
-    t0 = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc)
-    return pl.DataFrame({
-        "user_id": [f"u{i % 7}" for i in range(start, start + n)],
-        "item_id": [f"i{i % 11}" for i in range(start, start + n)],
-        "event_ts": [t0 + dt.timedelta(minutes=i) for i in range(start, start + n)],
-        "event_type": ["view"] * n, "value": [float(i) for i in range(start, start + n)],
-    }).cast({"event_ts": pl.Datetime("us", "UTC")})
+    t0 = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+    return pl.DataFrame(
+        {
+            "user_id": [f"u{i % 7}" for i in range(start, start + n)],
+            "item_id": [f"i{i % 11}" for i in range(start, start + n)],
+            "event_ts": [t0 + dt.timedelta(minutes=i) for i in range(start, start + n)],
+            "event_type": ["view"] * n,
+            "value": [float(i) for i in range(start, start + n)],
+        }
+    ).cast({"event_ts": pl.Datetime("us", "UTC")})
 
 
 def put(storage, name, df, fmt, gz=False, day=DAY):
@@ -73,15 +77,22 @@ def test_header_only_file_gives_an_empty_partition_for_validation_to_judge(stora
 def test_malformed_file_names_file_and_line_and_writes_nothing(storage):
     put(storage, "good.csv", events(5), "csv")
     storage.put_bytes(layout.raw_partition(DAY) + "bad.csv", b"user_id,item_id,event_ts\nu1,i1\n")
-    with pytest.raises(DataError, match=rf"s3://{storage.bucket}/raw/interactions/dt={DAY}/bad\.csv: not a valid CSV file, line 2: 2 fields where the header has 3"):
+    with pytest.raises(
+        DataError,
+        match=rf"s3://{storage.bucket}/raw/interactions/dt={DAY}/bad\.csv: not a valid CSV file, line 2: 2 fields where the header has 3",
+    ):
         run_ingest(storage.settings, date=DAY)
     assert storage.list_keys("lake/") == []
 
 
 def test_wrong_column_names_then_mapping(storage):
-    storage.put_bytes(layout.raw_partition(DAY) + "a.jsonl",
-                      json.dumps({"uid": "u1", "sku": "i1", "ts": "2026-11-26T01:00:00Z"}).encode())
-    with pytest.raises(DataError, match=r"a\.jsonl: required column 'user_id' .* columns present: \['uid', 'sku', 'ts'\]"):
+    storage.put_bytes(
+        layout.raw_partition(DAY) + "a.jsonl",
+        json.dumps({"uid": "u1", "sku": "i1", "ts": "2026-11-26T01:00:00Z"}).encode(),
+    )
+    with pytest.raises(
+        DataError, match=r"a\.jsonl: required column 'user_id' .* columns present: \['uid', 'sku', 'ts'\]"
+    ):
         run_ingest(storage.settings, date=DAY)
     mapped = storage.settings.replace(raw_user_col="uid", raw_item_col="sku", raw_ts_col="ts")
     assert run_ingest(mapped, date=DAY)["rows_written"] == 1
@@ -120,8 +131,11 @@ def test_mapped_ingest_equals_the_single_task_and_replaces_it(storage):
     assert keys == [layout.lake_part(DAY, g, 3) for g in range(3)] and out["parts_rewritten"] == keys[1:]
     assert mapped.sort(list(SORT_COLUMNS), nulls_last=True).equals(whole)
     assert all(storage.read_parquet(k)["event_ts"].is_sorted(nulls_last=True) for k in keys)
-    assert (out["rows_read"], out["rows_written"], out["duplicates_dropped"]) == \
-        (single["rows_read"], single["rows_written"], single["duplicates_dropped"]) == (765, 724, 41)
+    assert (
+        (out["rows_read"], out["rows_written"], out["duplicates_dropped"])
+        == (single["rows_read"], single["rows_written"], single["duplicates_dropped"])
+        == (765, 724, 41)
+    )
     assert storage.get_json(layout.ingest_manifest(DAY))["parts"] == keys
     run_ingest(storage.settings, date=DAY)  # the single path replaces the parts again
     assert parts(storage)[0] == [layout.lake_file(DAY)] and lake(storage).equals(whole)
@@ -152,15 +166,18 @@ def test_mapped_ingest_of_files_that_each_span_the_day(storage, monkeypatch):
     day = events(400).sample(fraction=1.0, shuffle=True, seed=7)
     resent = day.slice(0, 30)
     untimed = events(2, 50).with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("event_ts"))
-    files = [pl.concat([day.slice(100 * f, 100), resent.slice(10 * f, 10), resent.slice(0, 1), untimed])
-             for f in range(4)]
+    files = [
+        pl.concat([day.slice(100 * f, 100), resent.slice(10 * f, 10), resent.slice(0, 1), untimed]) for f in range(4)
+    ]
     for f, frame in enumerate(files):
         put(storage, f"host{f}.csv", frame, "csv")
     single = run_ingest(storage.settings, date=DAY)
     whole = lake(storage)
     plan = ingest_mapped.plan_ingest(storage.settings, date=DAY, groups=4)
-    done = [ingest_mapped.ingest_group(storage.settings, date=DAY, group=t["index"], groups=t["n"], keys=t["keys"])
-            for t in plan["tasks"]]
+    done = [
+        ingest_mapped.ingest_group(storage.settings, date=DAY, group=t["index"], groups=t["n"], keys=t["keys"])
+        for t in plan["tasks"]
+    ]
     out = ingest_mapped.commit_ingest(storage.settings, date=DAY, parts=done)
     keys, mapped = parts(storage)
     assert mapped.sort(list(SORT_COLUMNS), nulls_last=True).equals(whole) and whole.height == 402
@@ -179,8 +196,9 @@ def test_mapped_ingest_refuses_an_incomplete_day_and_keeps_it_unvalidated(storag
     storage.put_json(layout.validated_marker(DAY), {"ok": True})
     put(storage, "c.csv", pl.concat([events(100, 200), events(5, 150)]), "csv")  # 5 re-sends of b.csv
     plan = plan_ingest(storage.settings, date=DAY, groups=3)
-    assert plan["status"] == "mapped" and [t["keys"] for t in plan["tasks"]] == \
-        [[layout.raw_partition(DAY) + f] for f in ("a.csv", "b.csv", "c.csv")]
+    assert plan["status"] == "mapped" and [t["keys"] for t in plan["tasks"]] == [
+        [layout.raw_partition(DAY) + f] for f in ("a.csv", "b.csv", "c.csv")
+    ]
     assert not storage.exists(layout.validated_marker(DAY))  # the builder ignores the day until it is validated again
     t = plan["tasks"]
     done = [ingest_group(storage.settings, date=DAY, group=g, groups=3, keys=t[g]["keys"]) for g in (0, 2)]

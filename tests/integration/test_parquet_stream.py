@@ -17,7 +17,10 @@ def test_parquet_parts_become_row_groups_of_one_object_or_nothing(storage):
     import pyarrow.parquet as pq
 
     parts = [pl.DataFrame({"user_id": [f"u{i}", f"v{i}"], "n": [i, -i]}) for i in range(3)]
-    assert write_parquet_parts(storage, iter(parts), "t/parts.parquet") == (6, storage.list("t/parts.parquet")[0]["size"])
+    assert write_parquet_parts(storage, iter(parts), "t/parts.parquet") == (
+        6,
+        storage.list("t/parts.parquet")[0]["size"],
+    )
     assert storage.read_parquet("t/parts.parquet").equals(pl.concat(parts))
     assert pq.ParquetFile(io.BytesIO(storage.get_bytes("t/parts.parquet"))).num_row_groups == 3
 

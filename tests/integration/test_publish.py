@@ -8,13 +8,13 @@ import time
 
 import polars as pl
 import pytest
-
-from conftest import ROOT
 from faulty_s3 import FaultyS3
+
 from ncf_tasks import layout
+from ncf_tasks.artifacts import id_translation
 from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.errors import ConfigError, DataError, GateRejected, NoDataError, StorageError
-from ncf_tasks.evaluate import id_translation, run_evaluate
+from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.gate import decide
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.publish import commit, plan_shards, run_publish, score_shard
@@ -22,8 +22,17 @@ from ncf_tasks.reader import check_latest, latest_pointer, load_latest
 from ncf_tasks.train import run_train
 
 pytestmark = pytest.mark.slow
-FAST = dict(epochs=2, batch_size=1024, factors=8, mlp_layers=(16, 8), threads=2, publish_k=20, seed=3,
-            gate_min_lift=-1.0, gate_tolerance=1.0)  # gate behaviour has its own tests below
+FAST = dict(
+    epochs=2,
+    batch_size=1024,
+    factors=8,
+    mlp_layers=(16, 8),
+    threads=2,
+    publish_k=20,
+    seed=3,
+    gate_min_lift=-1.0,
+    gate_tolerance=1.0,
+)  # gate behaviour has its own tests below
 
 
 def make_run(storage, run_id, seed=2, drop_users=0, **over):
@@ -115,10 +124,12 @@ def test_a_shard_scores_evaluates_export_without_torch_and_refuses_any_other_fil
     are refused; nothing is published."""
     s = make_run(storage, "r1")
     run_evaluate(s, run_id="r1")
-    code = ("import json, sys; from ncf_tasks.config import Settings; from ncf_tasks.publish import score_shard; "
-            "out = score_shard(Settings.from_env().replace(publish_k=20), run_id='r1', date='2026-11-26', shard=1, "
-            "shards=2); print(json.dumps({'torch': 'torch' in sys.modules, 'key': out['key']}))")
-    env = {**os.environ, **s3_env, "PYTHONPATH": str(ROOT), "NCF_DEVICE": "cpu"}
+    code = (
+        "import json, sys; from ncf_tasks.config import Settings; from ncf_tasks.publish import score_shard; "
+        "out = score_shard(Settings.from_env().replace(publish_k=20), run_id='r1', date='2026-11-26', shard=1, "
+        "shards=2); print(json.dumps({'torch': 'torch' in sys.modules, 'key': out['key']}))"
+    )
+    env = {**os.environ, **s3_env, "NCF_DEVICE": "cpu"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
@@ -194,13 +205,21 @@ def test_concurrent_publishes_of_one_date_leave_one_live_table(storage, s3_env):
     run_evaluate(s, run_id="r0")
     for n in range(1, 10):  # nine more complete runs (same training set and model, other ids)
         storage.copy_prefix("runs/r0/", f"runs/r{n}/")
-    env = {**os.environ, **s3_env, "PYTHONPATH": str(ROOT), "NCF_PUBLISH_K": "20", "NCF_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "ncf_tasks", "publish", "--run-id", f"r{n}", "--date", "2026-11-26"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(10)]
+    env = {**os.environ, **s3_env, "NCF_PUBLISH_K": "20", "NCF_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ncf_tasks", "publish", "--run-id", f"r{n}", "--date", "2026-11-26"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(10)
+    ]
     outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     codes = [code for code, _, _ in outs]
     assert set(codes) <= {0, 8} and 0 in codes, [(c, e[-500:]) for c, _, e in outs if c not in (0, 8)]
-    for code, out, err in outs:
+    for code, out, _err in outs:
         if code == 8:
             assert "lost the race" in json.loads(out.strip().splitlines()[-1])["message"]
     pointer = latest_pointer(s)
@@ -271,11 +290,13 @@ def test_gate_decisions():
         if prod is not None:
             models["production"] = {"hr@10": prod}
         return {"k": 10, "models": models}
+
     from ncf_tasks.config import Settings
+
     s = Settings.from_env(env={}, gate_min_lift=0.05, gate_tolerance=0.01)
     assert decide(s, m(0.6, 0.5))["publish"]
     assert not decide(s, m(0.54, 0.5))["publish"]
-    assert decide(s, m(0.6, 0.5, prod=0.605))["publish"]       # within tolerance of production
-    assert not decide(s, m(0.6, 0.5, prod=0.62))["publish"]    # worse than production
+    assert decide(s, m(0.6, 0.5, prod=0.605))["publish"]  # within tolerance of production
+    assert not decide(s, m(0.6, 0.5, prod=0.62))["publish"]  # worse than production
     d = decide(s.replace(force_publish=True), m(0.54, 0.5))
     assert d["publish"] and d["forced"] and not d["passed"]

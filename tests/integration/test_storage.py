@@ -1,5 +1,3 @@
-import io
-
 import polars as pl
 import pytest
 
@@ -48,8 +46,11 @@ def test_one_client_per_process_and_connection(settings):
     (creating one costs ~0.15 s), and another endpoint, credential or retry setting gets its own."""
     first, again = Storage(settings), Storage(settings)
     assert again.client is first.client
-    for other in (settings.replace(s3_max_attempts=2), settings.replace(s3_endpoint_url="http://127.0.0.1:9"),
-                  settings.replace(s3_access_key_id="another", s3_secret_access_key="key")):
+    for other in (
+        settings.replace(s3_max_attempts=2),
+        settings.replace(s3_endpoint_url="http://127.0.0.1:9"),
+        settings.replace(s3_access_key_id="another", s3_secret_access_key="key"),
+    ):
         assert Storage(other).client is not first.client
     again.put_json("shared.json", 1)
     assert first.get_json("shared.json") == 1

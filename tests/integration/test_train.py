@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from helpers import planted_set
 
-from conftest import planted_set
-
+from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.errors import NoDataError
 from ncf_tasks.metrics import held_out_rank, hit_ndcg
-from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.train import run_train
 
 pytestmark = pytest.mark.slow
@@ -16,8 +15,17 @@ FAST = dict(epochs=4, batch_size=512, factors=8, mlp_layers=(32, 16, 8), threads
 
 @pytest.fixture
 def run(storage):
-    return planted_set(storage, "r", storage.settings.replace(**FAST), users=400, items=300, days=5,
-                       events_per_day=3000, groups=6, seed=2)
+    return planted_set(
+        storage,
+        "r",
+        storage.settings.replace(**FAST),
+        users=400,
+        items=300,
+        days=5,
+        events_per_day=3000,
+        groups=6,
+        seed=2,
+    )
 
 
 def popularity_hr(storage, k=10):
@@ -126,8 +134,9 @@ def test_refit_repeats_the_chosen_epochs_on_train_and_validation(storage, run, m
     assert arts.load_checkpoint("neumf")["state"]["refit"]["epoch"] == results["neumf"]["best_epoch"]
     storage.delete(["runs/r/gmf_selected.pt", "runs/r/mlp_selected.pt"])
     resumed = run_train(run, run_id="r", model="neumf")
-    assert {x: resumed[x] for x in ("val_hr@10", "best_epoch", "refit_epochs")} == \
-        {x: results["neumf"][x] for x in ("val_hr@10", "best_epoch", "refit_epochs")}
+    assert {x: resumed[x] for x in ("val_hr@10", "best_epoch", "refit_epochs")} == {
+        x: results["neumf"][x] for x in ("val_hr@10", "best_epoch", "refit_epochs")
+    }
     again = arts.load_model_artifact("neumf")["state_dict"]
     assert all(torch.equal(final[n], again[n]) for n in final)
 

@@ -6,8 +6,8 @@ import io
 import polars as pl
 import pytest
 import torch
+from helpers import planted_set
 
-from conftest import planted_set
 from ncf_tasks import layout
 from ncf_tasks.build import run_build
 from ncf_tasks.errors import DataError
@@ -24,8 +24,17 @@ DAY = "2026-11-26"
 
 @pytest.fixture
 def built(storage):
-    return planted_set(storage, "t", storage.settings.replace(**FAST), users=300, items=200, days=4,
-                       events_per_day=2500, groups=5, seed=4)
+    return planted_set(
+        storage,
+        "t",
+        storage.settings.replace(**FAST),
+        users=300,
+        items=200,
+        days=4,
+        events_per_day=2500,
+        groups=5,
+        seed=4,
+    )
 
 
 def test_a_study_writes_trials_report_and_a_profile_that_beats_trial_zero(storage, built):
@@ -66,8 +75,10 @@ def test_a_killed_study_resumes_from_its_saved_trials(storage, built):
 
 
 def _lake(storage, days=("2026-11-24", "2026-11-25", DAY)):
-    run_generate(storage.settings, spec=SyntheticSpec(users=200, items=120, days=len(days), events_per_day=1500,
-                                                      end_date=days[-1]))
+    run_generate(
+        storage.settings,
+        spec=SyntheticSpec(users=200, items=120, days=len(days), events_per_day=1500, end_date=days[-1]),
+    )
     for d in days:
         run_ingest(storage.settings, date=d)
         run_validate(storage.settings, date=d)
@@ -78,7 +89,9 @@ def test_the_tuned_profile_round_trip(storage):
     ignored when tuned_profile is off."""
     _lake(storage)
     s = storage.settings.replace(epochs=1, batch_size=512, mlp_layers=(16, 8), threads=2)
-    storage.put_json(layout.tuned_profile(), {"version": "v-test", "settings": {"factors": 12, "alpha": 0.3, "l2": 0.001}})
+    storage.put_json(
+        layout.tuned_profile(), {"version": "v-test", "settings": {"factors": 12, "alpha": 0.3, "l2": 0.001}}
+    )
 
     out = run_build(s, run_id="a", end_date=DAY)
     assert out["profile"] == "v-test"

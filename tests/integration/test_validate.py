@@ -5,8 +5,8 @@ import io
 
 import polars as pl
 import pytest
+from helpers import ROOT
 
-from conftest import ROOT
 from ncf_tasks import layout, rawio
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError, NoDataError, ValidationFailed
@@ -15,7 +15,7 @@ from ncf_tasks.validate import run_validate
 
 CORPUS = ROOT / "tests" / "data" / "bad_batches"
 DAY = "2026-11-26"
-NOW = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.UTC)
 LATEST = {"partition": "2026-11-25", "run_id": "previous"}
 
 
@@ -28,7 +28,8 @@ def history(storage, rows=40, days=3):
     for k in range(1, days + 1):
         d = (dt.date.fromisoformat(DAY) - dt.timedelta(days=k)).isoformat()
         body = "user_id,item_id,event_ts,event_type,value\n" + "".join(
-            f"u{i % 9},i{i % 13},{d}T{i // 60:02d}:{i % 60:02d}:00Z,view,1.0\n" for i in range(rows))
+            f"u{i % 9},i{i % 13},{d}T{i // 60:02d}:{i % 60:02d}:00Z,view,1.0\n" for i in range(rows)
+        )
         put_raw(storage, "h.csv", day=d, data=body.encode())
         run_ingest(storage.settings, date=d)
         run_validate(storage.settings, date=d, now=NOW)
@@ -43,28 +44,72 @@ def assert_quarantined(storage, raw_name):
     keys = storage.list_keys(q)
     assert {q + "part-0.parquet", q + "validation_result.json", q + "_status.json", q + "_ingest.json"} <= set(keys)
     assert storage.get_json(q + "_status.json")["state"] == "quarantined"
-    assert storage.list_keys(layout.lake_partition(DAY)) == []           # out of the training window
-    assert storage.exists(layout.raw_partition(DAY) + raw_name)           # raw never deleted
-    assert storage.get_json(layout.latest_pointer()) == LATEST            # publication untouched
-    assert storage.exists(layout.validation_report(DAY) + "index.html")   # Data Docs for failures too
+    assert storage.list_keys(layout.lake_partition(DAY)) == []  # out of the training window
+    assert storage.exists(layout.raw_partition(DAY) + raw_name)  # raw never deleted
+    assert storage.get_json(layout.latest_pointer()) == LATEST  # publication untouched
+    assert storage.exists(layout.validation_report(DAY) + "index.html")  # Data Docs for failures too
 
 
 CASES = [
-    ("null_ids.jsonl", {}, r"rule not_null: expect_column_values_to_not_be_null\(user_id\) failed; 1 bad row\(s\); example rows \[\{'row': \d, 'user_id': None"),
-    ("empty_id.jsonl", {}, r"rule id_length: expect_column_value_lengths_to_be_between\(user_id\) failed \(expected min_value=1, max_value=128\)"),
+    (
+        "null_ids.jsonl",
+        {},
+        r"rule not_null: expect_column_values_to_not_be_null\(user_id\) failed; 1 bad row\(s\); example rows \[\{'row': \d, 'user_id': None",
+    ),
+    (
+        "empty_id.jsonl",
+        {},
+        r"rule id_length: expect_column_value_lengths_to_be_between\(user_id\) failed \(expected min_value=1, max_value=128\)",
+    ),
     ("long_id.csv", {}, r"rule id_length: .*\(user_id\) failed \(expected min_value=1, max_value=128\); 1 bad row"),
-    ("padded_id.csv", {}, r"rule id_chars: .*\(user_id\) failed \(expected no control, zero-width or bidirectional "
-                          r"characters, no whitespace at either end\); 1 bad row\(s\); example rows \[\{'row': 4, 'user_id': 'u3 '"),
-    ("invisible_id.csv", {}, r"rule id_chars: .*\(user_id\) failed .*'user_id': 'u\\x001'.*\n.*rule id_chars: .*\(item_id\) "
-                             r"failed .*'item_id': 'i\\u200b1'"),
-    ("other_day.csv", {}, r"rule ts_in_day: expect_column_values_to_be_between\(event_ts\) failed \(expected min_value=2026-11-25 23:00:00\+00:00"),
-    ("future.csv", {"now": dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)}, r"rule ts_not_future: .*\(expected max_value=2026-11-26 12:00:00\+00:00\); 1 bad row"),
+    (
+        "padded_id.csv",
+        {},
+        r"rule id_chars: .*\(user_id\) failed \(expected no control, zero-width or bidirectional "
+        r"characters, no whitespace at either end\); 1 bad row\(s\); example rows \[\{'row': 4, 'user_id': 'u3 '",
+    ),
+    (
+        "invisible_id.csv",
+        {},
+        r"rule id_chars: .*\(user_id\) failed .*'user_id': 'u\\x001'.*\n.*rule id_chars: .*\(item_id\) "
+        r"failed .*'item_id': 'i\\u200b1'",
+    ),
+    (
+        "other_day.csv",
+        {},
+        r"rule ts_in_day: expect_column_values_to_be_between\(event_ts\) failed \(expected min_value=2026-11-25 23:00:00\+00:00",
+    ),
+    (
+        "future.csv",
+        {"now": dt.datetime(2026, 11, 26, 12, tzinfo=dt.UTC)},
+        r"rule ts_not_future: .*\(expected max_value=2026-11-26 12:00:00\+00:00\); 1 bad row",
+    ),
     ("out_of_range_value.csv", {}, r"rule value_range: expect_column_values_to_be_between\(value\) failed .*1 bad row"),
-    ("unknown_event_type.csv", {"allowed_event_types": ("view", "click", "purchase")}, r"rule event_type: expect_column_values_to_be_in_set\(event_type\) failed .*'teleport'"),
-    ("empty_after_dedup.csv", {}, r"rule min_rows: expect_table_row_count_to_be_between failed \(expected min_value=1\); observed 0"),
-    ("duplicate_storm.csv", {}, r"rule duplicate_rate: expect_table_row_count_to_be_between failed \(expected min_value=50\); observed 10"),
-    ("volume_collapse.csv", {"history": True}, r"rule volume_band: expect_table_row_count_to_be_between failed \(expected min_value=8, max_value=200\); observed 4"),
-    ("volume_spike.csv", {"history": True}, r"rule volume_band: .*failed \(expected min_value=8, max_value=200\); observed 400"),
+    (
+        "unknown_event_type.csv",
+        {"allowed_event_types": ("view", "click", "purchase")},
+        r"rule event_type: expect_column_values_to_be_in_set\(event_type\) failed .*'teleport'",
+    ),
+    (
+        "empty_after_dedup.csv",
+        {},
+        r"rule min_rows: expect_table_row_count_to_be_between failed \(expected min_value=1\); observed 0",
+    ),
+    (
+        "duplicate_storm.csv",
+        {},
+        r"rule duplicate_rate: expect_table_row_count_to_be_between failed \(expected min_value=50\); observed 10",
+    ),
+    (
+        "volume_collapse.csv",
+        {"history": True},
+        r"rule volume_band: expect_table_row_count_to_be_between failed \(expected min_value=8, max_value=200\); observed 4",
+    ),
+    (
+        "volume_spike.csv",
+        {"history": True},
+        r"rule volume_band: .*failed \(expected min_value=8, max_value=200\); observed 400",
+    ),
 ]
 
 
@@ -84,13 +129,22 @@ def test_bad_raw_batch_is_rejected_and_quarantined(storage, name, opts, match):
     assert_quarantined(storage, name)
 
 
-@pytest.mark.parametrize("name, match", [
-    ("lake-missing_column.jsonl", r"rule schema: expect_column_to_exist\(item_id\) failed"),
-    ("lake-wrong_type.jsonl", r"rule schema: expect_column_values_to_be_of_type\(event_ts\) failed \(expected type_=Timestamp\); observed str"),
-    # integer ids and no value column: the schema rule names both (the rules checked in polars skip what is absent)
-    ("lake-int_ids_no_value.jsonl", r"(?s)(?=.*rule schema: expect_column_to_exist\(value\) failed)"
-                                    r"(?=.*rule schema: expect_column_values_to_be_of_type\(user_id\) failed)"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("lake-missing_column.jsonl", r"rule schema: expect_column_to_exist\(item_id\) failed"),
+        (
+            "lake-wrong_type.jsonl",
+            r"rule schema: expect_column_values_to_be_of_type\(event_ts\) failed \(expected type_=Timestamp\); observed str",
+        ),
+        # integer ids and no value column: the schema rule names both (the rules checked in polars skip what is absent)
+        (
+            "lake-int_ids_no_value.jsonl",
+            r"(?s)(?=.*rule schema: expect_column_to_exist\(value\) failed)"
+            r"(?=.*rule schema: expect_column_values_to_be_of_type\(user_id\) failed)",
+        ),
+    ],
+)
 def test_bad_curated_partition_is_rejected(storage, name, match):
     """A producer that bypassed ingest wrote a partition with the wrong schema."""
     df = pl.read_ndjson(io.BytesIO((CORPUS / name).read_bytes()))
@@ -106,7 +160,8 @@ def test_bad_curated_partition_is_rejected(storage, name, match):
 def test_clean_day_passes_and_is_marked(storage):
     history(storage)
     good = "user_id,item_id,event_ts,event_type,value\n" + "".join(
-        f"u{i % 9},i{i % 13},{DAY}T{i // 60:02d}:{i % 60:02d}:00Z,view,1.0\n" for i in range(50))
+        f"u{i % 9},i{i % 13},{DAY}T{i // 60:02d}:{i % 60:02d}:00Z,view,1.0\n" for i in range(50)
+    )
     put_raw(storage, "good.csv", data=good.encode())
     run_ingest(storage.settings, date=DAY)
     r = run_validate(storage.settings, date=DAY, now=NOW)
@@ -173,21 +228,33 @@ def test_data_docs_pages_are_what_gx_writes(tmp_path):
     from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
     from great_expectations.expectations import ExpectColumnValuesToNotBeNull
 
-    from ncf_tasks import gx_docs
+    from ncf_tasks.validation import gx_views as gx_docs
 
     def build(site: dict, out) -> dict[str, str]:
-        ctx = gx.get_context(mode="ephemeral", project_config=DataContextConfig(
-            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False), data_docs_sites={"s": site}))
+        ctx = gx.get_context(
+            mode="ephemeral",
+            project_config=DataContextConfig(
+                store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+                data_docs_sites={"s": site},
+            ),
+        )
         batch = ctx.data_sources.add_pandas("p").add_dataframe_asset("a").add_batch_definition_whole_dataframe("d")
-        suite = ctx.suites.add(gx.ExpectationSuite(name="s", expectations=[ExpectColumnValuesToNotBeNull(column="user_id")]))
+        suite = ctx.suites.add(
+            gx.ExpectationSuite(name="s", expectations=[ExpectColumnValuesToNotBeNull(column="user_id")])
+        )
         vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="v", data=batch, suite=suite))
-        ctx.checkpoints.add(gx.Checkpoint(name="c", validation_definitions=[vd],
-                                          actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")])).run(
-            batch_parameters={"dataframe": pl.DataFrame({"user_id": ["u1", None]}).to_pandas()})
-        stamp = (r"\d{8}T\d{6}\.\d+Z|\d{4}-\d\d-\d\d[T ][\d:.]+(\+00:00)?|_run_time_sort': [\d.]+"
-                 r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # a page's element ids are random
-        return {re.sub(stamp, "T", str(p.relative_to(out))): re.sub(stamp, "T", p.read_text())
-                for p in out.rglob("*.html")}
+        ctx.checkpoints.add(
+            gx.Checkpoint(
+                name="c", validation_definitions=[vd], actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")]
+            )
+        ).run(batch_parameters={"dataframe": pl.DataFrame({"user_id": ["u1", None]}).to_pandas()})
+        stamp = (
+            r"\d{8}T\d{6}\.\d+Z|\d{4}-\d\d-\d\d[T ][\d:.]+(\+00:00)?|_run_time_sort': [\d.]+"
+            r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+        )  # a page's element ids are random
+        return {
+            re.sub(stamp, "T", str(p.relative_to(out))): re.sub(stamp, "T", p.read_text()) for p in out.rglob("*.html")
+        }
 
     def site(k: int) -> dict:  # 0, 1: our views; 2, 3: GX's stock views (the default site, same folder setting)
         config = gx_docs.site(str(tmp_path / f"c{k}"))

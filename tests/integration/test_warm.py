@@ -15,13 +15,15 @@ from ncf_tasks.train import run_train
 
 pytestmark = pytest.mark.slow
 FAST = dict(epochs=3, batch_size=512, factors=8, mlp_layers=(16, 8), threads=2, seed=1, warm_epochs=2)
-SPEC = dict(users=300, items=200, days=6, events_per_day=2500, groups=5, taste_strength=0.9, seed=4,
-            end_date="2026-11-26")
+SPEC = dict(
+    users=300, items=200, days=6, events_per_day=2500, groups=5, taste_strength=0.9, seed=4, end_date="2026-11-26"
+)
 
 
 def write_set(storage, run_id, events, settings, record=None):
-    write_training_set(storage, run_id, build_training_set(events, settings), settings, end_date="2026-11-26",
-                       warm=record)
+    write_training_set(
+        storage, run_id, build_training_set(events, settings), settings, end_date="2026-11-26", warm=record
+    )
 
 
 def test_decide_follows_the_setting_the_pointer_and_the_cold_weekday(storage):
@@ -72,8 +74,9 @@ def test_warm_run_carries_embeddings_by_id_and_trains_on_the_recent_window(stora
     full, window = run.load_data(), warm.recent(run, run.load_data(), "2026-11-25")
     assert window.train_users.numel() == recent
     # each kept positive keeps its place before its user's latest (the recency weights, fitting.recency_weights)
-    kept = torch.from_numpy(train.select(pl.col("event_ts") >= pl.datetime(2026, 11, 25, time_zone="UTC"))
-                            .to_series().to_numpy())
+    kept = torch.from_numpy(
+        train.select(pl.col("event_ts") >= pl.datetime(2026, 11, 25, time_zone="UTC")).to_series().to_numpy()
+    )
     assert torch.equal(window.train_recency, full.train_recency[kept])
     # the report: the warm start in the training table, and both runs' curves by training time
     run_evaluate(s, run_id="now")

@@ -42,23 +42,32 @@ class Stack:
         raise KeyError(key)
 
     def script(self, *args: str) -> str:
-        r = subprocess.run(["bash", str(ROOT / "include" / "stack.sh"), *args], env=self.env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            ["bash", str(ROOT / "include" / "stack.sh"), *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
         return r.stdout
 
     def login(self, user: str, password: str) -> str:
         body = json.dumps({"username": user, "password": password}).encode()
-        req = urllib.request.Request(f"{self.url}/auth/token", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.url}/auth/token", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.load(r)["access_token"]
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
-        req = urllib.request.Request(f"{self.url}/api/v2{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.url}/api/v2{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.load(r)
 
@@ -79,8 +88,10 @@ class Stack:
             if state in ("success", "failed"):
                 return state
             time.sleep(3)
-        raise AssertionError(f"{dag_id} {run_id} still {state} after {timeout} s: "
-                             f"{ {k: v['state'] for k, v in self.tis(dag_id, run_id).items()} }")
+        raise AssertionError(
+            f"{dag_id} {run_id} still {state} after {timeout} s: "
+            f"{ {k: v['state'] for k, v in self.tis(dag_id, run_id).items()} }"
+        )
 
     def wait_task_state(self, dag_id: str, run_id: str, task_id: str, state: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
@@ -93,20 +104,36 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack() -> Stack:
-    have = (any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) and shutil.which("redis-server") is not None)
+    have = any(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) and shutil.which("redis-server") is not None
     if not have and os.geteuid() != 0:  # root (CI) installs them through include/stack.sh
         pytest.skip("needs Debian's postgresql and redis-server (apt-get install postgresql redis-server)")
     # not under pytest's tmp_path: that is private to root, and PostgreSQL runs as the postgres account
     home = Path(tempfile.mkdtemp(prefix="ncf-stack-"))
     home.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NCF_", "AIRFLOW"))}
-    env.update(STACK_DIR=str(home), STACK_PORT=str(PORT), STACK_PG_PORT=str(PG_PORT),
-               STACK_REDIS_PORT=str(REDIS_PORT), GPU_WAIT_SECONDS=str(GPU_WAIT), STACK_QUEUED_CHECK_SECONDS="5",
-               PYTHON=sys.executable, PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-               NCF_BUCKET="ncf-stack", NCF_SCHEDULE="none", DEMO_USERS="500", DEMO_ITEMS="300",
-               DEMO_EVENTS_PER_DAY="3000")
-    r = subprocess.run(["bash", str(ROOT / "include" / "stack.sh"), "start"], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=900)
+    env.update(
+        STACK_DIR=str(home),
+        STACK_PORT=str(PORT),
+        STACK_PG_PORT=str(PG_PORT),
+        STACK_REDIS_PORT=str(REDIS_PORT),
+        GPU_WAIT_SECONDS=str(GPU_WAIT),
+        STACK_QUEUED_CHECK_SECONDS="5",
+        PYTHON=sys.executable,
+        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        NCF_BUCKET="ncf-stack",
+        NCF_SCHEDULE="none",
+        DEMO_USERS="500",
+        DEMO_ITEMS="300",
+        DEMO_EVENTS_PER_DAY="3000",
+    )
+    r = subprocess.run(
+        ["bash", str(ROOT / "include" / "stack.sh"), "start"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     try:
         assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
         s = Stack(home, env)
@@ -122,8 +149,14 @@ def stack() -> Stack:
                 raise AssertionError(f"{dag_id} was never parsed; see {home}/logs/dag-processor.log")
         yield s
     finally:
-        subprocess.run(["bash", str(ROOT / "include" / "stack.sh"), "stop"], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+        subprocess.run(
+            ["bash", str(ROOT / "include" / "stack.sh"), "stop"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         # the components' logs outlive the stack, for a failed CI run (test-artifacts/ is kept there)
         keep = ROOT / "test-artifacts" / "stack"
         shutil.rmtree(keep, ignore_errors=True)
@@ -192,8 +225,13 @@ def test_gpu_worker_away_past_the_deadline_fails_the_run_with_a_notice(stack):
     # the DAG's failure callback (run by the dag-processor) wrote the one-line notice naming the cause
     deadline, lines = time.monotonic() + 120, []
     while time.monotonic() < deadline and not lines:
-        lines = [ln for p in (stack.home / "airflow" / "logs").rglob("*") if p.is_file()
-                 for ln in p.read_text(errors="replace").splitlines() if "NCF FAILED" in ln and run_id in ln]
+        lines = [
+            ln
+            for p in (stack.home / "airflow" / "logs").rglob("*")
+            if p.is_file()
+            for ln in p.read_text(errors="replace").splitlines()
+            if "NCF FAILED" in ln and run_id in ln
+        ]
         time.sleep(3)
     assert lines and any("no worker of queue 'gpu'" in ln for ln in lines), lines
     stack.script("worker-start", "gpu")

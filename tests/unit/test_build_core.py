@@ -3,28 +3,37 @@
 import datetime as dt
 
 import polars as pl
-from hypothesis import given, settings as hsettings, strategies as st
+from helpers import require_ml100k
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from conftest import require_ml100k
-from ncf_tasks.config import Settings
 from ncf_tasks.build import build_training_set, k_core, tie_key
+from ncf_tasks.config import Settings
 from ncf_tasks.movielens import read_ratings
 
 S = Settings.from_env(env={}, eval_negatives=5, min_user_interactions=1)
-T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 
 
 def events(rows):
-    return pl.DataFrame([(u, i, T0 + dt.timedelta(hours=h)) for u, i, h in rows],
-                        schema={"user_id": pl.String, "item_id": pl.String, "event_ts": pl.Datetime("us", "UTC")},
-                        orient="row")
+    return pl.DataFrame(
+        [(u, i, T0 + dt.timedelta(hours=h)) for u, i, h in rows],
+        schema={"user_id": pl.String, "item_id": pl.String, "event_ts": pl.Datetime("us", "UTC")},
+        orient="row",
+    )
 
 
 @st.composite
 def logs(draw):
     n_users, n_items = draw(st.integers(1, 12)), draw(st.integers(8, 30))
-    rows = draw(st.lists(st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1), st.integers(0, 5)),
-                         min_size=1, max_size=150))
+    rows = draw(
+        st.lists(
+            st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1), st.integers(0, 5)),
+            min_size=1,
+            max_size=150,
+        )
+    )
     return events([(f"u{u}", f"i{i}", h) for u, i, h in rows])
 
 
@@ -45,8 +54,12 @@ def test_split_invariants(ev):
     assert sorted(ts.users["user_id"]) == sorted(ev["user_id"].unique())
     assert ts.users["user_idx"].to_list() == list(range(ts.users.height))
     assert ts.items["item_idx"].to_list() == list(range(ts.items.height))
-    latest = (ev.group_by("user_id", "item_id").agg(pl.col("event_ts").max())
-              .join(ts.users, on="user_id").join(ts.items.select("item_idx", "item_id"), on="item_id"))
+    latest = (
+        ev.group_by("user_id", "item_id")
+        .agg(pl.col("event_ts").max())
+        .join(ts.users, on="user_id")
+        .join(ts.items.select("item_idx", "item_id"), on="item_id")
+    )
     per_user = latest.group_by("user_idx").agg(pl.len().alias("n"), pl.col("event_ts").max().alias("last"))
     test = ts.test.join(latest, on=["user_idx", "item_idx"]).join(per_user, on="user_idx")
     assert (test["event_ts"] == test["last"]).all()  # the test item is the latest
@@ -81,12 +94,16 @@ def test_tie_break_carries_no_id_order():
     held = build_training_set(ev, S)
     for split in (held.test, held.valid):
         share = split.group_by("item_idx").len()["len"] / split.height
-        assert split.height == 400 and share.len() == 4  # w: too dense to evaluate and share.min() > 0.15 and share.max() < 0.35
+        assert (
+            split.height == 400 and share.len() == 4
+        )  # w: too dense to evaluate and share.min() > 0.15 and share.max() < 0.35
 
 
 def test_k_core_applied_until_stable():
     # i3 has 1 user; dropping it leaves u2 with 1 item, which must go too
-    df = pl.DataFrame({"user_id": ["u1", "u1", "u2", "u2", "u3", "u3"], "item_id": ["i1", "i2", "i1", "i3", "i1", "i2"]})
+    df = pl.DataFrame(
+        {"user_id": ["u1", "u1", "u2", "u2", "u3", "u3"], "item_id": ["i1", "i2", "i1", "i3", "i1", "i2"]}
+    )
     out, rep = k_core(df, 2, 2)
     assert sorted(out["user_id"].unique()) == ["u1", "u3"] and rep["users_dropped"] == 1 and rep["rounds"] >= 2
 
@@ -105,8 +122,12 @@ def test_more_eval_negatives_than_the_catalogue_allows_is_a_clear_error():
 
     from ncf_tasks.errors import DataError
 
-    ev = pl.DataFrame({"user_id": [f"u{u}" for u in range(4) for _ in range(5)],
-                       "item_id": [f"i{i}" for _ in range(4) for i in range(5)],
-                       "event_ts": [dt.datetime(2026, 11, 26, h, tzinfo=dt.timezone.utc) for _ in range(4) for h in range(5)]})
+    ev = pl.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in range(4) for _ in range(5)],
+            "item_id": [f"i{i}" for _ in range(4) for i in range(5)],
+            "event_ts": [dt.datetime(2026, 11, 26, h, tzinfo=dt.UTC) for _ in range(4) for h in range(5)],
+        }
+    )
     with pytest.raises(DataError, match=r"no user can be evaluated: .*eval_negatives=99 .* the catalogue has 5 items"):
         build_training_set(ev, Settings.from_env(env={}))

@@ -3,8 +3,7 @@
 import re
 
 import yaml
-
-from conftest import ROOT
+from helpers import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
@@ -15,8 +14,19 @@ def env(name):
 
 
 def test_the_services_of_the_stack():
-    assert {"postgres", "redis", "minio", "minio-init", "airflow-init", "airflow-apiserver", "airflow-scheduler",
-            "airflow-dag-processor", "airflow-triggerer", "airflow-worker-cpu", "airflow-worker-gpu"} <= set(SERVICES)
+    assert {
+        "postgres",
+        "redis",
+        "minio",
+        "minio-init",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker-cpu",
+        "airflow-worker-gpu",
+    } <= set(SERVICES)
 
 
 def test_celery_queues_and_gpu_reservation():
@@ -57,7 +67,6 @@ def test_no_secrets_in_the_file():
         for m in re.finditer(rf"{key}\w*:\s*(\S+)", text):
             assert m.group(1).startswith(("${", '"${', "'${")), m.group(0)
     assert (ROOT / ".env.example").is_file()
-
 
 
 def test_production_details_of_the_official_file():

@@ -6,7 +6,9 @@ from ncf_tasks.generate import SyntheticSpec, synthesize
 def test_deterministic_under_seed_and_different_across_seeds():
     spec = SyntheticSpec(users=300, items=200, days=3, events_per_day=2000, seed=5)
     assert synthesize(spec).equals(synthesize(spec))
-    assert not synthesize(spec).equals(synthesize(SyntheticSpec(users=300, items=200, days=3, events_per_day=2000, seed=6)))
+    assert not synthesize(spec).equals(
+        synthesize(SyntheticSpec(users=300, items=200, days=3, events_per_day=2000, seed=6))
+    )
 
 
 def test_days_timestamps_and_duplicates():

@@ -1,20 +1,24 @@
 import datetime as dt
 
 import polars as pl
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ncf_tasks.ingest import SORT_COLUMNS, drop_exact_duplicates
+from ncf_tasks.ingest_core import SORT_COLUMNS, drop_exact_duplicates
 from ncf_tasks.rawio import canonical_schema
 
-T = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
+T = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
 
 
 def test_exact_duplicates_dropped_nulls_compared_as_values():
     rows = [
-        (None, None, None, None, None), (None, None, None, None, None),
-        ("u1", "i1", T, "view", 1.0), ("u1", "i1", T, "view", 1.0),   # re-send
-        ("u1", "i1", T, "view", None), ("u1", "i1", T, "view", None),  # re-send with a null value
-        ("u1", "i1", T, "click", 1.0),                                 # differs in one column: kept
+        (None, None, None, None, None),
+        (None, None, None, None, None),
+        ("u1", "i1", T, "view", 1.0),
+        ("u1", "i1", T, "view", 1.0),  # re-send
+        ("u1", "i1", T, "view", None),
+        ("u1", "i1", T, "view", None),  # re-send with a null value
+        ("u1", "i1", T, "click", 1.0),  # differs in one column: kept
     ]
     df = pl.DataFrame(rows, schema=canonical_schema(), orient="row")
     out = drop_exact_duplicates(df)
@@ -26,16 +30,24 @@ def test_time_ranges_concatenate_to_the_whole_day_deduplicated():
     """Range by range must give exactly the one big sort: duplicates and ties never straddle a range."""
     import numpy as np
 
-    from ncf_tasks.ingest import deduplicated_time_ranges
+    from ncf_tasks.ingest_core import deduplicated_time_ranges
 
     rng = np.random.default_rng(7)
     n = 3_000
     ts = [T + dt.timedelta(seconds=int(s)) for s in rng.integers(0, 40, n)]  # many rows per timestamp
-    df = pl.DataFrame({"user_id": rng.choice(["u1", "u2", "u3"], n), "item_id": rng.choice(["i1", "i2"], n),
-                       "event_ts": ts, "event_type": rng.choice(["view", "click"], n),
-                       "value": rng.choice([1.0, 2.0], n)}, schema=canonical_schema())
-    df = df.with_columns(pl.when(pl.int_range(pl.len()) % 97 == 0).then(None).otherwise(pl.col("event_ts"))
-                         .alias("event_ts"))  # some null timestamps, which sort last
+    df = pl.DataFrame(
+        {
+            "user_id": rng.choice(["u1", "u2", "u3"], n),
+            "item_id": rng.choice(["i1", "i2"], n),
+            "event_ts": ts,
+            "event_type": rng.choice(["view", "click"], n),
+            "value": rng.choice([1.0, 2.0], n),
+        },
+        schema=canonical_schema(),
+    )
+    df = df.with_columns(
+        pl.when(pl.int_range(pl.len()) % 97 == 0).then(None).otherwise(pl.col("event_ts")).alias("event_ts")
+    )  # some null timestamps, which sort last
     frames = [df.slice(0, 1_000), df.slice(1_000, 1_500), df.slice(2_500)]
     whole = drop_exact_duplicates(df)
     assert whole.equals(df.unique().sort(list(SORT_COLUMNS), nulls_last=True))  # the plain definition
@@ -87,8 +99,10 @@ def _part(cuts: list[int]) -> dict:
     return {"spans": [[lo, hi, 5, 0] for lo, hi in zip(cuts[:-1], cuts[1:])]}
 
 
-@given(st.lists(st.lists(st.integers(-60, 60), min_size=2, max_size=6).map(sorted), min_size=1, max_size=5),
-       st.integers(1, 30))
+@given(
+    st.lists(st.lists(st.integers(-60, 60), min_size=2, max_size=6).map(sorted), min_size=1, max_size=5),
+    st.integers(1, 30),
+)
 def test_the_commit_windows_cover_every_time_two_parts_share_and_nothing_else(parts, budget):
     from ncf_tasks import ingest_mapped
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ncf_tasks.models import GMF, MLP, NeuMF
 from ncf_tasks.metrics import held_out_rank, hit_ndcg
+from ncf_tasks.models import GMF, MLP, NeuMF
 
 
 def test_shapes_and_embedding_init():
@@ -40,8 +40,12 @@ def test_score_all_matches_pairwise_forward():
 def test_users_broadcast_against_items_match_the_flat_forward_and_its_gradients(n_items):
     """Training batches score (m, 1) users against (m, 1 + K) items: same logits and same gradients."""
     torch.manual_seed(2)
-    for m in (GMF(10, n_items, 6), MLP(10, n_items, (12, 6, 3)), MLP(10, n_items, (12,)),
-              NeuMF(10, n_items, 6, (12, 6, 3))):
+    for m in (
+        GMF(10, n_items, 6),
+        MLP(10, n_items, (12, 6, 3)),
+        MLP(10, n_items, (12,)),
+        NeuMF(10, n_items, 6, (12, 6, 3)),
+    ):
         u, items = torch.randint(10, (7,)), torch.randint(n_items, (7, 5))
         grouped = m(u[:, None], items)
         grouped.square().sum().backward()
@@ -59,18 +63,17 @@ def test_auto_batch_size_keeps_about_256_steps_per_epoch():
 
     auto = Settings.from_env(env={})
     assert auto.batch_size == 0
-    assert batch_size_for(auto, 99_000) == 2048        # ML-100K: ~495k samples
-    assert batch_size_for(auto, 1_000_000) == 16384    # ML-1M: ~5M samples
+    assert batch_size_for(auto, 99_000) == 2048  # ML-100K: ~495k samples
+    assert batch_size_for(auto, 1_000_000) == 16384  # ML-1M: ~5M samples
     assert batch_size_for(auto, 1_000) == 1024 and batch_size_for(auto, 10**9) == 16384  # clamped
     assert batch_size_for(auto.replace(batch_size=300), 1_000_000) == 300
 
 
 def test_metrics_hand_computed():
     # rows: hit at rank 0, hit at rank 9, miss (rank 10), tie counted against the held-out item
-    s = torch.tensor([[9.0] + [1.0] * 20,
-                      [5.0] + [6.0] * 9 + [1.0] * 11,
-                      [5.0] + [6.0] * 10 + [1.0] * 10,
-                      [5.0, 5.0] + [1.0] * 19])
+    s = torch.tensor(
+        [[9.0] + [1.0] * 20, [5.0] + [6.0] * 9 + [1.0] * 11, [5.0] + [6.0] * 10 + [1.0] * 10, [5.0, 5.0] + [1.0] * 19]
+    )
     ranks = held_out_rank(s)
     assert ranks.tolist() == [0, 9, 10, 1]
     hr, ndcg = hit_ndcg(ranks, 10)
@@ -92,7 +95,8 @@ def test_lazy_l2_reaches_only_the_rows_a_batch_reads(n_items):
     before = {id(t): t.weight.detach().clone() for ts in embedding_tables(m) for t in ts}
     penalty = embedding_penalty(m, users, items)
     expected = sum(float(t.weight.detach()[[3, 7]].square().sum()) for t in embedding_tables(m)[0]) + sum(
-        float(t.weight.detach()[items.flatten()].square().sum()) for t in embedding_tables(m)[1])
+        float(t.weight.detach()[items.flatten()].square().sum()) for t in embedding_tables(m)[1]
+    )
     assert abs(float(penalty.detach()) - expected) < 1e-5
     torch.optim.SGD(m.parameters(), lr=0.1).zero_grad()
     penalty.backward()

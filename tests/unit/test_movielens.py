@@ -1,6 +1,6 @@
 import pytest
+from helpers import require_ml100k
 
-from conftest import require_ml100k
 from ncf_tasks.errors import DataError
 from ncf_tasks.movielens import read_ratings
 

@@ -13,17 +13,27 @@ from hypothesis import strategies as st
 
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import DataError
+from ncf_tasks.rawio import csv_fast as rawio_csv
 from ncf_tasks.rawio import read_raw
 
 SETTINGS = Settings.from_env(env={})
 # ids: text a CSV or JSON writer must quote or escape (separators, quotes, spaces, non-ASCII), numbers-as-text
 ID_CHARS = st.sampled_from(list("abcXYZ019_-., \"'é漢😀;|\t"))
 IDS = st.text(ID_CHARS, min_size=1, max_size=12).filter(lambda s: s.strip() == s and s.strip())
-TIMES = st.integers(0, 86_399_999_999).map(lambda us: dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc)
-                                           + dt.timedelta(microseconds=us))
-ROWS = st.lists(st.tuples(IDS, IDS, TIMES, st.sampled_from(["view", "click", ""]),
-                          st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False).map(lambda f: round(f, 3)))),
-                min_size=1, max_size=25)
+TIMES = st.integers(0, 86_399_999_999).map(
+    lambda us: dt.datetime(2026, 11, 26, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+)
+ROWS = st.lists(
+    st.tuples(
+        IDS,
+        IDS,
+        TIMES,
+        st.sampled_from(["view", "click", ""]),
+        st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False).map(lambda f: round(f, 3))),
+    ),
+    min_size=1,
+    max_size=25,
+)
 COLUMNS = st.permutations(["user_id", "item_id", "event_ts", "event_type", "value"])
 
 
@@ -31,14 +41,19 @@ def ts_text(t: dt.datetime, style: int) -> str:
     if style == 0:
         return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if style == 1:
-        return t.strftime("%Y-%m-%d %H:%M:%S")                          # naive: UTC
+        return t.strftime("%Y-%m-%d %H:%M:%S")  # naive: UTC
     return t.astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat()  # an offset
 
 
 def field(row, col, style):
     u, i, t, e, v = row
-    return {"user_id": u, "item_id": i, "event_ts": ts_text(t, style), "event_type": e,
-            "value": "" if v is None else repr(v)}[col]
+    return {
+        "user_id": u,
+        "item_id": i,
+        "event_ts": ts_text(t, style),
+        "event_type": e,
+        "value": "" if v is None else repr(v),
+    }[col]
 
 
 def csv_text(rows, cols, quoting, newline, ts_style):
@@ -60,8 +75,15 @@ def check(df, rows):
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=ROWS, cols=COLUMNS, quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
-       newline=st.sampled_from(["\n", "\r\n", "\r"]), bom=st.booleans(), gz=st.booleans(), ts_style=st.integers(0, 2))
+@given(
+    rows=ROWS,
+    cols=COLUMNS,
+    quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    bom=st.booleans(),
+    gz=st.booleans(),
+    ts_style=st.integers(0, 2),
+)
 def test_csv_reads_what_the_csv_module_reads(rows, cols, quoting, newline, bom, gz, ts_style):
     if newline != "\r":  # a quoted field may span lines (not in CR-only files: see rawio's docstring)
         rows = [(u.replace(";", "\n"), i, t, e, v) for u, i, t, e, v in rows]
@@ -80,15 +102,27 @@ def test_csv_reads_what_the_csv_module_reads(rows, cols, quoting, newline, bom, 
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=ROWS, newline=st.sampled_from(["\n", "\r\n"]), ascii_only=st.booleans(), compact=st.booleans(),
-       int_ids=st.booleans(), bom=st.booleans(), shuffle=st.randoms(use_true_random=False))
+@given(
+    rows=ROWS,
+    newline=st.sampled_from(["\n", "\r\n"]),
+    ascii_only=st.booleans(),
+    compact=st.booleans(),
+    int_ids=st.booleans(),
+    bom=st.booleans(),
+    shuffle=st.randoms(use_true_random=False),
+)
 def test_jsonl_reads_what_the_json_module_reads(rows, newline, ascii_only, compact, int_ids, bom, shuffle):
     if int_ids:
         rows = [(str(k), str(k * 7 % 5), t, e, v) for k, (_, _, t, e, v) in enumerate(rows)]
     lines = []
     for u, i, t, e, v in rows:
-        obj = {"user_id": int(u) if int_ids else u, "item_id": int(i) if int_ids else i,
-               "event_ts": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "event_type": e, "value": v}
+        obj = {
+            "user_id": int(u) if int_ids else u,
+            "item_id": int(i) if int_ids else i,
+            "event_ts": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "event_type": e,
+            "value": v,
+        }
         items = list(obj.items())
         shuffle.shuffle(items)  # any key order
         lines.append(json.dumps(dict(items), ensure_ascii=ascii_only, separators=(",", ":") if compact else None))
@@ -110,20 +144,27 @@ def test_text_that_is_not_utf8_is_refused_naming_the_file():
 
 
 def pieces_of(data: bytes, size: int):
-    return (data[i:i + size] for i in range(0, len(data), size))
+    return (data[i : i + size] for i in range(0, len(data), size))
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=ROWS, cols=COLUMNS, quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
-       newline=st.sampled_from(["\n", "\r\n", "\r"]), bom=st.booleans(), ts_style=st.integers(0, 2),
-       piece=st.integers(1, 300), trailing=st.booleans())
+@given(
+    rows=ROWS,
+    cols=COLUMNS,
+    quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    bom=st.booleans(),
+    ts_style=st.integers(0, 2),
+    piece=st.integers(1, 300),
+    trailing=st.booleans(),
+)
 def test_csv_read_in_pieces_is_the_whole_file_or_declined(rows, cols, quoting, newline, bom, ts_style, piece, trailing):
     """``read_csv_pieces`` over a file cut anywhere returns exactly ``read_raw``'s frame, or None (then the
     file is read whole); never another frame, never an error of its own."""
     from ncf_tasks.rawio import read_csv_pieces
 
     text = csv_text(rows, cols, quoting, newline, ts_style)[1]
-    text = text if trailing else text[:-len(newline)]
+    text = text if trailing else text[: -len(newline)]
     data = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
     name = "s3://b/raw/interactions/dt=2026-11-26/f.csv"
     whole = read_raw(data, name, SETTINGS)
@@ -140,8 +181,14 @@ def test_a_plain_csv_file_is_read_in_pieces_and_an_irregular_one_declined():
     for size in (7, 100, 4096, len(data)):
         got = read_csv_pieces(pieces_of(data, size), "f.csv", SETTINGS)
         assert got is not None and got.equals(whole) and got.height == 500
-    for odd in (data.replace(b"u3,", b'"u3",'), data.replace(b",view,1.5", b",view,"), b"\xef\xbb\xbf" + data,
-                data.replace(b"\r\n", b"\r"), data.split(b"\r\n")[0] + b"\r\n", data.replace(b"T05:", b"X05:")):
+    for odd in (
+        data.replace(b"u3,", b'"u3",'),
+        data.replace(b",view,1.5", b",view,"),
+        b"\xef\xbb\xbf" + data,
+        data.replace(b"\r\n", b"\r"),
+        data.split(b"\r\n")[0] + b"\r\n",
+        data.replace(b"T05:", b"X05:"),
+    ):
         assert read_csv_pieces(pieces_of(odd, 64), "f.csv", SETTINGS) is None  # read_raw then reads or names it
 
 
@@ -150,14 +197,14 @@ def test_a_file_without_line_ends_is_declined_after_one_long_line_not_at_its_end
     reader gives up once an unfinished line passes ``PIECE_LINE_MAX`` and leaves the file to ``read_raw``."""
     from ncf_tasks import rawio
 
-    monkeypatch.setattr(rawio, "PIECE_LINE_MAX", 1000)
+    monkeypatch.setattr(rawio_csv, "PIECE_LINE_MAX", 1000)
     body = b"user_id,item_id,event_ts\r" + b"u1,i1,2026-11-26T01:00:00Z\r" * 10_000
     seen = []
 
     def pieces():
         for i in range(0, len(body), 100):
             seen.append(i)
-            yield body[i:i + 100]
+            yield body[i : i + 100]
 
     assert rawio.read_csv_pieces(pieces(), "cr.csv", SETTINGS) is None and len(seen) <= 11
     long_line = b"user_id,item_id,event_ts\n" + b"u1,i1,2026-11-26T01:00:00Z\n" + b"x" * 5000 + b"\n"

@@ -7,22 +7,37 @@ import polars as pl
 import pytest
 import torch
 
-from ncf_tasks.artifacts import from_frames
 from ncf_tasks.build import build_training_set
 from ncf_tasks.config import Settings
-from ncf_tasks.fitting import epoch_generator, fit, initial_state, make_optimizer, new_model, recency_weights, train_epoch
+from ncf_tasks.fitting import (
+    epoch_generator,
+    fit,
+    initial_state,
+    make_optimizer,
+    new_model,
+    recency_weights,
+    train_epoch,
+)
+from ncf_tasks.rundata import from_frames
 from ncf_tasks.sampling import PositiveSet, train_negatives
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def frames(train_ts: list[tuple[int, int, int]]):
     """train (user, item, seconds after T0); one validation and test row for user 0 (negatives unused here)."""
-    train = pl.DataFrame({"user_idx": [u for u, _, _ in train_ts], "item_idx": [i for _, i, _ in train_ts],
-                          "event_ts": [T0 + dt.timedelta(seconds=s) for _, _, s in train_ts]},
-                         schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "event_ts": pl.Datetime("us", "UTC")})
-    held = pl.DataFrame({"user_idx": [0, 1], "item_idx": [9, 8], "negatives": [[1, 2], [3, 4]]},
-                        schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "negatives": pl.Array(pl.Int32, 2)})
+    train = pl.DataFrame(
+        {
+            "user_idx": [u for u, _, _ in train_ts],
+            "item_idx": [i for _, i, _ in train_ts],
+            "event_ts": [T0 + dt.timedelta(seconds=s) for _, _, s in train_ts],
+        },
+        schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "event_ts": pl.Datetime("us", "UTC")},
+    )
+    held = pl.DataFrame(
+        {"user_idx": [0, 1], "item_idx": [9, 8], "negatives": [[1, 2], [3, 4]]},
+        schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "negatives": pl.Array(pl.Int32, 2)},
+    )
     return train, held
 
 
@@ -56,7 +71,9 @@ def test_the_weighted_loss_is_the_per_positive_weighted_log_loss():
     train, held = frames([(0, 1, 10), (0, 2, 30), (0, 3, 20), (1, 5, 7), (1, 6, 1)])
     data = from_frames(None, 2, 10, train, held, held)
     pos = PositiveSet(*data.all_positives(), 2, 10)
-    s = Settings(factors=4, lr=0.0, l2=0.0, train_negatives=2, batch_size=3 * 5, recency_boost=4.0, recency_halflife=1.0)
+    s = Settings(
+        factors=4, lr=0.0, l2=0.0, train_negatives=2, batch_size=3 * 5, recency_boost=4.0, recency_halflife=1.0
+    )
     torch.manual_seed(0)
     net = new_model("gmf", 2, 10, s)
     with torch.no_grad():
@@ -90,11 +107,13 @@ def drifting_events(n_users: int = 150, seed: int = 0) -> pl.DataFrame:
     rows = []
     for u in range(n_users):
         old, new = rng.choice(4, 2, replace=False)
-        for place, item in enumerate(list(old * 50 + rng.choice(50, 20, replace=False))
-                                     + list(new * 50 + rng.choice(50, 5, replace=False))):
+        for place, item in enumerate(
+            list(old * 50 + rng.choice(50, 20, replace=False)) + list(new * 50 + rng.choice(50, 5, replace=False))
+        ):
             rows.append((f"u{u}", f"i{item}", T0 + dt.timedelta(days=place)))
-    return pl.DataFrame(rows, schema={"user_id": pl.String, "item_id": pl.String,
-                                      "event_ts": pl.Datetime("us", "UTC")}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"user_id": pl.String, "item_id": pl.String, "event_ts": pl.Datetime("us", "UTC")}, orient="row"
+    )
 
 
 def test_recency_weighting_follows_a_drifting_taste():
@@ -103,8 +122,18 @@ def test_recency_weighting_follows_a_drifting_taste():
     torch.set_num_threads(1)
     gains = []
     for seed in range(3):
-        base = Settings(eval_negatives=30, factors=8, epochs=20, patience=20, lr=0.03, l2=0.0, batch_size=256,
-                        min_user_interactions=3, min_item_interactions=1, seed=seed)
+        base = Settings(
+            eval_negatives=30,
+            factors=8,
+            epochs=20,
+            patience=20,
+            lr=0.03,
+            l2=0.0,
+            batch_size=256,
+            min_user_interactions=3,
+            min_item_interactions=1,
+            seed=seed,
+        )
         ts = build_training_set(drifting_events(seed=seed), base)
         data = from_frames(None, ts.users.height, ts.items.height, ts.train, ts.valid, ts.test)
         pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items)
@@ -113,8 +142,16 @@ def test_recency_weighting_follows_a_drifting_taste():
             s = base.replace(recency_boost=boost, recency_halflife=2.0)
             torch.manual_seed(s.seed)
             net = new_model("gmf", data.n_users, data.n_items, s)
-            state = fit("gmf", net, make_optimizer("gmf", net, s), data, pos, s, torch.device("cpu"),
-                        initial_state(net, data, s.eval_k, "gmf"))
+            state = fit(
+                "gmf",
+                net,
+                make_optimizer("gmf", net, s),
+                data,
+                pos,
+                s,
+                torch.device("cpu"),
+                initial_state(net, data, s.eval_k, "gmf"),
+            )
             best[boost] = state["best_hr"]
         gains.append(best[30.0] - best[0.0])
     assert min(gains) >= 0 and sum(gains) / 3 > 0.03, gains

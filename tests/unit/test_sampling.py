@@ -1,7 +1,8 @@
 """Invariants of the negative samplers, checked on random sets (hypothesis)."""
 
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ncf_tasks.sampling import PositiveSet, eval_candidates, feasible, train_negatives
 
@@ -10,8 +11,11 @@ from ncf_tasks.sampling import PositiveSet, eval_candidates, feasible, train_neg
 def interaction_sets(draw, max_users=30, max_items=60):
     n_users = draw(st.integers(1, max_users))
     n_items = draw(st.integers(2, max_items))
-    pairs = draw(st.sets(st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)), min_size=1,
-                         max_size=n_users * n_items))
+    pairs = draw(
+        st.sets(
+            st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)), min_size=1, max_size=n_users * n_items
+        )
+    )
     users, items = zip(*sorted(pairs))
     mode = draw(st.sampled_from(["bytes", "bits", "sorted"]))  # every membership structure
     limits = {"bytes": {}, "bits": {"byte_map_limit": 0}, "sorted": {"byte_map_limit": 0, "dense_limit": 0}}[mode]

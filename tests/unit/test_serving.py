@@ -53,8 +53,9 @@ def test_top_k_equals_the_torch_scorer_for_a_user_range_any_chunking_and_threads
     np.testing.assert_allclose(val, ref_v.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(idx, ref_i.numpy())
     excluded = set(zip(eu.tolist(), ei.tolist()))
-    assert not any((u, int(i)) in excluded for u, row in zip(range(4, 19), idx) for i, v in zip(row, val[u - 4])
-                   if np.isfinite(v))
+    assert not any(
+        (u, int(i)) in excluded for u, row in zip(range(4, 19), idx) for i, v in zip(row, val[u - 4]) if np.isfinite(v)
+    )
 
 
 def test_short_lists_end_in_minus_inf_and_tied_items_of_a_list_are_in_item_order():

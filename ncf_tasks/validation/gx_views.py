@@ -58,6 +58,7 @@ def site(directory: str) -> dict:
         "show_how_to_buttons": True,
         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": directory},
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view(CachedIndexPageView)},
-        "site_section_builders": {name: {"view": _view(CachedPageView)}
-                                  for name in ("expectations", "validations", "profiling")},
+        "site_section_builders": {
+            name: {"view": _view(CachedPageView)} for name in ("expectations", "validations", "profiling")
+        },
     }

@@ -1,6 +1,6 @@
 """The embedded S3 endpoint: moto's standalone server on 127.0.0.1, on a free port.
 
-Used by ``make demo``/``make up`` (``python -m ncf_tasks.local_s3 start|stop``) and by the pytest
+Used by ``make demo``/``make up`` (``python -m ncf_tasks.dev.local_s3 start|stop``) and by the pytest
 session fixture. It is a real HTTP server: the pipeline reaches it through ``NCF_S3_ENDPOINT_URL``
 exactly as it reaches AWS S3 or MinIO, nothing is patched. A fixed port made other projects' S3 tests
 flaky, so the port is chosen free and the server is polled until it answers.
@@ -14,7 +14,7 @@ rename), and ``stop`` saves a last time before stopping the server. Chosen over 
 recorder (replays every request ever made, bodies included, at each start) and over file-backed S3
 servers from PyPI (none implements the conditional writes, multipart uploads and range reads the
 pipeline uses); the tests keep using plain moto, so what the demo runs is what the tests test.
-``python -m ncf_tasks.local_s3 reset --data-dir .data/s3`` (``make s3-reset``) empties it.
+``python -m ncf_tasks.dev.local_s3 reset --data-dir .data/s3`` (``make s3-reset``) empties it.
 """
 
 from __future__ import annotations
@@ -43,15 +43,20 @@ class LocalS3:
     url: str
     pid: int
     proc: subprocess.Popen | None = None
-    data_dir: Path | None = None   # persisted here (start_persistent)
+    data_dir: Path | None = None  # persisted here (start_persistent)
     saver_pid: int | None = None
 
     def env(self, bucket: str) -> dict[str, str]:
         """Environment for a process that should use this endpoint."""
         from ncf_tasks.config import env_name
 
-        values = {"s3_endpoint_url": self.url, "bucket": bucket, "s3_access_key_id": DUMMY_KEY,
-                  "s3_secret_access_key": DUMMY_KEY, "s3_region": "us-east-1"}
+        values = {
+            "s3_endpoint_url": self.url,
+            "bucket": bucket,
+            "s3_access_key_id": DUMMY_KEY,
+            "s3_secret_access_key": DUMMY_KEY,
+            "s3_region": "us-east-1",
+        }
         return {env_name(k): v for k, v in values.items()}
 
     def stop(self) -> None:
@@ -88,7 +93,9 @@ def start(log_path: str | None = None, attempts: int = 5, timeout_s: float = 30.
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -125,8 +132,9 @@ def stop_pid(pid: int) -> None:
 def _client(url: str):
     import boto3
 
-    return boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                        aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY)
+    return boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=DUMMY_KEY, aws_secret_access_key=DUMMY_KEY
+    )
 
 
 def create_bucket(url: str, bucket: str) -> None:
@@ -161,7 +169,9 @@ def restore(url: str, data_dir: Path) -> int:
         for f in sorted(p for p in bucket_dir.rglob("*") if p.is_file() and p.name != INDEX and ".part-" not in p.name):
             key = f.relative_to(bucket_dir).as_posix()
             ctype = mimetypes.guess_type(f.name)[0] or "application/octet-stream"
-            etags[key] = client.put_object(Bucket=bucket_dir.name, Key=key, Body=f.read_bytes(), ContentType=ctype)["ETag"]
+            etags[key] = client.put_object(Bucket=bucket_dir.name, Key=key, Body=f.read_bytes(), ContentType=ctype)[
+                "ETag"
+            ]
             n += 1
         (bucket_dir / INDEX).write_text(json.dumps(etags))
     return n
@@ -220,8 +230,10 @@ def local_pages(bucket_dir: Path, prefix: str = "") -> list[tuple[str, Path]]:
     pointer_file = root / layout.latest_pointer()
     if pointer_file.is_file():
         pointer = json.loads(pointer_file.read_text())
-        out += [("report of served run", root / layout.run_prefix(pointer["run_id"]) / "report.html"),
-                ("Data Docs of its day", root / layout.validation_report(pointer["partition"]) / "index.html")]
+        out += [
+            ("report of served run", root / layout.run_prefix(pointer["run_id"]) / "report.html"),
+            ("Data Docs of its day", root / layout.validation_report(pointer["partition"]) / "index.html"),
+        ]
         out += [("top-K table", root / f) for f in pointer["files"]]
     return [(label, p.resolve()) for label, p in out if p.is_file()]
 
@@ -235,9 +247,23 @@ def start_persistent(data_dir: str | Path, every: float = 5.0, log_path: str | N
     t = time.perf_counter()
     n = restore(server.url, data_dir)
     print(f"restored {n} object(s) from {data_dir} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    saver = subprocess.Popen([sys.executable, "-m", "ncf_tasks.local_s3", "autosave", "--url", server.url,
-                              "--data-dir", str(data_dir), "--every", str(every)], stdout=subprocess.DEVNULL,
-                             stderr=open(log_path, "ab") if log_path else subprocess.DEVNULL, start_new_session=True)
+    saver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ncf_tasks.dev.local_s3",
+            "autosave",
+            "--url",
+            server.url,
+            "--data-dir",
+            str(data_dir),
+            "--every",
+            str(every),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(log_path, "ab") if log_path else subprocess.DEVNULL,
+        start_new_session=True,
+    )
     server.data_dir, server.saver_pid = data_dir, saver.pid
     return server
 
@@ -253,14 +279,17 @@ def _autosave(url: str, data_dir: Path, every: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ncf_tasks.local_s3", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ncf_tasks.dev.local_s3", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("start", help="start in the background, create the bucket, write a state file")
     s.add_argument("--state", required=True, help="JSON file recording url and pid (read by 'stop')")
     s.add_argument("--bucket", default="ncf")
     s.add_argument("--log", default=None)
-    s.add_argument("--data-dir", default=None, help="persist the buckets in this folder (restored now, mirrored "
-                                                     "while running, saved at stop)")
+    s.add_argument(
+        "--data-dir",
+        default=None,
+        help="persist the buckets in this folder (restored now, mirrored while running, saved at stop)",
+    )
     s.add_argument("--autosave", type=float, default=5.0, help="seconds between mirror rounds (with --data-dir)")
     t = sub.add_parser("stop", help="save (with --data-dir at start) and stop the server recorded in the state file")
     t.add_argument("--state", required=True)
@@ -306,14 +335,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     record = json.loads(state.read_text())
     if args.cmd == "paths":
-        for label, path in local_pages(Path(record["data_dir"]) / record["bucket"], prefix=os.environ.get("NCF_PREFIX", "")):
+        for label, path in local_pages(
+            Path(record["data_dir"]) / record["bucket"], prefix=os.environ.get("NCF_PREFIX", "")
+        ):
             print(f"{label:<22} {path}")
         return 0
     if record.get("data_dir") and _ready(record["url"]):
         t = time.perf_counter()
         stats = save(record["url"], Path(record["data_dir"]))
-        print(f"saved {stats['objects']} object(s) to {record['data_dir']} ({stats['downloaded']} downloaded) "
-              f"in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+        print(
+            f"saved {stats['objects']} object(s) to {record['data_dir']} ({stats['downloaded']} downloaded) "
+            f"in {time.perf_counter() - t:.1f}s",
+            file=sys.stderr,
+        )
     if args.cmd == "save":
         return 0
     if record.get("saver_pid"):

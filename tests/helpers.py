@@ -1,0 +1,47 @@
+"""Builders and constants the test modules share (no test module imports another, nor conftest)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+ML100K = SHARED / "data" / "ml-100k" / "u.data"
+ARTIFACTS = ROOT / "test-artifacts"
+
+# the DAG tests' schedule: a nightly run at 02:00 processes the day before (NCF_DATE_LAG_DAYS=1)
+LOGICAL = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.UTC)
+DAY = "2026-11-26"
+
+
+def require_ml100k() -> Path:
+    if not ML100K.is_file():
+        pytest.skip(f"MovieLens 100K not found at {ML100K}")
+    return ML100K
+
+
+def planted_set(storage, run_id: str, settings, **spec):
+    """A training set of synthetic events with planted taste groups, written under ``runs/<run_id>/``;
+    returns ``settings`` (what the training and tuning tests train with)."""
+    from ncf_tasks.build import build_training_set, write_training_set
+    from ncf_tasks.generate import SyntheticSpec, synthesize
+
+    ev = synthesize(SyntheticSpec(**{"taste_strength": 0.9, **spec}))
+    write_training_set(storage, run_id, build_training_set(ev, settings), settings)
+    return settings
+
+
+def get_dag(dag_id: str):
+    """A DAG parsed from dags/ as the dag-processor parses it; fails on any import error."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    bag = BundleDagBag(dag_folder=str(ROOT / "dags"), bundle_path=ROOT / "dags")
+    assert bag.import_errors == {}
+    return bag.get_dag(dag_id)
+
+
+def states(dag_run) -> dict:
+    return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
