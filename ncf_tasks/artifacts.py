@@ -368,7 +368,7 @@ def id_translation(ours: "pl.DataFrame", theirs: "pl.DataFrame") -> "np.ndarray"
 def list_runs(storage: Storage) -> list[RunArtifacts]:
     """Every run with a training set in the bucket (its manifest names its id), oldest build first."""
     runs = []
-    for o in storage.list("runs/"):
+    for o in storage.list(layout.RUNS):
         if o["key"].endswith("/" + RunArtifacts.MANIFEST) and o["key"].count("/") == 2:
             m = storage.get_json(o["key"])
             runs.append(RunArtifacts(storage, m["run_id"], Manifest.from_dict(m, storage.uri(o["key"]))))

@@ -354,7 +354,7 @@ _HINTS = typing.get_type_hints(Settings)
 
 
 def describe() -> list[tuple[str, str, str]]:
-    """(environment variable, default, doc) for every setting — the README table is made from this."""
+    """(environment variable, default, doc) for every setting: the table README's "Configuration" prints."""
     rows = []
     for f in dataclasses.fields(Settings):
         default = f.default

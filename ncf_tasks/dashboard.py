@@ -27,7 +27,7 @@ def run_row(run: RunArtifacts, up: str) -> dict:
     """One run as the dashboard shows it (``up``: relative path from the page to the bucket's root)."""
     m = run.manifest()
     metrics = run.metrics(required=False) or {}
-    k = metrics.get("k", 10)  # the cut-off this run was evaluated at
+    k = metrics.get("k")  # the cut-off this run was evaluated at (None: not evaluated yet)
     models = metrics.get("models", {})
     gate = metrics.get("gate")
     histories = run.histories()
@@ -83,7 +83,7 @@ def rebuild(storage: Storage) -> str:
     up = "../" * layout.dashboard().count("/")
     runs = list_runs(storage)
     rows = [run_row(r, up) for r in runs]
-    k = next((r["k"] for r in reversed(rows) if r["k"]), 10)  # the newest evaluated run's cut-off
+    k = next((r["k"] for r in reversed(rows) if r["k"]), storage.settings.eval_k)  # the newest evaluated run's
     dated = sorted((r for r in rows if r["date"] != "?"), key=lambda r: (r["date"], r["run_id"]))
     day = {r["run_id"]: dt.date.fromisoformat(r["date"]) for r in dated}
     models = [m for m in (*MODELS, "popularity", "production") if any(m in r["hr"] for r in rows)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from ncf_tasks.artifacts import PUBLISHED_MODEL
 from ncf_tasks.config import Settings
 
+PUBLISHED_MODEL_NAME = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF"}.get(PUBLISHED_MODEL, PUBLISHED_MODEL)
+
 
 def decide(settings: Settings, metrics: dict) -> dict:
     """{'passed', 'publish', 'forced', 'reasons'} for a metrics dict as ``evaluate`` writes it."""
@@ -18,20 +20,21 @@ def decide(settings: Settings, metrics: dict) -> dict:
     hr = f"hr@{k}"
     new = metrics["models"][PUBLISHED_MODEL][hr]
     pop = metrics["models"]["popularity"][hr]
+    name = PUBLISHED_MODEL_NAME
     reasons, ok = [], True
     if new >= pop + settings.gate_min_lift:
-        reasons.append(f"NeuMF HR@{k} {new:.4f} >= popularity {pop:.4f} + lift {settings.gate_min_lift}")
+        reasons.append(f"{name} HR@{k} {new:.4f} >= popularity {pop:.4f} + lift {settings.gate_min_lift}")
     else:
         ok = False
-        reasons.append(f"NeuMF HR@{k} {new:.4f} < popularity {pop:.4f} + required lift {settings.gate_min_lift}")
+        reasons.append(f"{name} HR@{k} {new:.4f} < popularity {pop:.4f} + required lift {settings.gate_min_lift}")
     prod = metrics["models"].get("production")
     if prod is None:
         reasons.append("no model in production yet")
     elif new >= prod[hr] - settings.gate_tolerance:
-        reasons.append(f"NeuMF HR@{k} {new:.4f} >= production {prod[hr]:.4f} - tolerance {settings.gate_tolerance}")
+        reasons.append(f"{name} HR@{k} {new:.4f} >= production {prod[hr]:.4f} - tolerance {settings.gate_tolerance}")
     else:
         ok = False
-        reasons.append(f"NeuMF HR@{k} {new:.4f} < production {prod[hr]:.4f} - tolerance {settings.gate_tolerance}")
+        reasons.append(f"{name} HR@{k} {new:.4f} < production {prod[hr]:.4f} - tolerance {settings.gate_tolerance}")
     forced = settings.force_publish and not ok
     if forced:
         reasons.append("FORCED by operator (force_publish=true) despite the rejection above")

@@ -9,7 +9,7 @@ from ncf_tasks import layout
 from ncf_tasks.config import Settings
 from ncf_tasks.storage import Storage
 
-DEFAULT_PREFIXES = (layout.raw_root(), "lake/", "reports/", "runs/", "models/", "recs/")
+DEFAULT_PREFIXES = (layout.raw_root(), "lake/", "reports/", layout.RUNS, "models/", "recs/")
 
 
 def run_inventory(settings: Settings, *, prefixes: tuple[str, ...] = DEFAULT_PREFIXES) -> dict:

@@ -93,8 +93,11 @@ def validation_report(date: dt.date | str) -> str:
     return f"reports/validation/dt={day(date)}/"
 
 
+RUNS = "runs/"  # every run's objects lie below it (``run_prefix``)
+
+
 def run_prefix(run_id: str) -> str:
-    return f"runs/{safe_run_id(run_id)}/"
+    return f"{RUNS}{safe_run_id(run_id)}/"
 
 
 def dashboard() -> str:

@@ -48,9 +48,7 @@ MAX_DAYS_AHEAD = 1  # a partition date later than tomorrow (UTC) is an operator'
 TOPK_COLUMNS = ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"]
 
 
-def topk_table(
-    data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, k: int, run_id: str, generated_at: dt.datetime
-):
+def topk_table(data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, run_id: str, generated_at: dt.datetime):
     """The published schema: user_id, rank (1..K), item_id, score, model_run_id, generated_at."""
     import polars as pl
 
@@ -194,7 +192,7 @@ def score_shard(
         )
     lo, hi = bounds[shard]
     u, i, s = scorer.top_k(settings.publish_k, lo, hi)
-    table = topk_table(scorer.maps, u, i, s, settings.publish_k, run_id, scorer.generated_at)
+    table = topk_table(scorer.maps, u, i, s, run_id, scorer.generated_at)
     key = layout.topk_table(day, run_id, shard, len(bounds))
     storage.write_parquet(table, key)
     secs = time.perf_counter() - t0

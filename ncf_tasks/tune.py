@@ -1,7 +1,7 @@
 """Hyper-parameter search on the validation split (Optuna: TPE sampler, median pruner); writes the tuned profile.
 
 A trial trains GMF, MLP and NeuMF in this process on a built training set (``build`` of the tune run), with
-the pipeline's own loop (``train.fit``), and scores NeuMF's best validation HR@K — the number the nightly
+the pipeline's own loop (``fitting.fit``), and scores NeuMF's best validation HR@K — the number the nightly
 run selects on. Test candidates are never read. Pruning: each epoch's validation HR is reported at step
 ``stage * 1000 + epoch`` (GMF 1..., MLP 1001..., NeuMF 2001...), so the median pruner compares a trial's
 GMF epoch 3 with the other trials' GMF epoch 3; a trial whose GMF or MLP is below the median of earlier

