@@ -188,18 +188,28 @@ def run_settings(context: dict) -> Settings:
     params = context.get("params") or {}
     overrides = {k: v for k, v in params.items() if k in FORM_SETTINGS}
     settings = Settings.from_env(**overrides)
-    if settings.aws_conn_id:
-        from airflow.sdk import BaseHook
+    return with_connection(settings) if settings.aws_conn_id else settings
 
-        conn = BaseHook.get_connection(settings.aws_conn_id)
-        extra = conn.extra_dejson or {}
-        settings = settings.replace(
-            s3_access_key_id=conn.login or "",
-            s3_secret_access_key=conn.password or "",
-            s3_endpoint_url=extra.get("endpoint_url") or settings.s3_endpoint_url,
-            s3_region=extra.get("region_name") or settings.s3_region,
-        )
-    return settings
+
+def with_connection(settings: Settings) -> Settings:
+    """``settings`` with the storage credentials, region and endpoint of the Airflow connection
+    ``aws_conn_id``, resolved by the Amazon provider's AWS hook as every AWS operator resolves them: keys and
+    session token, a role to assume (``role_arn`` in the extra), a profile, the region and ``endpoint_url``.
+
+    The credentials are frozen once per task: temporary ones (an assumed role) last as long as their session
+    (an hour by default); a task that outlives them fails with a storage error, and its retry resolves anew.
+    """
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    hook = AwsBaseHook(aws_conn_id=settings.aws_conn_id, client_type="s3")
+    creds = hook.get_credentials()
+    return settings.replace(
+        s3_access_key_id=creds.access_key or "",
+        s3_secret_access_key=creds.secret_key or "",
+        s3_session_token=creds.token or "",
+        s3_endpoint_url=hook.conn_config.endpoint_url or settings.s3_endpoint_url,
+        s3_region=hook.conn_region_name or settings.s3_region,
+    )
 
 
 def explicit_params(context: dict) -> list[str]:

@@ -18,10 +18,13 @@ class FaultyS3:
         self.upstream = urlsplit(upstream)
         self.fail_pattern: re.Pattern | None = None
         self.failed: list[str] = []
+        self.session_tokens: list[str] = []  # X-Amz-Security-Token of each request that carried one
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             def _forward(self):
+                if self.headers.get("X-Amz-Security-Token"):
+                    proxy.session_tokens.append(self.headers["X-Amz-Security-Token"])
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 if proxy.fail_pattern and proxy.fail_pattern.search(self.path) and self.command in ("PUT", "POST"):
