@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 ML100K = SHARED / "data" / "ml-100k" / "u.data"
 ARTIFACTS = ROOT / "test-artifacts"
+BAD = ROOT / "tests" / "data" / "bad_batches"  # hostile input: each file breaks one rule (README there)
+EDGE = ROOT / "tests" / "data" / "raw_edge_cases"  # legal but unusual files every reader must take
 
 # the DAG tests' schedule: a nightly run at 02:00 processes the day before (NCF_DATE_LAG_DAYS=1)
 LOGICAL = dt.datetime(2026, 11, 27, 2, 0, tzinfo=dt.UTC)
@@ -45,3 +51,16 @@ def get_dag(dag_id: str):
 
 def states(dag_run) -> dict:
     return {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """``python -m ncf_tasks ARGS`` in a fresh interpreter, with ``env`` added to this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "ncf_tasks", *args], env={**os.environ, **env}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def last_json(r: subprocess.CompletedProcess) -> dict:
+    """The CLI's result: the last line of its stdout."""
+    return json.loads(r.stdout.strip().splitlines()[-1])

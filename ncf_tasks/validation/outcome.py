@@ -44,3 +44,15 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, float):
         return v if math.isfinite(v) else str(v)  # 'nan', 'inf': JSON has no literal for them
     return str(v)
+
+
+def bounded(value: Any) -> Any:
+    """A JSON-able value (GX's validation result) with every string cut by ``clip``: GX judges the lake's values
+    whole, so its result can quote a 200 MB id; what is kept in quarantine and logged must stay small."""
+    if isinstance(value, str):
+        return clip(value)
+    if isinstance(value, dict):
+        return {bounded(k) if isinstance(k, str) else k: bounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [bounded(v) for v in value]
+    return value

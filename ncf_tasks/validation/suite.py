@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError
-from ncf_tasks.validation.outcome import Outcome, jsonable
+from ncf_tasks.validation.outcome import Outcome, bounded, jsonable
 from ncf_tasks.validation.rules import finite_values, id_characters
 
 if TYPE_CHECKING:
@@ -111,8 +111,9 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], site_dir: Path) -
         if not (e.get("meta", {}).get("optional") and params.get(e["meta"]["optional"]) is None)
     ]
     suite["expectations"] = kept
-    gx_df, params = _shown_to_gx(df, params)
-    frame = gx_df.to_pandas(use_pyarrow_extension_array=False)  # the one copy GX needs (pandas frames only)
+    # the values as the lake holds them: a rule judges exactly what build will read (Data Docs render them
+    # escaped and bounded: gx_views; the result kept in quarantine is bounded: outcome.bounded)
+    frame = df.to_pandas(use_pyarrow_extension_array=False)  # the one copy GX needs (pandas frames only)
     for c in frame.columns:  # GX's type check wants numpy/str dtypes; strings stay Arrow-backed 'str'
         if str(frame[c].dtype) == "object":
             frame[c] = frame[c].astype("str")
@@ -173,29 +174,7 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], site_dir: Path) -
                 expected=_expected(cfg.kwargs, params),
             )
         )
-    return outcomes, vr.to_json_dict()
-
-
-# HTML-active characters and same-width look-alikes: GX's Data Docs render unexpected values unescaped
-_LOOKALIKE = str.maketrans({"<": "‹", ">": "›", "&": "＆", '"': "＂", "'": "＇"})
-
-
-def _shown_to_gx(df: "pl.DataFrame", params: dict[str, Any]) -> tuple["pl.DataFrame", dict[str, Any]]:
-    """The frame and parameters GX validates and renders: text cut to ``max_id_length + 1`` characters
-    (every length rule fails exactly as on the full value, but a 200 MB id is not copied into results,
-    Data Docs and logs) and HTML-active characters replaced by look-alikes of the same length (GX's
-    Data Docs do not escape values: an id '<script>…' would run in the reader's browser). Our own
-    messages quote the original rows, bounded (``errors.quote``)."""
-    import polars as pl
-
-    keep = int(params["max_id_length"]) + 1
-    src, dst = zip(*((chr(k), v) for k, v in _LOOKALIKE.items()))
-    text = [c for c, t in df.schema.items() if t == pl.String]
-    shown = df.with_columns(pl.col(c).str.slice(0, keep).str.replace_many(list(src), list(dst)) for c in text)
-    allowed = params.get("allowed_event_types")
-    if allowed:
-        params = {**params, "allowed_event_types": [a.translate(_LOOKALIKE) for a in allowed]}
-    return shown, params
+    return outcomes, bounded(vr.to_json_dict())
 
 
 def _expected(kwargs: dict, params: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 import polars as pl
 import pytest
 import torch
-from test_cli import cli, last_json
+from helpers import cli, last_json
 
 from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.build import build_training_set, write_training_set

@@ -1,23 +1,4 @@
-import json
-import os
-import subprocess
-import sys
-
-from helpers import require_ml100k
-
-
-def cli(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "ncf_tasks", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def last_json(r):
-    return json.loads(r.stdout.strip().splitlines()[-1])
+from helpers import cli, last_json, require_ml100k
 
 
 def test_help_lists_the_stage_commands():

@@ -9,8 +9,7 @@ import subprocess
 import sys
 import time
 
-from helpers import ROOT, require_ml100k
-from test_hostile_input import BAD
+from helpers import BAD, ROOT, require_ml100k
 
 from ncf_tasks import dashboard, layout
 from ncf_tasks.backfill import run_backfill

@@ -7,16 +7,13 @@ import json
 
 import polars as pl
 import pytest
-from helpers import ROOT
-from test_cli import cli, last_json
+from helpers import BAD, EDGE, cli, last_json
 
 from ncf_tasks import layout
 from ncf_tasks.errors import DataError, ValidationFailed
 from ncf_tasks.ingest import run_ingest
 from ncf_tasks.validate import run_validate
 
-BAD = ROOT / "tests" / "data" / "bad_batches"
-EDGE = ROOT / "tests" / "data" / "raw_edge_cases"
 DAY = "2026-11-26"
 NOW = dt.datetime(2026, 11, 27, 2, tzinfo=dt.UTC)
 
@@ -172,6 +169,9 @@ def test_script_in_an_id_never_reaches_a_page_unescaped(storage):
         run_validate(storage.settings.replace(max_id_length=10), date=DAY, now=NOW)
     pages = [k for k in storage.list_keys(layout.validation_report(DAY)) if k.endswith(".html")]
     assert pages and not [k for k in pages if b"<script>alert" in storage.get_bytes(k)]
+    # GX judged the value the lake holds (no look-alike characters), and the page shows it escaped
+    assert b"&lt;script&gt;alert(" in b"".join(storage.get_bytes(k) for k in pages)
+    assert "<script>alert('ncf')</script>" in json.dumps(storage.get_json(layout.quarantine_result(DAY))["gx_result"])
 
 
 def test_a_huge_id_is_quoted_bounded_everywhere(storage):
