@@ -28,6 +28,10 @@ case "${1:-run}" in
         || exit 1
       export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
     fi
+    if ! python3 -c 'import ncf_tasks' 2>/dev/null; then
+      # the project installed by path, as `pip install -e .` does (the device has no network for its build backend)
+      site="$(python3 -m site --user-site)" && mkdir -p "$site" && pwd >"$site/ncf-checkout.pth" || exit 1
+    fi
     export PYTHONUNBUFFERED=1
     dev="${DEVICE:-cuda}"
     if [ -n "${SMALL:-}" ]; then size=(--users 1500 --items 800 --events-per-day 10000); big=(--users 3000 --items 1000 --events-per-day 20000)

@@ -8,10 +8,8 @@ LAST_DAY="$1"
 python -m ncf_tasks generate --end-date "$LAST_DAY" --days 7 --users "${DEMO_USERS:-1500}" \
   --items "${DEMO_ITEMS:-800}" --events-per-day "${DEMO_EVENTS_PER_DAY:-8000}" --seed 7 2>/dev/null | tail -n1 \
   | python -c "import json,sys; r=json.load(sys.stdin); print(f\"{r['rows']:,} events in {r['files']} files, days {r['days'][0]}..{r['days'][-1]}, under {r['uri']}\")"
-echo "backfilling the 6 earlier days into the lake (ingest + validate each):"
-for i in 6 5 4 3 2 1; do
-  d="$(date -u -d "$LAST_DAY - $i day" +%F)"
-  python -m ncf_tasks ingest --date "$d" 2>/dev/null | tail -n1 >/dev/null
-  python -m ncf_tasks validate --date "$d" 2>/dev/null | tail -n1 \
-    | python -c "import json,sys; r=json.load(sys.stdin); print(' ', r['date'], r['status'], r['rows'], 'rows')"
-done
+echo "backfilling the 6 earlier days into the lake (ingest + validate each, one process):"
+FIRST="$(date -u -d "$LAST_DAY - 6 day" +%F)"
+BEFORE="$(date -u -d "$LAST_DAY - 1 day" +%F)"
+python -m ncf_tasks backfill --from "$FIRST" --to "$BEFORE" 2>/dev/null | tail -n1 \
+  | python -c "import json,sys; r=json.load(sys.stdin); print(f\"  {r['start']}..{r['end']}: {r['passed']} days passed, {len(r['quarantined'])} quarantined, {r['rows']:,} rows, {r['seconds']}s\"); sys.exit(1 if r['quarantined'] or r['passed'] != r['days'] else 0)"

@@ -212,7 +212,7 @@ start() {
   log "embedded S3 endpoint $NCF_S3_ENDPOINT_URL, bucket $NCF_BUCKET"
   airflow db migrate >"$STACK/logs/db-migrate.log" 2>&1 || { tail -n 20 "$STACK/logs/db-migrate.log" >&2; return 1; }
   if ! airflow users list 2>/dev/null | grep -qw admin; then
-    airflow users create --username admin --password "$STACK_ADMIN_PASSWORD" --role Admin \
+    airflow users create --username admin --password="$STACK_ADMIN_PASSWORD" --role Admin \
       --firstname Stack --lastname Admin --email admin@localhost >"$STACK/logs/users.log" 2>&1 \
       || { tail -n 20 "$STACK/logs/users.log" >&2; return 1; }
   fi

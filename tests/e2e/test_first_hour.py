@@ -4,8 +4,8 @@ the runs dashboard from the persisted local copy of the bucket, follow the run's
 links to the dashboard and to the day's Data Docs, and keep screenshots of both pages.
 
 Needs Debian's chromium (/usr/bin/chromium); `.ci/run` installs it. Playwright drives it directly
-(no browser download). Uses port 8080 as `make up` does, a private AIRFLOW_HOME, the demo's data and 8 epochs (enough for
-the model to pass the gate, so the run publishes) without the refit, and with ``NCF_SCHEDULE=none``: under
+(no browser download). Uses port 8080 as `make up` does, a private AIRFLOW_HOME, the demo's data and 3 epochs with the gate's
+lift requirement off (the run must publish; the model's quality is other tests' subject) without the refit, and with ``NCF_SCHEDULE=none``: under
 `make up` unpausing the DAG also starts the run of the latest 02:00 (catchup=False), which took half of this
 test's ~4.5 minutes of CI time and is asserted on by nothing here; scheduled runs are the DAG tests' subject
 (tests/dags/), the refit tests/integration/test_train.py's.
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.servers, pytest.mark.timeout(1500)]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 UI = "http://127.0.0.1:8080"
 K = 17  # the changed param: recommendations per user in the published table
@@ -39,7 +39,8 @@ def stack(tmp_path_factory):
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
-        "NCF_EPOCHS": "8",
+        "NCF_EPOCHS": "3",
+        "NCF_GATE_MIN_LIFT": "-1",
         "NCF_REFIT": "false",
         "NCF_SCHEDULE": "none",
         "S3_DATA_DIR": str(tmp_path_factory.mktemp("s3-data")),  # never the checkout's .data/s3/
@@ -64,6 +65,17 @@ def api(path: str, token: str) -> dict:
     req = urllib.request.Request(UI + path, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
+
+
+def wait_for(get, done, timeout: float, every: float = 2.0):
+    """Poll ``get()`` until ``done(value)``; the last value, or AssertionError naming it after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"not done after {timeout} s: {value}"
+        time.sleep(every)
 
 
 def token(password: str) -> str:
@@ -98,6 +110,8 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
             ],
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # the UI's first load compiles and fetches its bundles while other test workers use the cores
+        page.set_default_timeout(120_000)
         try:
             page.goto(UI + "/", wait_until="networkidle")
             page.wait_for_selector("input[name=username]", timeout=60_000)
@@ -119,17 +133,16 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
             dialog.get_by_role("button", name="Trigger").click()
 
             tok = token(stack["password"])
-            deadline, run = time.monotonic() + 900, None
-            while time.monotonic() < deadline:
-                runs = api("/api/v2/dags/ncf_retrain/dagRuns?order_by=-run_after&limit=1", tok)["dag_runs"]
-                run = runs[0] if runs else None
-                if run and run["state"] in ("success", "failed"):
-                    break
-                time.sleep(5)
-            assert run and run["state"] == "success", run
+            latest = lambda: (api("/api/v2/dags/ncf_retrain/dagRuns?order_by=-run_after&limit=1", tok)["dag_runs"]
+                              or [None])[0]  # fmt: skip
+            run = wait_for(latest, lambda r: r is not None, 60)  # the form's request reached the API
+            # the open DAG page polls the API every few seconds: its renderer would take a core from the run
+            page.goto("about:blank")
+            run = wait_for(latest, lambda r: r["state"] in ("success", "failed"), 900)
+            assert run["state"] == "success", run
             assert run["conf"]["publish_k"] == K
             page.goto(f"{UI}/dags/ncf_retrain/runs/{run['dag_run_id']}", wait_until="networkidle")
-            page.wait_for_timeout(3000)
+            page.get_by_text(run["dag_run_id"]).first.wait_for(timeout=60_000)
             page.screenshot(path=str(artifacts / "e2e-finished-run.png"), full_page=True)
         finally:
             browser.close()

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 # recency_boost 0: with the boost, the MLP drifts from one process by rounding alone after 2 epochs here (the
 # per-sample weights change which sums are rounded how), which hides what this test checks; the boost across
 # ranks is checked on GMF below, which rounding does not move
-FAST = dict(epochs=4, batch_size=512, factors=8, mlp_layers=(32, 16, 8), threads=1, seed=1, recency_boost=0.0)
+FAST = dict(epochs=2, batch_size=512, factors=8, mlp_layers=(32, 16, 8), threads=1, seed=1, recency_boost=0.0)
 
 
 @pytest.fixture

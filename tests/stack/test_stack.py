@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# the stack starts once for the module (a few minutes); each test waits on runs of its own
+pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.timeout(1200)]
 PORT, PG_PORT, REDIS_PORT = 18080, 15433, 16390
-GPU_WAIT = 80  # seconds a training task may wait for the gpu worker (production: 6 h)
+GPU_WAIT = 50  # seconds a training task may wait for the gpu worker (production: 6 h)
 TRAINING = ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "score_shard")
 SMALL = {"epochs": 2, "publish_shards": 2}  # the mapped score shards run on the gpu worker too
 
@@ -202,7 +204,7 @@ def test_training_waits_for_the_gpu_worker_and_completes_when_it_returns(stack):
     stack.script("worker-stop", "gpu")
     run_id = stack.trigger("ncf_retrain", SMALL)
     stack.wait_task_state("ncf_retrain", run_id, "pretrain_gmf", "queued")
-    time.sleep(20)  # no worker consumes the gpu queue: training stays queued, nothing fails
+    time.sleep(12)  # no worker consumes the gpu queue: training stays queued, nothing fails (a span to observe)
     tis = stack.tis("ncf_retrain", run_id)
     assert tis["pretrain_gmf"]["state"] == tis["pretrain_mlp"]["state"] == "queued", tis
     assert stack.run_state("ncf_retrain", run_id) == "running"
