@@ -238,7 +238,7 @@ class Settings:
     threads: int = _f(0, "CPU threads for torch; 0 = all cores", min=0, max=1024)
     train_procs: int = _f(
         1,
-        "data-parallel training processes per model (torch.distributed via torchrun: one per GPU "
+        "data-parallel training processes per model (torch's elastic launcher: one per GPU "
         "with NCCL, CPU processes with gloo); 1 = one process",
         min=1,
         max=64,
