@@ -143,7 +143,7 @@ def _open(settings: Settings, run_id: str, model: str) -> _Job:
     data = run.load_data(device)
     torch.manual_seed(settings.seed)
     pos = PositiveSet(*data.all_positives(), data.n_users, data.n_items, device)
-    return _Job(model, run, settings, device, data, pos, rank, None)
+    return _Job(model, run, settings, device, data, pos, rank, run.load_checkpoint(model))
 
 
 def _select(job: _Job) -> _Selection:
@@ -153,7 +153,7 @@ def _select(job: _Job) -> _Selection:
     record = run.manifest().warm  # build decided: start from production's model (warm.py), or None
     carried = warm.carry(model, data, settings, run, record) if record else None
     do_refit = settings.refit and not carried
-    ck = job.checkpoint = run.load_checkpoint(model)
+    ck = job.checkpoint
     in_refit = ck is not None and "refit" in ck["state"]  # killed during the refit: selection is done
     net = opt = None  # the selection's model, built only when selection still has epochs to run
     if carried:

@@ -29,6 +29,10 @@ def require_ml100k() -> Path:
     return ML100K
 
 
+# the planted set the training and data-parallel tests train on: 400 users in 6 taste groups, 5 days
+PLANTED = dict(users=400, items=300, days=5, events_per_day=3000, groups=6, seed=2)
+
+
 def planted_set(storage, run_id: str, settings, **spec):
     """A training set of synthetic events with planted taste groups, written under ``runs/<run_id>/``;
     returns ``settings`` (what the training and tuning tests train with)."""

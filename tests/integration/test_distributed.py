@@ -1,7 +1,7 @@
 """Data-parallel training (``train_procs``): two gloo ranks under torchrun, against one process."""
 
 import pytest
-from helpers import planted_set
+from helpers import PLANTED, planted_set
 
 from ncf_tasks.errors import NoDataError
 from ncf_tasks.train import run_train
@@ -15,17 +15,7 @@ FAST = dict(epochs=2, batch_size=512, factors=8, mlp_layers=(32, 16, 8), threads
 
 @pytest.fixture
 def run(storage):
-    return planted_set(
-        storage,
-        "r",
-        storage.settings.replace(**FAST),
-        users=400,
-        items=300,
-        days=5,
-        events_per_day=3000,
-        groups=6,
-        seed=2,
-    )
+    return planted_set(storage, "r", storage.settings.replace(**FAST), **PLANTED)
 
 
 def test_two_gloo_processes_train_what_one_trains(storage, run):

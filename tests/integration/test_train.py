@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import planted_set
+from helpers import PLANTED, planted_set
 
 from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.errors import NoDataError
@@ -15,17 +15,7 @@ FAST = dict(epochs=4, batch_size=512, factors=8, mlp_layers=(32, 16, 8), threads
 
 @pytest.fixture
 def run(storage):
-    return planted_set(
-        storage,
-        "r",
-        storage.settings.replace(**FAST),
-        users=400,
-        items=300,
-        days=5,
-        events_per_day=3000,
-        groups=6,
-        seed=2,
-    )
+    return planted_set(storage, "r", storage.settings.replace(**FAST), **PLANTED)
 
 
 def popularity_hr(storage, k=10):
