@@ -89,17 +89,32 @@ def failure_line(context: dict, lag_days: int | None = None) -> str:
     )
 
 
+def notice_line(context: dict, notices: list[str]) -> str:
+    """One line for a run that went on but deserves a look (NeuMF trailing EASE^R): DAG, run, data day, why."""
+    ti = context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    try:
+        day = data_date(context, BASE)
+    except Exception:  # noqa: BLE001 - a bad param must not hide the notice
+        day = "?"
+    return f"NCF NOTICE dag={dag_id} run={context.get('run_id')} date={day} why={clip('; '.join(notices), 400)}"
+
+
+def notify(line: str, context: dict | None = None, level: int = logging.WARNING) -> None:
+    """Log ``line`` and, with NCF_NOTIFIER set to a notifier class path (e.g.
+    airflow.providers.slack.notifications.slack.SlackNotifier), forward it."""
+    log.log(level, line)
+    if BASE.notifier:
+        from airflow.sdk.module_loading import import_string
+
+        import_string(BASE.notifier)(text=line)(context if context is not None else get_current_context())
+
+
 def failure_summary(lag_days: int | None = None):
-    """The DAGs' on_failure_callback: log ``failure_line`` and, with NCF_NOTIFIER set to a notifier
-    class path (e.g. airflow.providers.slack.notifications.slack.SlackNotifier), forward it."""
+    """The DAGs' on_failure_callback: ``notify`` of ``failure_line``."""
 
     def callback(context: dict) -> None:
-        line = failure_line(context, lag_days)
-        log.error(line)
-        if BASE.notifier:
-            from airflow.sdk.module_loading import import_string
-
-            import_string(BASE.notifier)(text=line)(context)
+        notify(failure_line(context, lag_days), context, logging.ERROR)
 
     return callback
 
@@ -127,6 +142,7 @@ FORM_SETTINGS = (
     "publish_shards",
     "gate_min_lift",
     "gate_tolerance",
+    "publish_model",
     "waive_rules",
     "force_publish",
 )

@@ -3,9 +3,9 @@
 
 Turns the day's raw interaction logs into a fresh NeuMF model and a published top-K table:
 
-`ingest` → `validate` → `build` → (`pretrain_gmf` ∥ `pretrain_mlp`) → `train_neumf` → `evaluate` →
-`gate` → `shards` → `score_shard` (mapped over user ranges) → `publish` (commits the parts; emits the
-`ncf_topk` Asset).
+`ingest` → `validate` → `build` → (`pretrain_gmf` ∥ `pretrain_mlp` ∥ `fit_ease`) → `train_neumf` →
+`evaluate` → `gate` → `shards` → `score_shard` (mapped over user ranges) → `publish` (commits the parts;
+emits the `ncf_topk` Asset). `fit_ease` is EASE^R, the closed-form baseline NeuMF is measured against.
 
 * Nightly at 02:00 UTC (`NCF_SCHEDULE`), processing the logs of the previous day (`NCF_DATE_LAG_DAYS`).
 * Trigger it by hand with the form to retrain now with other hyper-parameters, waive a soft validation
@@ -33,6 +33,8 @@ from ncf_common import (
     explicit_params,
     failure_summary,
     ingest_and_validate,
+    notice_line,
+    notify,
     run_settings,
 )
 
@@ -65,7 +67,7 @@ def ncf_retrain():
 
     def train_task(model: str, doc: str):
         @task(
-            task_id=f"pretrain_{model}" if model != "neumf" else "train_neumf",
+            task_id={"neumf": "train_neumf", "ease": "fit_ease"}.get(model, f"pretrain_{model}"),
             queue=BASE.train_queue,
             execution_timeout=dt.timedelta(hours=2),
             doc_md=doc,
@@ -91,10 +93,16 @@ def ncf_retrain():
         "best epoch chosen on validation HR@10 only.",
     )(built)
     [gmf, mlp] >> neumf
+    ease = train_task(
+        "ease",
+        "EASE^R (closed form): λ chosen on validation HR@10 from a log grid, refit on train + validation; "
+        "the simple model NeuMF must beat. Skipped (with the reason in its log and the report) above "
+        "`ease_max_items` items.",
+    )(built)
 
     @task(queue=BASE.train_queue, execution_timeout=dt.timedelta(minutes=30))
     def evaluate(trained: dict) -> dict:
-        """HR@K / NDCG@K of GMF, MLP, NeuMF, item popularity and the production model on the test
+        """HR@K / NDCG@K of GMF, MLP, NeuMF, EASE^R, item popularity and the production model on the test
         candidates; full-catalogue recall, coverage, popularity bias; `runs/<run_id>/report.html`.
         The returned metrics are this task's XCom: visible in the UI without opening the log."""
         from ncf_tasks.evaluate import run_evaluate
@@ -104,19 +112,25 @@ def ncf_retrain():
 
     @task.short_circuit(execution_timeout=dt.timedelta(minutes=5))
     def gate(evaluated: dict) -> bool:
-        """The decision `evaluate` took (`ncf_tasks/gate.py`): publish only if NeuMF beats popularity by
-        `gate_min_lift` and is within `gate_tolerance` of production, or an operator set `force_publish`.
-        A rejection skips `publish`; the previous table stays live."""
+        """The decision `evaluate` took (`ncf_tasks/gate.py`): publish only if the published model (NeuMF, or
+        the best on validation with `publish_model=best`) beats popularity by `gate_min_lift` and is within
+        `gate_tolerance` of production, or an operator set `force_publish`. A rejection skips `publish`; the
+        previous table stays live. A notice (NeuMF trailing EASE^R) is logged as one `NCF NOTICE` line and sent
+        to the notifier, published or not."""
         import logging
 
         decision = evaluated["gate"]
         log = logging.getLogger("ncf")
         (log.info if decision["publish"] else log.warning)(
-            "gate %s: %s (report: %s)",
+            "gate %s %s: %s (report: %s)",
             "PUBLISH" if decision["publish"] else "REJECTED",
+            decision.get("model", "neumf"),
             "; ".join(decision["reasons"]),
             evaluated["report_uri"],
         )
+        if decision.get("notices"):
+            ctx = get_current_context()
+            notify(notice_line(ctx, decision["notices"]), ctx)
         return bool(decision["publish"])
 
     @task(execution_timeout=dt.timedelta(minutes=5))
@@ -163,6 +177,7 @@ def ncf_retrain():
         return pointer
 
     evaluated = evaluate(neumf)
+    ease >> evaluated
     plan = shards(evaluated)
     gate(evaluated) >> plan
     publish(evaluated, score_shard.expand(part=plan))

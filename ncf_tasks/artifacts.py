@@ -45,8 +45,16 @@ if TYPE_CHECKING:  # torch and polars load inside the functions: readers of a ru
 
 log = logging.getLogger(__name__)
 TRAINING_FILES = ("users", "items", "train", "valid", "test")
-MODELS = ("gmf", "mlp", "neumf")
-PUBLISHED_MODEL = "neumf"  # the model whose top-K table is published and compared with production
+MODELS = ("gmf", "mlp", "neumf")  # the neural models: epochs, checkpoints, histories of epochs
+EASE_MODEL = "ease"  # EASE^R (``baselines``): closed form, trained in its own task beside GMF and MLP
+POPULARITY = "popularity"  # item counts: evaluate writes it (every run's floor; publishable with publish_model=best)
+PUBLISHED_MODEL = "neumf"  # the model a run publishes by default (``publish_model=neumf``)
+LABELS = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF", EASE_MODEL: "EASE^R", POPULARITY: "popularity"}
+
+
+def label(model: str) -> str:
+    """How pages and messages name a model."""
+    return LABELS.get(model, model)
 
 
 class RunArtifacts:
@@ -218,11 +226,12 @@ class RunArtifacts:
     def load_model(
         self, kind: str, device: torch.device | str = "cpu", *, current: bool = True, selected: bool = False
     ) -> tuple[torch.nn.Module, dict]:
-        from ncf_tasks.models import build_model
+        from ncf_tasks.models import from_state
 
         art = self.load_model_artifact(kind, current=current, selected=selected)
-        net = build_model(kind, art["n_users"], art["n_items"], art["factors"], tuple(art["mlp_layers"]))
-        net.load_state_dict(art["state_dict"])
+        net = from_state(
+            art["model"], art["state_dict"], art["n_users"], art["n_items"], art["factors"], tuple(art["mlp_layers"])
+        )
         return net.to(device).eval(), art
 
     def save_serving(self, kind: str, net: torch.nn.Module, art: dict) -> dict:
@@ -241,6 +250,7 @@ class RunArtifacts:
                 "epoch": art.get("epoch"),
                 "factors": art["factors"],
                 "mlp_layers": list(art["mlp_layers"]),
+                "n_users": art["n_users"],
             },
         )
         key = self.key(self.export_file(kind))
@@ -329,7 +339,12 @@ class RunArtifacts:
         self.storage.put_json(self.key(self.history(kind)), history)
 
     def histories(self) -> dict[str, dict | None]:
+        """The neural models' histories (epochs); EASE^R's record is ``ease_record``."""
         return {m: self.storage.get_json(self.key(self.history(m)), default=None) for m in MODELS}
+
+    def ease_record(self) -> dict | None:
+        """What EASE^R's task did: the λ search, or why it skipped (None: the task has not run)."""
+        return self.storage.get_json(self.key(self.history(EASE_MODEL)), default=None)
 
     def write_metrics(self, metrics: dict) -> str:
         self.storage.put_json(self.key(self.METRICS), metrics)

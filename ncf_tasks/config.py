@@ -218,6 +218,24 @@ class Settings:
         max=6,
     )
     pretrain: bool = _f(True, "initialise NeuMF from pretrained GMF and MLP (the paper's best setting)")
+    ease_max_items: int = _f(
+        16384,
+        "largest catalogue (items of the training set) for which a run fits EASE^R, the closed-form "
+        "baseline every run measures NeuMF against: it holds a few items x items matrices (about "
+        "24 * items^2 bytes at its peak: 6.4 GB at 16,384) and its solve grows with items^3; above "
+        "this the run skips it, says so in the log and the report, and the gate compares with "
+        "popularity alone; 0 = never fit it",
+        min=0,
+    )
+    ease_lambda_min: float = _f(
+        1.0, "smallest L2 strength lambda EASE^R tries (decades, then half-decades around the best)", min=1e-6
+    )
+    ease_lambda_max: float = _f(10000.0, "largest L2 strength lambda EASE^R tries; chosen on validation HR@K", min=1e-6)
+    ease_recency: bool = _f(
+        True,
+        "EASE^R weighs each positive with the recency weights of the neural models (recency_boost, "
+        "recency_halflife): a weighted Gram matrix and weighted user rows (BENCHMARKS.md)",
+    )
     alpha: float = _f(0.5, "weight of GMF in the fused NeuMF output layer", min=0.0, max=1.0)
     neumf_optimizer: str = _f(
         "adam",
@@ -258,6 +276,14 @@ class Settings:
     gate_min_lift: float = _f(0.02, "HR@K the new model must gain over item popularity", min=-1.0, max=1.0)
     gate_tolerance: float = _f(0.01, "HR@K the new model may lose against production", min=0.0, max=1.0)
     force_publish: bool = _f(False, "publish even if the gate rejects the model (recorded)")
+    publish_model: str = _f(
+        "neumf",
+        "which model's table a run publishes: neumf (what the pipeline is for), or best: the model "
+        "with the best validation HR@K among those the run trained (GMF, MLP, NeuMF, EASE^R) and item "
+        "popularity, so a deployment whose models cannot beat popularity still serves a table, marked "
+        "as such (the table's model column, the pointer and production.json name it)",
+        choices=("neumf", "best"),
+    )
     publish_k: int = _f(100, "recommendations per user in the published table", min=1, max=10000)
     publish_shards: int = _f(
         1,
@@ -276,6 +302,10 @@ class Settings:
             raise ConfigError(
                 f"setting mlp_layers ({env_name('mlp_layers')}) = {list(self.mlp_layers)}: need at least one "
                 "positive width and an even first width (it is split between user and item embeddings)"
+            )
+        if self.ease_lambda_min > self.ease_lambda_max:
+            raise ConfigError(
+                f"settings ease_lambda_min={self.ease_lambda_min} > ease_lambda_max={self.ease_lambda_max}"
             )
         if self.value_min > self.value_max:
             raise ConfigError(f"settings value_min={self.value_min} > value_max={self.value_max}")

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from ncf_tasks import layout
-from ncf_tasks.artifacts import MODELS, RunArtifacts, list_runs
+from ncf_tasks.artifacts import EASE_MODEL, MODELS, POPULARITY, RunArtifacts, label, list_runs
 from ncf_tasks.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def run_row(run: RunArtifacts, up: str) -> dict:
     seconds = [
         m.build_seconds,
         *((histories[x] or {}).get("seconds") for x in MODELS),
+        (run.ease_record() or {}).get("seconds"),
         metrics.get("seconds"),
         (published or {}).get("seconds"),
     ]
@@ -49,12 +50,21 @@ def run_row(run: RunArtifacts, up: str) -> dict:
         "ndcg": {name: v[f"ndcg@{k}"] for name, v in models.items()},
         "coverage": metrics.get("full_catalog", {}).get("coverage"),
         "gate": "–" if gate is None else "forced" if gate["forced"] else "publish" if gate["publish"] else "reject",
+        "model": label(metrics.get("published_model", "neumf")) if metrics else "–",
+        "notices": [*((gate or {}).get("notices") or []), *_ease_notice(metrics.get("ease"))],
         "published": published is not None,
         "durations": ["–" if s is None else f"{s:.0f}" for s in seconds],
         "profile": (m.profile or {}).get("version"),  # the tuned profile the run trained with, if any
         "report": up + run.key(run.REPORT) if metrics else None,
         "data_docs": up + layout.validation_report(m.end_date) + "index.html" if m.end_date else "",
     }
+
+
+def _ease_notice(ease: dict | None) -> list[str]:
+    """A run without EASE^R says why (skipped above ``ease_max_items``, or its task did not run)."""
+    if not ease or ease.get("status") == "trained":
+        return []
+    return [f"EASE^R {ease['status']}: {ease.get('reason', '')}"]
 
 
 def _plots(storage: Storage, charts: dict[str, tuple]) -> dict[str, str]:
@@ -86,7 +96,7 @@ def rebuild(storage: Storage) -> str:
     k = next((r["k"] for r in reversed(rows) if r["k"]), storage.settings.eval_k)  # the newest evaluated run's
     dated = sorted((r for r in rows if r["date"] != "?"), key=lambda r: (r["date"], r["run_id"]))
     day = {r["run_id"]: dt.date.fromisoformat(r["date"]) for r in dated}
-    models = [m for m in (*MODELS, "popularity", "production") if any(m in r["hr"] for r in rows)]
+    models = [m for m in (*MODELS, EASE_MODEL, POPULARITY, "production") if any(m in r["hr"] for r in rows)]
 
     def series(field: str) -> dict[str, list]:
         return {m: [(day[r["run_id"]], r[field][m]) for r in dated if m in r[field]] for m in models}
@@ -116,6 +126,7 @@ def rebuild(storage: Storage) -> str:
         "dashboard.html.j2",
         runs=list(reversed(rows)),
         models=[m for m in models if m != "production"],
+        labels={m: label(m) for m in models},
         k=k,
         plots=plots,
         latest=latest,

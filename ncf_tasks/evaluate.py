@@ -1,9 +1,12 @@
 """Evaluate a run on its test candidates, compare with baselines and production, decide the gate.
 
 Every model scores the same (users, 1 + negatives) candidate matrix in a few large batches: the
-trained GMF, MLP and NeuMF, item popularity (train counts), and the model now in production (the run
-named by ``recs/topk/_latest.json``, the authority; ``models/production.json`` is its record)
-re-scored through its own saved id maps — users or items it never saw score -inf, i.e. rank last. For the published model (NeuMF) the full catalogue is ranked too:
+trained GMF, MLP and NeuMF, EASE^R (when its task fit one: ``train.train_ease``), item popularity (train
+counts for its validation figure; train + validation counts for the test, as the other models are refit),
+and the model now in production (the run named by ``recs/topk/_latest.json``, the authority;
+``models/production.json`` is its record) re-scored through its own saved id maps — users or items it never
+saw score -inf, i.e. rank last. The published model is NeuMF, or with ``publish_model=best`` the best on
+validation (``gate.choose``); it is exported for publish, and the full catalogue is ranked for it too:
 Recall@K / NDCG@K of the test item among all items the user has not interacted with in train or
 validation, catalogue coverage of the top-K lists, and their popularity bias (mean popularity
 percentile of recommended items; 0.5 = like a random pick, 1.0 = only the most popular item).
@@ -21,7 +24,8 @@ import time
 import torch
 
 from ncf_tasks import dashboard, gate, layout
-from ncf_tasks.artifacts import MODELS, PUBLISHED_MODEL, RunArtifacts, id_translation
+from ncf_tasks.artifacts import EASE_MODEL, MODELS, POPULARITY, PUBLISHED_MODEL, RunArtifacts, id_translation
+from ncf_tasks.baselines import Popularity
 from ncf_tasks.config import Settings
 from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
 from ncf_tasks.report import render_report, training_summary
@@ -95,6 +99,16 @@ def served_model(storage: Storage) -> dict | None:
     return {"run_id": pointer["run_id"], "model": pointer.get("model", PUBLISHED_MODEL)}
 
 
+def _ease_summary(record: dict | None, trained: bool, settings: Settings) -> dict:
+    """What the report and the dashboard say of EASE^R: its λ search, or why the run has none."""
+    if record and record.get("skipped"):
+        return {"status": "skipped", "reason": record["skipped"]}
+    if not trained:
+        why = "its task did not run for this run" if settings.ease_max_items else "ease_max_items=0"
+        return {"status": "absent", "reason": why}
+    return {"status": "trained", **{k: (record or {}).get(k) for k in ("lambda", "tried", "seconds", "recency")}}
+
+
 def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     """Stage: metrics.json, report.html and the gate decision of a run."""
     t0 = time.perf_counter()
@@ -106,28 +120,38 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     users, cands = data.test_users, data.test_candidates
     models: dict[str, dict] = {}
     nets: dict[str, torch.nn.Module] = {}
-    for name in MODELS:
-        if name == PUBLISHED_MODEL or run.has_model(name):  # the published model must exist (NoDataError)
-            net, art = run.load_model(name, device)
-            nets[name] = net
-            if name == PUBLISHED_MODEL:  # what publish scores, without torch, checked by its SHA-256
-                exported = {name: run.save_serving(name, net, art)}
-            hr, ndcg = hit_ndcg(held_out_rank(score_candidates(net, users, cands)), k)
-            models[name] = {
-                f"hr@{k}": hr,
-                f"ndcg@{k}": ndcg,
-                "best_epoch": art["epoch"],
-                "val_hr": art["validation"].get(f"hr@{k}"),
-            }
-    popularity = torch.bincount(data.train_items, minlength=data.n_items).double()
-    hr, ndcg = hit_ndcg(held_out_rank(popularity[cands]), k)
-    models["popularity"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg}
+    arts: dict[str, dict] = {}
+    for name in (*MODELS, EASE_MODEL):
+        if name == PUBLISHED_MODEL or run.has_model(name):  # NeuMF must exist (NoDataError); the others may not
+            nets[name], arts[name] = run.load_model(name, device)
+    # popularity: counted on train for its validation figure, on train + validation (with refit) for the test
+    val_pop = Popularity.fit(data.train_items, data.n_items).to(device)
+    seen = data.with_validation() if settings.refit else data
+    nets[POPULARITY] = Popularity.fit(seen.train_items, data.n_items).to(device)
+    val_hr, val_ndcg = hit_ndcg(held_out_rank(score_candidates(val_pop, data.valid_users, data.valid_candidates)), k)
+    arts[POPULARITY] = {"epoch": 0, "validation": {f"hr@{k}": val_hr, f"ndcg@{k}": val_ndcg}}
+    run.save_model(
+        POPULARITY, nets[POPULARITY].state_dict(), settings, epoch=0, validation=arts[POPULARITY]["validation"]
+    )
+    arts[POPULARITY] = run.load_model_artifact(POPULARITY)
+    for name, net in nets.items():
+        art = arts[name]
+        hr, ndcg = hit_ndcg(held_out_rank(score_candidates(net, users, cands)), k)
+        models[name] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "val_hr": art["validation"].get(f"hr@{k}")}
+        if name in MODELS:
+            models[name]["best_epoch"] = art["epoch"]
+        if name == EASE_MODEL:
+            models[name]["lambda"] = art["validation"].get("lambda")
+    ease = run.ease_record()
+    published = gate.choose(settings, {m: v["val_hr"] for m, v in models.items()})
+    # what publish scores, without torch, checked by its SHA-256
+    exported = {published: run.save_serving(published, nets[published], arts[published])}
     prod = served_model(storage)
     if prod and prod.get("run_id") != run_id:
         scores = rescore_production(storage, prod, run, device, users, cands)
         hr, ndcg = hit_ndcg(held_out_rank(scores), k)
-        models["production"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "run_id": prod["run_id"]}
-    catalog = full_catalog(nets[PUBLISHED_MODEL], data, k, popularity)
+        models["production"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "run_id": prod["run_id"], "model": prod["model"]}
+    catalog = full_catalog(nets[published], data, k, nets[POPULARITY].counts.double())
     manifest = run.manifest()
     metrics = {
         "run_id": run_id,
@@ -135,6 +159,8 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
         "test_users": int(users.numel()),
         "candidates": int(cands.shape[1]),
         "models": models,
+        "published_model": published,
+        "ease": _ease_summary(ease, run.has_model(EASE_MODEL), settings),
         "full_catalog": catalog,
         "data": manifest.report,
         "serving": exported,
@@ -152,8 +178,15 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     table = " | ".join(f"{m} HR@{k} {v[f'hr@{k}']:.4f} NDCG@{k} {v[f'ndcg@{k}']:.4f}" for m, v in models.items())
     log.info("evaluation of %s: %s", run_id, table)
     log.info(
-        "gate: %s — %s", "PUBLISH" if metrics["gate"]["publish"] else "REJECT", "; ".join(metrics["gate"]["reasons"])
+        "gate: %s %s — %s",
+        "PUBLISH" if metrics["gate"]["publish"] else "REJECT",
+        published,
+        "; ".join(metrics["gate"]["reasons"]),
     )
+    for notice in metrics["gate"]["notices"]:
+        log.warning("gate notice: %s", notice)
+    if metrics["ease"]["status"] != "trained":
+        log.warning("EASE^R: %s (%s)", metrics["ease"]["status"], metrics["ease"]["reason"])
     log.info("report: %s", report_uri)
     return {
         "run_id": run_id,
@@ -162,6 +195,7 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
             m: {kk: round(vv, 5) if isinstance(vv, float) else vv for kk, vv in v.items()} for m, v in models.items()
         },
         "full_catalog": {kk: round(vv, 5) for kk, vv in catalog.items()},
+        "published_model": published,
         "gate": metrics["gate"],
         "training": training,
         "report_uri": report_uri,

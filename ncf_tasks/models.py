@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ncf_tasks.baselines import EASE, Popularity
 from ncf_tasks.errors import ConfigError
 
 EMBEDDING_STD = 0.01  # the default of the ``embedding_std`` setting (the paper's N(0, 0.01) initialisation)
@@ -208,6 +209,8 @@ class NeuMF(nn.Module):
 
 def pair_width(model: nn.Module) -> int:
     """Floats ``score_all`` holds per (user, item) pair at its widest layer: what sizes its chunks."""
+    if isinstance(model, EASE):
+        return 2  # the users' dense rows of X and their scores
     mlp = model.mlp if isinstance(model, NeuMF) else model if isinstance(model, MLP) else None
     if mlp is None or not mlp.tower:
         return 1
@@ -230,6 +233,18 @@ def build_model(
     if kind == "neumf":
         return NeuMF(n_users, n_items, factors, layers, init_std, dropout)
     raise ConfigError(f"model {kind!r}: allowed values are ['gmf', 'mlp', 'neumf']")
+
+
+def from_state(kind: str, state: dict, n_users: int, n_items: int, factors: int, layers: tuple[int, ...]) -> nn.Module:
+    """A saved model of any kind rebuilt from its ``state_dict`` (tensors): the neural ones through
+    ``build_model``, the baselines from the arrays they hold (their shapes vary with the data)."""
+    if kind == "ease":
+        return EASE.from_state(state)
+    if kind == "popularity":
+        return Popularity.from_state(state)
+    net = build_model(kind, n_users, n_items, factors, layers)
+    net.load_state_dict(state)
+    return net
 
 
 def embedding_tables(model: nn.Module) -> tuple[list[nn.Embedding], list[nn.Embedding]]:

@@ -3,7 +3,10 @@
 Reads ML-100K ``u.data`` (tab-separated), ML-1M / ML-10M ``ratings.dat`` (``::``-separated) or the
 ``ratings.csv`` of ML-20M, ML-25M, ML-32M and ml-latest (comma-separated, header
 ``userId,movieId,rating,timestamp``): user, item, rating, unix time. Every rating is an implicit
-positive (the paper's protocol); the rating is kept as ``value`` and ``event_type`` is 'rating'. The
+positive (the paper's protocol); the rating is kept as ``value`` and ``event_type`` is 'rating'.
+MovieTweetings' ``ratings.dat`` has the ML-1M format. A plain ``interactions.csv`` (header
+``user_id,item_id,timestamp``, no rating: the shared Last.fm and MovieTweetings files) loads too, with
+``value`` 1 and ``event_type`` 'interaction'. The
 GroupLens licence forbids redistribution, so the files are read from where the user put them and never
 copied into the repository.
 """
@@ -34,8 +37,11 @@ def read_ratings(path: str | Path) -> "pl.DataFrame":
             f"{path}: no such file (download MovieLens from GroupLens and pass u.data, ratings.dat or ratings.csv)"
         )
     data = path.read_bytes()
-    header = data.split(b"\n", 1)[0].strip().replace(b" ", b"").lower() == b"userid,movieid,rating,timestamp"
+    first_line = data.split(b"\n", 1)[0].strip().replace(b" ", b"").lower()
+    plain = first_line == b"user_id,item_id,timestamp"  # no rating column
+    header = plain or first_line == b"userid,movieid,rating,timestamp"
     sep = "," if header else "::" if b"::" in data[:4096] else "\t"
+    fields = 3 if plain else 4
     # One text column per line, split in bulk: polars' CSV reader takes single-byte separators only.
     lines = pl.read_csv(
         io.BytesIO(data),
@@ -48,19 +54,21 @@ def read_ratings(path: str | Path) -> "pl.DataFrame":
     ).get_column("line")
     first = 1 + int(header)  # the file's line number of lines[0]
     parts = lines.str.split(sep)
-    bad = (parts.list.len() != 4).arg_true()
+    bad = (parts.list.len() != fields).arg_true()
     if len(bad):
         n = int(bad[0])
         raise DataError(
-            f"{path}: line {n + first} has {parts[n].len()} fields separated by {sep!r}; expected 4 "
-            "(user, item, rating, unix time)"
+            f"{path}: line {n + first} has {parts[n].len()} fields separated by {sep!r}; expected {fields} "
+            f"({'user, item, unix time' if plain else 'user, item, rating, unix time'})"
         )
     df = pl.DataFrame(
         {
             "user_id": parts.list.get(0).str.strip_chars(),
             "item_id": parts.list.get(1).str.strip_chars(),
-            "rating": parts.list.get(2).str.strip_chars().cast(pl.Float64, strict=False),
-            "ts": parts.list.get(3).str.strip_chars().cast(pl.Int64, strict=False),
+            "rating": pl.repeat(1.0, len(parts), eager=True)
+            if plain
+            else parts.list.get(2).str.strip_chars().cast(pl.Float64, strict=False),
+            "ts": parts.list.get(fields - 1).str.strip_chars().cast(pl.Int64, strict=False),
         }
     )
     for col, what in (("rating", "a number"), ("ts", "a unix time in seconds")):
@@ -72,7 +80,7 @@ def read_ratings(path: str | Path) -> "pl.DataFrame":
         "user_id",
         "item_id",
         pl.from_epoch("ts", time_unit="s").dt.cast_time_unit("us").dt.replace_time_zone("UTC").alias("event_ts"),
-        pl.lit("rating").alias("event_type"),
+        pl.lit("interaction" if plain else "rating").alias("event_type"),
         pl.col("rating").alias("value"),
     ).sort("event_ts", "user_id", "item_id")
 

@@ -45,11 +45,20 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 ORPHAN_GRACE = dt.timedelta(hours=1)  # an unreferenced table younger than this may be an in-flight publish
 MAX_DAYS_AHEAD = 1  # a partition date later than tomorrow (UTC) is an operator's typo, not a plan
-TOPK_COLUMNS = ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"]
+TOPK_COLUMNS = ["user_id", "rank", "item_id", "score", "model_run_id", "model", "generated_at"]
 
 
-def topk_table(data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, run_id: str, generated_at: dt.datetime):
-    """The published schema: user_id, rank (1..K), item_id, score, model_run_id, generated_at."""
+def topk_table(
+    data_maps: dict,
+    u: np.ndarray,
+    i: np.ndarray,
+    s: np.ndarray,
+    run_id: str,
+    generated_at: dt.datetime,
+    model: str = PUBLISHED_MODEL,
+):
+    """The published schema: user_id, rank (1..K), item_id, score, model_run_id, model (which of the run's models
+    made the list: neumf, or another with ``publish_model=best``), generated_at."""
     import polars as pl
 
     users = data_maps["users"].sort("user_idx")["user_id"]
@@ -59,8 +68,14 @@ def topk_table(data_maps: dict, u: np.ndarray, i: np.ndarray, s: np.ndarray, run
     return df.with_columns(
         (pl.int_range(pl.len()).over("_u") + 1).cast(pl.Int16).alias("rank"),
         pl.lit(run_id).alias("model_run_id"),
+        pl.lit(model).alias("model"),
         pl.lit(generated_at).cast(pl.Datetime("us", "UTC")).alias("generated_at"),
     ).select(TOPK_COLUMNS)
+
+
+def published_model(metrics: dict) -> str:
+    """The model evaluate chose to publish (``gate.choose``); NeuMF for runs evaluated before the choice existed."""
+    return metrics.get("published_model", PUBLISHED_MODEL)
 
 
 def shard_bounds(n_users: int, shards: int, align: int = 1) -> list[tuple[int, int]]:
@@ -95,7 +110,9 @@ def _publishable(settings: Settings, run: RunArtifacts, date: str, now: dt.datet
 def plan_shards(settings: Settings, *, run_id: str) -> list[dict]:
     """The shard list a sharded publish maps over: ``publish_shards`` user ranges of the run's users."""
     run = RunArtifacts(Storage(settings), run_id)
-    chunk = run.serving_record(PUBLISHED_MODEL)["chunk_users"]  # shards start where the scorer's chunks start
+    chunk = run.serving_record(published_model(run.metrics()))[
+        "chunk_users"
+    ]  # shards start where the scorer's chunks start
     bounds = shard_bounds(run.manifest().n_users, settings.publish_shards, chunk)
     return [{"run_id": run_id, "shard": n, "shards": len(bounds), "users": [a, b]} for n, (a, b) in enumerate(bounds)]
 
@@ -119,7 +136,7 @@ class Scorer:
 
     @classmethod
     def of_run(cls, settings: Settings, run: RunArtifacts) -> "Scorer":
-        model = run.load_serving(PUBLISHED_MODEL)
+        model = run.load_serving(published_model(run.metrics()))
         trained = dt.datetime.fromisoformat(model.meta.get("trained_at") or run.metrics()["evaluated_at"])
         # torch on CUDA on a GPU worker; numpy otherwise (``Settings.torch_device`` decides without importing torch)
         return cls(
@@ -147,16 +164,16 @@ class Scorer:
     def _top_k_torch(self, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        from ncf_tasks.models import build_model
+        from ncf_tasks.models import from_state
         from ncf_tasks.scoring import top_k
 
         device = torch.device(self.device)
         if self._net is None:
             meta = self.model.meta
-            net = build_model(
-                meta["model"], self.model.n_users, self.model.n_items, meta["factors"], tuple(meta["mlp_layers"])
+            state = {k: torch.from_numpy(v) for k, v in self.model.state.items()}
+            net = from_state(
+                meta["model"], state, self.model.n_users, self.model.n_items, meta["factors"], tuple(meta["mlp_layers"])
             )
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.model.state.items()})
             self._net = net.to(device).eval()
             self._exclude = tuple(torch.from_numpy(a).to(device) for a in self.exclude)
         out_i, out_s = top_k(
@@ -192,7 +209,7 @@ def score_shard(
         )
     lo, hi = bounds[shard]
     u, i, s = scorer.top_k(settings.publish_k, lo, hi)
-    table = topk_table(scorer.maps, u, i, s, run_id, scorer.generated_at)
+    table = topk_table(scorer.maps, u, i, s, run_id, scorer.generated_at, scorer.model.meta["model"])
     key = layout.topk_table(day, run_id, shard, len(bounds))
     storage.write_parquet(table, key)
     secs = time.perf_counter() - t0
@@ -267,8 +284,9 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
         )
     previous, version = storage.get_json_versioned(layout.latest_pointer())  # what is served now
     k = metrics["k"]
-    neumf = metrics["models"][PUBLISHED_MODEL]
-    quality = {f"hr@{k}": neumf[f"hr@{k}"], f"ndcg@{k}": neumf[f"ndcg@{k}"]}
+    published = published_model(metrics)
+    chosen = metrics["models"][published]
+    quality = {f"hr@{k}": chosen[f"hr@{k}"], f"ndcg@{k}": chosen[f"ndcg@{k}"]}
     rows = sum(p["rows"] for p in parts)
     pointer = {
         "schema_version": SCHEMA_VERSION,
@@ -281,8 +299,8 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
         "users": sum(p["users"] for p in parts),
         "k": settings.publish_k,
         "metrics": quality,
-        "model": PUBLISHED_MODEL,
-        "model_uri": run.uri(run.model(PUBLISHED_MODEL)),
+        "model": published,
+        "model_uri": run.uri(run.model(published)),
         "forced": forced,
         "created_at": stamps.pop(),
         "columns": TOPK_COLUMNS,

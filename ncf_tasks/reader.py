@@ -30,7 +30,7 @@ def latest_pointer(settings: Settings | None = None) -> dict:
 
 
 def load_latest(settings: Settings | None = None) -> "pl.LazyFrame":
-    """The latest table as a polars LazyFrame (columns: user_id, rank, item_id, score, model_run_id, generated_at)."""
+    """The latest table as a polars LazyFrame (columns: user_id, rank, item_id, score, model_run_id, model, generated_at)."""
     settings = settings or Settings.from_env()
     return Storage(settings).scan_parquet(latest_pointer(settings)["files"])
 

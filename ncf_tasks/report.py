@@ -88,12 +88,24 @@ def time_curve(histories: dict[str, dict | None], k: int) -> list[tuple[float, f
     return [(x, y) for x, y in curve if y is not None]
 
 
+def _note(name: str, m: dict) -> str:
+    """The models table's note: what each row is."""
+    if name == "production":
+        return f"run {m['run_id']}" + (f" ({m['model']})" if m.get("model") else "")
+    if "best_epoch" in m:
+        return f"best epoch {m['best_epoch']}"
+    if m.get("lambda") is not None:
+        return f"closed form, λ {m['lambda']:.4g}"
+    return "item counts"
+
+
 def render_report(
     metrics: dict, histories: dict[str, dict | None], manifest: dict, warm_from: dict[str, dict | None] | None = None
 ) -> str:
     """The run's page; ``warm_from``: the histories of the run a warm start began from, whose curve by
     training time is drawn next to this run's."""
     from ncf_tasks import layout
+    from ncf_tasks.artifacts import label as gate_label
     from ncf_tasks.errors import ConfigError
     from ncf_tasks.plots import line_chart
 
@@ -101,16 +113,8 @@ def render_report(
     gate = metrics["gate"]
     verdict = ("FORCED PUBLISH" if gate["forced"] else "PUBLISH") if gate["publish"] else "REJECTED"
     color = "#2ca02c" if gate["passed"] else ("#d62728" if not gate["publish"] else "#ff7f0e")
-    notes = {
-        name: (
-            f"run {m['run_id']}"
-            if name == "production"
-            else f"best epoch {m['best_epoch']}"
-            if "best_epoch" in m
-            else "train counts"
-        )
-        for name, m in metrics["models"].items()
-    }
+    notes = {name: _note(name, m) for name, m in metrics["models"].items()}
+    published = metrics.get("published_model", "neumf")
     training = training_summary(histories, k)
     loss = {n: [(e["epoch"], e["loss"]) for e in h["epochs"]] for n, h in histories.items() if h}
     hr = {n: [(e["epoch"], e[f"val_hr@{k}"]) for e in h["epochs"]] for n, h in histories.items() if h}
@@ -132,6 +136,8 @@ def render_report(
         verdict=verdict,
         verdict_color=color,
         notes=notes,
+        published_label=gate_label(published),
+        ease=metrics.get("ease") or {"status": "absent", "reason": "evaluated before EASE^R was part of a run"},
         fc=metrics["full_catalog"],
         training=training,
         manifest=manifest,

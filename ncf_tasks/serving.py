@@ -38,6 +38,7 @@ META = "__meta__"  # the npz entry holding the JSON record (an array of one stri
 # Measured (benchmarks/publish.py): 2^23 (32 MB per tensor) is both faster and far leaner than 2^27 —
 # the chunk's activations stay cache- and allocator-friendly; 2^20-2^22 lose to per-chunk overhead.
 SCORE_CHUNK_CELLS = 1 << 23
+BASELINES = ("ease", "popularity")  # the simple models a run may publish (``publish_model=best``)
 MAX_CHUNK_USERS = 64  # so that a small catalogue still has chunks to split into shards
 PROGRESS_EVERY_S = 10.0
 
@@ -45,7 +46,8 @@ PROGRESS_EVERY_S = 10.0
 def export(state_dict: dict[str, Any], meta: dict) -> bytes:
     """An ``.npz`` of a model's parameters (any array-likes: torch CPU tensors convert) and ``meta``
     (``model``, ``trained_at``, ``manifest_digest``, ...) as JSON."""
-    arrays = {k: np.asarray(v, dtype=np.float32) for k, v in state_dict.items()}
+    arrays = {k: np.asarray(v) for k, v in state_dict.items()}
+    arrays = {k: a if np.issubdtype(a.dtype, np.integer) else a.astype(np.float32) for k, a in arrays.items()}
     buf = io.BytesIO()
     np.savez(buf, **arrays, **{META: np.array(json.dumps({"format": FORMAT, **meta}))})
     return buf.getvalue()
@@ -78,13 +80,18 @@ class ServingModel:
         self.state = arrays  # the state_dict, for torch on a GPU worker (``publish.Scorer``)
         if self.meta.get("format") != FORMAT:
             raise DataError(f"{source}: format {str(self.meta.get('format'))[:40]!r}, expected {FORMAT!r}")
-        prefix = {"gmf": ("", None), "mlp": (None, ""), "neumf": ("gmf.", "mlp.")}.get(self.meta.get("model"))
+        kind = self.meta.get("model")
+        self.kind = kind
+        self.gmf = self.mlp = self.ease = self.popularity = None
+        if kind in BASELINES:
+            self._baseline(arrays, source)
+            return
+        prefix = {"gmf": ("", None), "mlp": (None, ""), "neumf": ("gmf.", "mlp.")}.get(kind)
         if prefix is None:
-            raise DataError(f"{source}: model {str(self.meta.get('model'))[:40]!r} is not one of gmf, mlp, neumf")
+            raise DataError(f"{source}: model {str(kind)[:40]!r} is not one of gmf, mlp, neumf, {', '.join(BASELINES)}")
         g, m = prefix
         try:
             self.gmf = (arrays[g + "user.weight"], arrays[g + "item.weight"]) if g is not None else None
-            self.mlp = None
             if m is not None:
                 n = sum(1 for k in arrays if k.startswith(m + "tower.") and k.endswith(".weight"))
                 self.mlp = _Tower(
@@ -98,6 +105,19 @@ class ServingModel:
         users, items = self.gmf or (self.mlp.user, self.mlp.item)
         self.n_users, self.n_items = users.shape[0], items.shape[0]
         self._item_side = self._items()
+
+    def _baseline(self, arrays: dict[str, np.ndarray], source: str) -> None:
+        """EASE^R (its B and the CSR rows of the positives it was fit on) or item popularity (its counts)."""
+        try:
+            if self.kind == "ease":
+                self.ease = (arrays["b"], arrays["indptr"], arrays["indices"], arrays["values"])
+                self.n_users, self.n_items = arrays["indptr"].shape[0] - 1, arrays["b"].shape[0]
+            else:
+                self.popularity = arrays["counts"]
+                self.n_users, self.n_items = int(self.meta["n_users"]), arrays["counts"].shape[0]
+        except KeyError as e:
+            raise DataError(f"{source}: a {self.kind} model lacks {str(e)[:80]}") from None
+        self._item_side = {}
 
     def _items(self) -> dict[str, np.ndarray]:
         """What every chunk shares, computed once: the item half of the first layer (with its bias),
@@ -115,6 +135,15 @@ class ServingModel:
 
     def scores(self, a: int, b: int) -> np.ndarray:
         """(b - a, n_items) float32 logits of users a..b-1 against every item."""
+        if self.ease is not None:  # x_u·B with x_u the user's row of the positives EASE^R was fit on
+            bmat, indptr, indices, values = self.ease
+            x = np.zeros((b - a, self.n_items), np.float32)
+            lo, hi = indptr[a], indptr[b]
+            rows = np.repeat(np.arange(b - a), np.diff(indptr[a : b + 1]))
+            np.add.at(x, (rows, indices[lo:hi]), values[lo:hi])
+            return x @ bmat
+        if self.popularity is not None:
+            return np.broadcast_to(self.popularity.astype(np.float32), (b - a, self.n_items)).copy()
         f = self.gmf[0].shape[1] if self.gmf else 0
         s = np.zeros((b - a, self.n_items), np.float32)
         if self.gmf:
@@ -142,7 +171,7 @@ class ServingModel:
         Chunks start at multiples of this from user 0, and publish's shards start at chunk starts: BLAS
         rounds a row differently with the number of rows in the product (OpenBLAS's edge kernels), so
         only the same chunks give bit-identical scores, whatever the shard count or thread count."""
-        width = max((w.shape[0] for w, _ in self.mlp.layers), default=0) * 2 if self.mlp else 0
+        width = max((w.shape[0] for w, _ in self.mlp.layers), default=0) * 2 if self.mlp else 2 if self.ease else 0
         return max(1, min(MAX_CHUNK_USERS, chunk_cells // (max(self.n_items, 1) * max(width, 1))))
 
     def top_k(

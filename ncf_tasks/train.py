@@ -38,10 +38,19 @@ from dataclasses import dataclass
 import torch
 
 from ncf_tasks import distributed, warm
-from ncf_tasks.artifacts import MODELS, RunArtifacts
+from ncf_tasks.artifacts import EASE_MODEL, MODELS, RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import CATALOGUE, ConfigError, DistributedTrainingFailed, NoDataError
-from ncf_tasks.fitting import batch_size_for, best_ndcg, fit, initial_state, make_optimizer, new_model, refit
+from ncf_tasks.fitting import (
+    batch_size_for,
+    best_ndcg,
+    fit,
+    initial_state,
+    make_optimizer,
+    new_model,
+    recency_weights,
+    refit,
+)
 from ncf_tasks.rundata import RunData, setup_torch
 from ncf_tasks.sampling import PositiveSet
 from ncf_tasks.storage import Storage
@@ -73,9 +82,12 @@ def init_model(
 
 
 def run_train(settings: Settings, *, run_id: str, model: str) -> dict:
-    """Stage: train one model of a run (resuming from its checkpoint): selection on validation, then the refit."""
+    """Stage: train one model of a run (resuming from its checkpoint): selection on validation, then the refit.
+    ``model="ease"``: EASE^R, closed form (``train_ease``)."""
+    if model == EASE_MODEL:
+        return train_ease(settings, run_id=run_id)
     if model not in MODELS:
-        raise ConfigError(f"model {model!r}: allowed values are {list(MODELS)}")
+        raise ConfigError(f"model {model!r}: allowed values are {[*MODELS, EASE_MODEL]}")
     if settings.train_procs > 1 and not distributed.in_worker():
         return launch(settings, run_id=run_id, model=model)
     t_start = time.perf_counter()
@@ -269,6 +281,55 @@ def _save(job: _Job, sel: _Selection, final: dict, secs: float) -> dict:
         "samples_per_s": round(mean_sps),
         "seconds": round(secs, 1),
         "uri": run.uri(run.model(model)),
+    }
+
+
+def train_ease(settings: Settings, *, run_id: str) -> dict:
+    """EASE^R of a run (``baselines.fit_ease``): λ on validation, refit on train + validation when ``refit`` is
+    on; saved as ``ease.pt`` with ``ease_history.json`` (λ tried, seconds). A catalogue above ``ease_max_items``
+    is skipped: the history says why, any earlier ``ease.pt`` of the run is removed, and evaluate reports it.
+    One process (no ``train_procs`` ranks): the solve is a handful of dense matrix operations that use every
+    core of the worker (or the GPU) already. Recency weights apply with ``ease_recency``."""
+    from ncf_tasks.baselines import fit_ease
+
+    t0 = time.perf_counter()
+    run = RunArtifacts(Storage(settings), run_id)
+    settings = run.manifest().apply_profile(settings)
+    n_items, k = run.manifest().n_items, settings.eval_k
+    if n_items > settings.ease_max_items:
+        reason = (
+            f"{n_items:,} items > ease_max_items={settings.ease_max_items:,} (EASE^R holds items x items "
+            f"matrices, ~{24 * n_items**2 / 1e9:.1f} GB at this size)"
+        )
+        log.warning("ease: skipped for run %s: %s", run_id, reason)
+        run.storage.delete([run.key(run.model(EASE_MODEL))])
+        run.save_history(EASE_MODEL, {"model": EASE_MODEL, "skipped": reason})
+        return {"run_id": run_id, "model": EASE_MODEL, "skipped": reason}
+    device = setup_torch(settings)
+    data = run.load_data(device)
+    weigh = settings if settings.ease_recency else settings.replace(recency_boost=0.0)
+    net, info = fit_ease(
+        data, k, settings.ease_lambda_min, settings.ease_lambda_max, settings.refit, lambda d: recency_weights(d, weigh)
+    )
+    validation = {f"hr@{k}": info["validation"][f"val_hr@{k}"], f"ndcg@{k}": info["validation"][f"val_ndcg@{k}"]}
+    refit_record = {"epochs": 0, "positives": int(net.indices.numel())} if info["refit"] else None
+    uri = run.save_model(
+        EASE_MODEL, net.state_dict(), settings, epoch=0, validation={**validation, "lambda": info["lambda"]},
+        refit=refit_record,
+    )  # fmt: skip
+    secs = round(time.perf_counter() - t0, 1)
+    run.save_history(EASE_MODEL, {"model": EASE_MODEL, "skipped": None, **info, "recency": settings.ease_recency,
+                                  "device": str(device), "seconds": secs})  # fmt: skip
+    return {
+        "run_id": run_id,
+        "model": EASE_MODEL,
+        "device": str(device),
+        "lambda": info["lambda"],
+        f"val_hr@{k}": validation[f"hr@{k}"],
+        f"val_ndcg@{k}": validation[f"ndcg@{k}"],
+        "refit": info["refit"],
+        "seconds": secs,
+        "uri": uri,
     }
 
 

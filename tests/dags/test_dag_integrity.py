@@ -56,7 +56,7 @@ def test_retrain_dag_shape(airflow_db):
         assert t.execution_timeout is not None and t.doc_md, t.task_id
         assert t.retries == 3 and t.retry_exponential_backoff, t.task_id
     queues = {t.task_id: t.queue for t in dag.tasks}
-    for tid in ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "score_shard"):
+    for tid in ("pretrain_gmf", "pretrain_mlp", "fit_ease", "train_neumf", "evaluate", "score_shard"):
         assert queues[tid] == "gpu", tid
     for tid in ("ingest", "ingest_files", "shards", "publish"):  # no torch: the cpu workers
         assert queues[tid] == "default", tid

@@ -71,7 +71,13 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
     mapped_ingest = {"ingest_files", "ingest_commit"}  # a small day: ingested by `ingest` itself
     assert dr.state == "success" and {st[t] for t in mapped_ingest} == {"skipped"}, st
     assert {s for t, s in st.items() if t not in mapped_ingest} == {"success"}, st
-    assert len(st) == 13  # the task ids, mapped ones once
+    assert len(st) == 14  # the task ids, mapped ones once
+    from ncf_tasks.artifacts import RunArtifacts
+
+    metrics = RunArtifacts(storage, dr.run_id).metrics()  # EASE^R fit in its own task, beside GMF and MLP
+    assert metrics["ease"]["status"] == "trained" and "ease" in metrics["models"]
+    assert metrics["gate"]["vs_baseline"] is not None
+    assert "EASE^R HR@" in storage.get_bytes(layout.dashboard()).decode()
     shards = sorted(ti.map_index for ti in dr.get_task_instances() if ti.task_id == "score_shard")
     assert shards == [0, 1]  # the mapped score shards, one task instance each
 
@@ -95,7 +101,6 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
     warm_conf = {**conf, "warm_start": True, "data_date": DAY, "publish_shards": 1, "gate_tolerance": 1.0}
     dr2 = bag.get_dag("ncf_retrain").test(logical_date=LOGICAL + dt.timedelta(hours=1), run_conf=warm_conf)
     assert dr2.state == "success", states(dr2)
-    from ncf_tasks.artifacts import RunArtifacts
 
     run2 = RunArtifacts(storage, dr2.run_id)
     assert run2.manifest().warm == {"from_run": pointer["run_id"], "since": "2026-11-20"}

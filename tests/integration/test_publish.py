@@ -41,14 +41,14 @@ FAST = dict(
 
 # settings that change what a run's training writes; the others (gate, retention, K) only what evaluate and
 # publish do with it, so runs that differ in them alone share one training
-_NOT_TRAINING = {"gate_min_lift", "gate_tolerance", "retention_days", "publish_k", "force_publish"}
+_NOT_TRAINING = {"gate_min_lift", "gate_tolerance", "retention_days", "publish_k", "force_publish", "publish_model"}
 
 
 def _train(storage, run_id, seed, drop_users, s):
     ev = synthesize(SyntheticSpec(users=200, items=150, days=3, events_per_day=2000, groups=5, seed=seed))
     ev = ev.filter(pl.col("user_id") >= f"u{drop_users:06d}")  # fewer users: every index shifts
     write_training_set(storage, run_id, build_training_set(ev, s), s)
-    for m in ("gmf", "mlp", "neumf"):
+    for m in ("gmf", "mlp", "neumf", "ease"):
         run_train(s, run_id=run_id, model=m)
 
 
@@ -87,11 +87,58 @@ def test_publish_then_reader_then_consumer_checks(storage, make_run):
     assert storage.exists("runs/r1/report.html") and b"<svg" in storage.get_bytes("runs/r1/report.html")
     p = run_publish(s, run_id="r1", date="2026-11-26")
     table = load_latest(s).collect()
-    assert table.columns == ["user_id", "rank", "item_id", "score", "model_run_id", "generated_at"]
+    assert table.columns == ["user_id", "rank", "item_id", "score", "model_run_id", "model", "generated_at"]
     assert table.height == p["rows"] and table["rank"].max() == 20 and (table["model_run_id"] == "r1").all()
+    assert (table["model"] == "neumf").all()
     assert str(table.schema["generated_at"]) == "Datetime(time_unit='us', time_zone='UTC')"
     assert check_latest(s)["checks"] == ["row count", "ranks 1..n <= K", "no seen items"]
     assert storage.get_json(layout.production_pointer())["run_id"] == "r1"
+
+
+def test_ease_is_evaluated_beside_neumf_and_shown_in_the_report_and_the_dashboard(storage, make_run):
+    s = make_run(storage, "r1")
+    ev = run_evaluate(s, run_id="r1")
+    assert set(ev["metrics"]) == {"gmf", "mlp", "neumf", "ease", "popularity"} and ev["published_model"] == "neumf"
+    metrics = storage.get_json("runs/r1/metrics.json")
+    assert metrics["ease"]["status"] == "trained" and metrics["models"]["ease"]["lambda"] == metrics["ease"]["lambda"]
+    assert 0 < metrics["models"]["ease"]["val_hr"] <= 1
+    assert any("strongest simple baseline" in r for r in ev["gate"]["reasons"])
+    report = storage.get_bytes("runs/r1/report.html").decode()
+    assert "closed form, λ" in report and 'id="ease"' in report
+    assert "EASE^R HR@10" in storage.get_bytes(layout.dashboard()).decode()
+
+
+def test_ease_above_the_catalogue_bound_is_skipped_logged_and_reported(storage, make_run, caplog):
+    s = make_run(storage, "r1")
+    assert storage.exists("runs/r1/ease.pt")
+    with caplog.at_level("WARNING", logger="ncf_tasks.train"):
+        out = run_train(s.replace(ease_max_items=100), run_id="r1", model="ease")
+    assert "items > ease_max_items=100" in out["skipped"] and "ease: skipped" in caplog.text
+    assert not storage.exists("runs/r1/ease.pt")  # an earlier fit of the run is not evaluated as if current
+    ev = run_evaluate(s, run_id="r1")
+    assert "ease" not in ev["metrics"] and ev["gate"]["publish"]
+    metrics = storage.get_json("runs/r1/metrics.json")
+    assert metrics["ease"] == {"status": "skipped", "reason": out["skipped"]}
+    assert "ease_max_items=100" in storage.get_bytes("runs/r1/report.html").decode()
+    assert "EASE^R skipped" in storage.get_bytes(layout.dashboard()).decode()
+
+
+def test_publish_model_best_publishes_the_best_on_validation_and_records_it(storage, make_run):
+    s = make_run(storage, "r1", publish_model="best")
+    ev = run_evaluate(s, run_id="r1")
+    metrics = storage.get_json("runs/r1/metrics.json")
+    val = {m: v["val_hr"] for m, v in metrics["models"].items()}
+    winner = max(val, key=lambda m: (val[m], -("neumf", "gmf", "mlp", "ease", "popularity").index(m)))
+    assert ev["published_model"] == winner == metrics["gate"]["model"] and winner != "neumf"
+    p = run_publish(s, run_id="r1", date="2026-11-26")
+    assert p["model"] == winner and p["model_uri"].endswith(f"runs/r1/{winner}.pt")
+    assert (load_latest(s).collect()["model"] == winner).all()
+    assert storage.get_json(layout.production_pointer())["model"] == winner
+    assert check_latest(s)["checks"] == ["row count", "ranks 1..n <= K", "no seen items"]
+    assert winner in storage.get_bytes(layout.dashboard()).decode().lower()
+    make_run(storage, "r2", seed=5)  # the next run is compared with the published model, whatever it is
+    ev2 = run_evaluate(s.replace(publish_model="neumf"), run_id="r2")
+    assert ev2["metrics"]["production"]["model"] == winner and ev2["published_model"] == "neumf"
 
 
 def test_republish_is_idempotent(storage, make_run):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.timeout(1200)]
 PORT, PG_PORT, REDIS_PORT = 18080, 15433, 16390
 GPU_WAIT = 50  # seconds a training task may wait for the gpu worker (production: 6 h)
-TRAINING = ("pretrain_gmf", "pretrain_mlp", "train_neumf", "evaluate", "score_shard")
+TRAINING = ("pretrain_gmf", "pretrain_mlp", "fit_ease", "train_neumf", "evaluate", "score_shard")
 SMALL = {"epochs": 2, "publish_shards": 2}  # the mapped score shards run on the gpu worker too
 
 
