@@ -62,6 +62,14 @@ class Settings:
     raw_event_type_col: str = _f("event_type", "optional raw column holding the event type")
     raw_value_col: str = _f("value", "optional raw column holding a numeric value (rating, watch time)")
     raw_ts_unit: str = _f("s", "unit of numeric epoch timestamps", choices=("s", "ms", "us"))
+    id_normalization: str = _f(
+        "NFC",
+        "Unicode normalisation of user_id and item_id at ingest: NFC (default) makes an id typed with a "
+        "precomposed letter and one with a combining accent one id (the same text in two byte forms, "
+        "from different clients); none keeps the bytes as logged; NFKC also folds compatibility forms "
+        "(full-width digits, ligatures), which may merge ids a catalogue keeps apart",
+        choices=("NFC", "NFKC", "none"),
+    )
 
     raw_max_file_mb: int = _f(
         4096,
@@ -110,9 +118,19 @@ class Settings:
         max=3660,
     )
     min_users: int = _f(1, "fewest distinct users a day may have", min=0)
+    max_user_share: float = _f(
+        0.5,
+        "soft rule: the largest share of a day's events one user may hold (a bot, a load test, a client "
+        "replaying its queue); judged on the nightly feed's days (volume_recent_days), not on backfills, "
+        "whose small historical days are often one user's; 1 = off",
+        min=0.0,
+        max=1.0,
+    )
     min_items: int = _f(1, "fewest distinct items a day may have", min=0)
     waive_rules: tuple[str, ...] = _f(
-        (), "soft validation rules accepted by an operator for this run", choices=("volume_band", "duplicate_rate")
+        (),
+        "soft validation rules accepted by an operator for this run",
+        choices=("volume_band", "duplicate_rate", "max_user_share"),
     )
 
     # --- training set ---------------------------------------------------------------------------

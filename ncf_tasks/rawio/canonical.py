@@ -56,12 +56,22 @@ def to_canonical(df: "pl.DataFrame", name: str, settings: Settings) -> "pl.DataF
         col = df.get_column(raw)
         if canon in ("user_id", "item_id", "event_type"):
             cast = _cast_text(col, name, raw)
+            if canon != "event_type":
+                cast = normalize_ids(cast, settings.id_normalization)
         elif canon == "value":
             cast = _cast_checked(col, pl.Float64, name, raw, "a number")
         else:
             cast = _parse_ts(col, name, raw, settings.raw_ts_unit)
         out.append(cast.alias(canon))
     return df.select(out)
+
+
+def normalize_ids(col: "pl.Series", form: str) -> "pl.Series":
+    """``col`` in Unicode normal form ``form`` (``id_normalization``); an all-ASCII column (the usual case:
+    every byte one character) is returned as it is, without the normalisation pass."""
+    if form == "none" or col.len() == 0 or (col.str.len_bytes() == col.str.len_chars()).all():
+        return col
+    return col.str.normalize(form)
 
 
 def _header_hint(columns: list[str], raw: str, env: str) -> str:

@@ -13,7 +13,7 @@ or whitespace at either end of an id: GX's regex check is Python's ``re`` row by
 Fail closed: on any failed rule the batch and the validation result are copied to
 ``lake/quarantine/dt=D/``, the curated partition is removed (a later build cannot read it), and
 ``ValidationFailed`` lists each failed rule with its observed value and example rows. Raw logs are
-never touched. Soft rules (``volume_band``, ``duplicate_rate``) may be waived for a run by an operator;
+never touched. Soft rules (``volume_band``, ``duplicate_rate``, ``max_user_share``) may be waived for a run by an operator;
 hard rules cannot. A passing validation writes ``_validated.json`` next to the partition; the builder
 reads only partitions that carry it.
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ncf_tasks.errors import quote
 from ncf_tasks.validation.outcome import Outcome, jsonable
 
 if TYPE_CHECKING:
@@ -52,6 +53,29 @@ def id_characters(df: "pl.DataFrame") -> list[Outcome]:
         )
         for c in ("user_id", "item_id")
         if df.schema.get(c) == pl.String
+    ]
+
+
+def user_share(df: "pl.DataFrame", max_share: float | None) -> list[Outcome]:
+    """Soft rule ``max_user_share``: the largest share of the day's events held by one user (a bot, a load
+    test, a client replaying its queue). ``None``: not judged this day (an old day: ``suite_parameters``)."""
+    import polars as pl
+
+    if max_share is None or df.height == 0 or df.schema.get("user_id") != pl.String:
+        return []
+    top = df.group_by("user_id").len().sort("len", descending=True).head(1)
+    user, count = top.row(0)
+    share = count / df.height
+    return [
+        Outcome(
+            rule="max_user_share",
+            expectation="one_user_holds_at_most_max_user_share_of_the_day",
+            column="user_id",
+            success=share <= max_share,
+            soft=True,
+            observed=f"user {quote(user, 80)} holds {count} of {df.height} events ({share:.1%})",
+            expected=f"max_user_share={max_share}",
+        )
     ]
 
 

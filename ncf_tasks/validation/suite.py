@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError
 from ncf_tasks.validation.outcome import Outcome, bounded, jsonable
-from ncf_tasks.validation.rules import finite_values, id_characters
+from ncf_tasks.validation.rules import finite_values, id_characters, user_share
 
 if TYPE_CHECKING:
     import polars as pl
 
 
+POLARS_PARAMS = ("max_user_share",)  # parameters of the rules checked in polars (rules.py), not by GX
 SUITE_PATH = Path(__file__).resolve().parents[2] / "include" / "expectations" / "interactions.json"
 
 
@@ -65,6 +66,7 @@ def suite_parameters(
         "dedup_min_rows": None,
         "volume_min": None,
         "volume_max": None,
+        "max_user_share": settings.max_user_share,
     }
     if manifest and manifest.get("rows_read"):
         # duplicate rate <= max  <=>  rows after de-duplication >= rows read * (1 - max)
@@ -73,9 +75,10 @@ def suite_parameters(
         notes.append("duplicate_rate skipped: no ingest manifest with raw row counts")
     age = days_before(day, now)
     if age > settings.volume_recent_days:
+        params["max_user_share"] = None
         notes.append(
-            f"volume_band skipped: {day} is {age} days before now, a backfill or historical load "
-            f"(the band guards the nightly feed: volume_recent_days={settings.volume_recent_days})"
+            f"volume_band and max_user_share skipped: {day} is {age} days before now, a backfill or historical "
+            f"load (they guard the nightly feed: volume_recent_days={settings.volume_recent_days})"
         )
     elif history:
         median = statistics.median(history)
@@ -145,9 +148,10 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], site_dir: Path) -
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
         )
     )
-    run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
+    gx_params = {k: v for k, v in params.items() if k not in POLARS_PARAMS}
+    run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=gx_params)
     (vr,) = run.run_results.values()
-    outcomes = [finite_values(df), *id_characters(df)]
+    outcomes = [finite_values(df), *id_characters(df), *user_share(df, params.get("max_user_share"))]
     for r in vr.results:
         cfg = r.expectation_config
         meta = cfg.meta or {}

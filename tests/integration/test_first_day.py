@@ -90,7 +90,7 @@ def test_real_movielens_days_pass_validation_with_default_settings(storage):
     r = run_backfill(storage.settings, start=first.isoformat(), end=(first + dt.timedelta(days=9)).isoformat())
     assert r["quarantined"] == [] and r["passed"] >= 5
     marker = storage.get_json(layout.validated_marker(first.isoformat()))
-    assert any("volume_band skipped" in n and "backfill" in n for n in marker["notes"])
+    assert any("volume_band and max_user_share skipped" in n and "backfill" in n for n in marker["notes"])
 
 
 def test_recent_days_are_still_judged_by_the_volume_band(storage):

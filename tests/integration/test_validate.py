@@ -101,6 +101,11 @@ CASES = [
         r"rule duplicate_rate: expect_table_row_count_to_be_between failed \(expected min_value=50\); observed 10",
     ),
     (
+        "one_user_floods_the_day.csv",
+        {},
+        r"rule max_user_share: .*failed \(expected max_user_share=0.5\); observed user 'bot-7' holds 40 of 50 events \(80.0%\)",
+    ),
+    (
         "volume_collapse.csv",
         {"history": True},
         r"rule volume_band: expect_table_row_count_to_be_between failed \(expected min_value=8, max_value=200\); observed 4",
@@ -180,8 +185,21 @@ def test_soft_rule_waived_by_operator_is_logged(storage):
     assert storage.get_json(layout.validated_marker(DAY))["waived"] == r["waived"]
 
 
+def test_one_user_share_is_soft_and_not_judged_on_old_days(storage):
+    put_raw(storage, "one_user_floods_the_day.csv")
+    run_ingest(storage.settings, date=DAY)
+    waived = storage.settings.replace(waive_rules=["max_user_share"])
+    r = run_validate(waived, date=DAY, now=NOW)
+    assert r["status"] == "passed" and "rule max_user_share" in r["waived"][0]
+    later = NOW + dt.timedelta(days=30)  # the same day loaded a month later: a backfill, not the nightly feed
+    r = run_validate(storage.settings, date=DAY, now=later)
+    assert r["status"] == "passed" and any("max_user_share skipped" in n for n in r["notes"])
+
+
 def test_hard_rules_cannot_be_waived():
-    with pytest.raises(ConfigError, match=r"waive_rules .*allowed values are \['volume_band', 'duplicate_rate'\]"):
+    with pytest.raises(
+        ConfigError, match=r"waive_rules .*allowed values are \['volume_band', 'duplicate_rate', 'max_user_share'\]"
+    ):
         Settings.from_env(env={}, waive_rules=["not_null"])
 
 

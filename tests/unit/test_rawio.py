@@ -181,3 +181,20 @@ def test_a_duplicate_key_is_found_under_a_non_ascii_column_name():
             "x.jsonl",
             s,
         )
+
+
+def test_ids_in_two_unicode_forms_are_one_id_by_default_and_kept_apart_when_off():
+    """'café' typed with a precomposed é (NFC) and with e + a combining accent (NFD) are one user after ingest
+    (id_normalization=NFC, the default); with none they stay two, as logged. ASCII ids pass untouched."""
+    raw = pl.DataFrame(
+        {
+            "user_id": ["caf\u00e9", "cafe\u0301", "plain"],
+            "item_id": ["\uff11", "1", "i"],  # a full-width digit one: only NFKC folds it
+            "event_ts": ["2026-11-26T01:00:00Z"] * 3,
+        }
+    )
+    nfc = rawio.to_canonical(raw, "x.csv", S)
+    assert nfc["user_id"].to_list() == ["caf\u00e9", "caf\u00e9", "plain"] and nfc["user_id"].n_unique() == 2
+    assert nfc["item_id"].n_unique() == 3
+    assert rawio.to_canonical(raw, "x.csv", S.replace(id_normalization="none"))["user_id"].n_unique() == 3
+    assert rawio.to_canonical(raw, "x.csv", S.replace(id_normalization="NFKC"))["item_id"].to_list() == ["1", "1", "i"]
