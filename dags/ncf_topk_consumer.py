@@ -4,7 +4,9 @@
 Scheduled on the `ncf_topk` Asset: runs whenever `ncf_retrain` publishes a new top-K table. It reads
 the table through `ncf_tasks.reader` (which follows `recs/topk/_latest.json`) and checks it: the row
 count matches the pointer, every user has at most K ranks numbered 1..n, and no recommended item is
-one the user already interacted with. Copy it as the start of your own consumer.
+one the user already interacted with. Then it does what an e-mail or home-page job does: asks
+`ncf_tasks.reader.recommend` for the lists of some users, known and unknown alike (an unknown user gets
+the published fallback list, marked `source = 'fallback'`). Copy it as the start of your own consumer.
 """
 
 from __future__ import annotations
@@ -40,7 +42,21 @@ def ncf_topk_consumer():
                 print(f"triggered by {asset}: run {ev.extra.get('run_id')} partition {ev.extra.get('partition')}")
         return check_latest(run_settings(ctx))
 
-    check_latest_table()
+    @task(execution_timeout=dt.timedelta(minutes=30))
+    def recommend_for_users(checked: dict) -> dict:
+        """Lists for a few of the table's users and one it has never seen, through `reader.recommend`."""
+        import polars as pl
+
+        from ncf_tasks.reader import load_latest, recommend
+
+        settings = run_settings(get_current_context())
+        known = load_latest(settings).select("user_id").unique().sort("user_id").head(3).collect()["user_id"]
+        recs = recommend([*known, "a-user-who-signed-up-today"], settings=settings)  # k: the table's K
+        by_source = recs.group_by("source").agg(pl.col("user_id").n_unique().alias("users"))
+        print(recs.head(40))
+        return {"rows": recs.height, "users_by_source": dict(by_source.rows()), "run_id": checked["run_id"]}
+
+    recommend_for_users(check_latest_table())
 
 
 ncf_topk_consumer()

@@ -14,6 +14,7 @@ touches a run only through it, never through each other. What lives under a run:
 | ``<model>_history.json`` | train | per-epoch loss, validation HR/NDCG, samples/s |
 | ``<model>.npz`` | evaluate | the published model as arrays (``serving``): what publish scores, without torch; ``metrics.json`` names its SHA-256 |
 | ``metrics.json``, ``report.html`` | evaluate | test metrics, gate decision; the person's report |
+| ``popularity.pt``, ``fallback.parquet`` | evaluate | item counts (a publishable model); every item's fallback score, best first |
 
 Binding (DESIGN.md failure rules): a model or checkpoint whose digest differs from the current
 manifest's was trained on another training set (the run id was rebuilt). A stale checkpoint is
@@ -73,12 +74,13 @@ class RunArtifacts:
     def uri(self, name: str) -> str:
         return self.storage.uri(self.key(name))
 
-    MANIFEST, CONFIG, METRICS, REPORT, PUBLISHED = (
+    MANIFEST, CONFIG, METRICS, REPORT, PUBLISHED, FALLBACK = (
         "manifest.json",
         "config.json",
         "metrics.json",
         "report.html",
         "publish.json",
+        "fallback.parquet",
     )
 
     @staticmethod
@@ -356,6 +358,23 @@ class RunArtifacts:
         if d is None and required:
             raise NoDataError(f"no metrics {self.uri(self.METRICS)}: run evaluate for {self.run_id} first")
         return d
+
+    def write_fallback(self, scores: "np.ndarray") -> str:
+        """Every item's fallback score (recency-weighted popularity over the run's window; ``evaluate``), best
+        first: ``item_idx``, ``score``. Publish ships its head beside the table."""
+        import numpy as np
+        import polars as pl
+
+        order = np.lexsort((np.arange(len(scores)), -scores))  # score descending, then item index
+        df = pl.DataFrame({"item_idx": order.astype(np.int32), "score": scores[order].astype(np.float32)})
+        self.storage.write_parquet(df, self.key(self.FALLBACK))
+        return self.uri(self.FALLBACK)
+
+    def fallback(self) -> "pl.DataFrame":
+        """``write_fallback``'s list: NoDataError for a run evaluated before fallbacks existed."""
+        if not self.storage.exists(self.key(self.FALLBACK)):
+            raise NoDataError(f"{self.uri(self.FALLBACK)} is missing: run evaluate for {self.run_id} again")
+        return self.storage.read_parquet(self.key(self.FALLBACK))
 
     def write_report(self, html: str) -> str:
         self.storage.put_bytes(self.key(self.REPORT), html.encode(), "text/html")

@@ -293,6 +293,20 @@ class Settings:
     eval_k: int = _f(10, "cut-off of HR@K / NDCG@K", min=1, max=1000)
     gate_min_lift: float = _f(0.02, "HR@K the new model must gain over item popularity", min=-1.0, max=1.0)
     gate_tolerance: float = _f(0.01, "HR@K the new model may lose against production", min=0.0, max=1.0)
+    gate_min_overlap: float = _f(
+        0.0,
+        "gate rule on stability: the mean overlap@K of users' new lists with the lists in production must "
+        "reach this (0 = off; e.g. 0.3 stops a model that would replace most of every user's list overnight)",
+        min=0.0,
+        max=1.0,
+    )
+    gate_max_gini: float = _f(
+        1.0,
+        "gate rule on concentration: the Gini index of how often each item is recommended in the top-K "
+        "lists must not exceed this (1 = off; e.g. 0.9 stops a model that sends everyone to a few items)",
+        min=0.0,
+        max=1.0,
+    )
     force_publish: bool = _f(False, "publish even if the gate rejects the model (recorded)")
     publish_model: str = _f(
         "neumf",

@@ -21,6 +21,12 @@ from ncf_tasks.artifacts import EASE_MODEL, MODELS, POPULARITY, RunArtifacts, la
 from ncf_tasks.storage import Storage
 
 log = logging.getLogger(__name__)
+BEYOND_SERIES = {  # beyond's measures drawn over time (shares in [0, 1])
+    "overlap": "overlap with production",
+    "changed_all": "lists changed completely",
+    "gini": "Gini of recommendations",
+    "fallback_share": "users served by the fallback",
+}
 
 
 def run_row(run: RunArtifacts, up: str) -> dict:
@@ -49,6 +55,7 @@ def run_row(run: RunArtifacts, up: str) -> dict:
         "hr": {name: v[f"hr@{k}"] for name, v in models.items()},
         "ndcg": {name: v[f"ndcg@{k}"] for name, v in models.items()},
         "coverage": metrics.get("full_catalog", {}).get("coverage"),
+        "beyond": metrics.get("beyond") or {},
         "gate": "–" if gate is None else "forced" if gate["forced"] else "publish" if gate["publish"] else "reject",
         "model": label(metrics.get("published_model", "neumf")) if metrics else "–",
         "notices": [*((gate or {}).get("notices") or []), *_ease_notice(metrics.get("ease"))],
@@ -115,6 +122,14 @@ def rebuild(storage: Storage) -> str:
                 {"neumf": [(day[r["run_id"]], r["coverage"]) for r in dated if r["coverage"] is not None]},
                 f"catalogue coverage of top-{k} lists",
                 "share of items",
+            ),
+            "stability": (
+                {
+                    label: [(day[r["run_id"]], r["beyond"][key]) for r in dated if r["beyond"].get(key) is not None]
+                    for key, label in BEYOND_SERIES.items()
+                },
+                f"the shipped top-{k} lists: stability and concentration",
+                "share",
             ),
         },
     )

@@ -21,12 +21,14 @@ import datetime as dt
 import logging
 import time
 
+import numpy as np
 import torch
 
-from ncf_tasks import dashboard, gate, layout
+from ncf_tasks import beyond, dashboard, gate, layout
 from ncf_tasks.artifacts import EASE_MODEL, MODELS, POPULARITY, PUBLISHED_MODEL, RunArtifacts, id_translation
 from ncf_tasks.baselines import Popularity
 from ncf_tasks.config import Settings
+from ncf_tasks.fitting import recency_weights
 from ncf_tasks.metrics import held_out_rank, hit_ndcg, score_candidates
 from ncf_tasks.report import render_report, training_summary
 from ncf_tasks.rundata import RunData, setup_torch
@@ -58,12 +60,13 @@ def rescore_production(
 
 
 @torch.no_grad()
-def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.Tensor) -> dict:
-    """Rank the test item among all items not seen in train/validation; coverage and popularity bias."""
+def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """Rank the test item among all items not seen in train/validation; coverage and popularity bias. Also
+    returns the top-k lists of the test users (users × k item indices): what ``beyond`` measures."""
     n_items = data.n_items
     users, test_items = data.test_users, data.test_candidates[:, 0]
     pop_pct = torch.argsort(torch.argsort(popularity)).double() / max(n_items - 1, 1)  # 0 = least popular
-    ranks, rec_pop = [], []
+    ranks, rec_pop, lists = [], [], []
     recommended = torch.zeros(n_items, dtype=torch.bool, device=users.device)
     for a, b, scores in masked_scores(net, users, n_items, exclude=data.seen_before_test()):
         target = scores.gather(1, test_items[a:b, None])
@@ -71,13 +74,72 @@ def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.
         top = scores.topk(min(k, n_items), dim=1).indices
         recommended[top.reshape(-1)] = True
         rec_pop.append(pop_pct[top].mean(1))
+        lists.append(top.cpu())
     recall, ndcg = hit_ndcg(torch.cat(ranks), k) if ranks else (0.0, 0.0)
     return {
         f"recall@{k}": recall,
         f"ndcg@{k}": ndcg,
         "coverage": float(recommended.double().mean()),
         "popularity_bias": float(torch.cat(rec_pop).mean()) if rec_pop else 0.0,
-    }
+    }, (torch.cat(lists) if lists else torch.empty((0, min(k, n_items)), dtype=torch.int64))
+
+
+def production_lists(storage: Storage, run: RunArtifacts, users: np.ndarray, k: int) -> np.ndarray | None:
+    """The served table's top-k lists of this run's ``users`` (indices), translated to this run's item indices
+    through the string ids: -1 pads a list the table does not hold, -2 is an item this run does not know. None
+    when nothing is published."""
+    import polars as pl
+
+    pointer = storage.get_json(layout.latest_pointer(), default=None)
+    if pointer is None:
+        return None
+    maps = run.id_maps()
+    served = (
+        storage.read_parquet(pointer["files"], columns=["user_id", "rank", "item_id"])
+        .filter(pl.col("rank") <= k)
+        .join(maps["users"], on="user_id")
+        .join(maps["items"].select("item_idx", "item_id"), on="item_id", how="left")
+        .with_columns(pl.col("item_idx").fill_null(-2))
+        .filter(pl.col("user_idx").is_in(pl.Series(users).implode()))
+    )
+    out = np.full((len(users), k), -1, dtype=np.int64)
+    rows = np.searchsorted(users, served["user_idx"].to_numpy())
+    out[rows, served["rank"].to_numpy().astype(np.int64) - 1] = served["item_idx"].to_numpy()
+    return out
+
+
+def day_fallback_share(storage: Storage, run: RunArtifacts) -> float | None:
+    """The share of the data day's active users the run has no list for (they get the fallback list)."""
+
+    day = run.manifest().end_date
+    if not day:
+        return None
+    keys = [o["key"] for o in storage.list(layout.lake_partition(day)) if layout.is_lake_part(o["key"])]
+    if not keys:
+        return None
+    active = storage.read_parquet(keys, columns=["user_id"]).unique()
+    if active.height == 0:
+        return None
+    listed = active.join(run.id_maps()["users"], on="user_id", how="semi").height
+    return 1.0 - listed / active.height
+
+
+def shipped_measures(storage: Storage, run: RunArtifacts, data: RunData, lists: np.ndarray, k: int) -> dict:
+    """``beyond``'s measures of the published model's top-k lists (stability against the served table,
+    concentration, novelty, the day's fallback share)."""
+    users = data.test_users.cpu().numpy()
+    seen_by = np.bincount(data.all_positives()[1].cpu().numpy(), minlength=data.n_items)  # users per item
+    out: dict = beyond.list_measures(lists, data.n_items, seen_by, data.n_users)
+    old = production_lists(storage, run, users, k)
+    if old is not None and run.run_id != (storage.get_json(layout.latest_pointer()) or {}).get("run_id"):
+        held = (old != -1).any(axis=1)
+        out["overlap"], out["changed_all"] = beyond.overlap(lists[held], old[held])
+        out["compared_users"] = int(held.sum())
+    else:
+        out["overlap"] = out["changed_all"] = None
+        out["compared_users"] = 0
+    out["fallback_share"] = day_fallback_share(storage, run)
+    return out
 
 
 def served_model(storage: Storage) -> dict | None:
@@ -151,7 +213,11 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
         scores = rescore_production(storage, prod, run, device, users, cands)
         hr, ndcg = hit_ndcg(held_out_rank(scores), k)
         models["production"] = {f"hr@{k}": hr, f"ndcg@{k}": ndcg, "run_id": prod["run_id"], "model": prod["model"]}
-    catalog = full_catalog(nets[published], data, k, nets[POPULARITY].counts.double())
+    catalog, lists = full_catalog(nets[published], data, k, nets[POPULARITY].counts.double())
+    whole = data.with_everything()  # tomorrow's fallback: recency-weighted popularity over the whole window
+    fallback = Popularity.fit(whole.train_items, data.n_items, recency_weights(whole, settings)).counts
+    run.write_fallback(fallback.double().cpu().numpy())
+    beyond_measures = shipped_measures(storage, run, data, lists.numpy(), k)
     manifest = run.manifest()
     metrics = {
         "run_id": run_id,
@@ -162,6 +228,7 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
         "published_model": published,
         "ease": _ease_summary(ease, run.has_model(EASE_MODEL), settings),
         "full_catalog": catalog,
+        "beyond": beyond_measures,
         "data": manifest.report,
         "serving": exported,
         "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -195,6 +262,7 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
             m: {kk: round(vv, 5) if isinstance(vv, float) else vv for kk, vv in v.items()} for m, v in models.items()
         },
         "full_catalog": {kk: round(vv, 5) for kk, vv in catalog.items()},
+        "beyond": {kk: round(vv, 5) if isinstance(vv, float) else vv for kk, vv in beyond_measures.items()},
         "published_model": published,
         "gate": metrics["gate"],
         "training": training,

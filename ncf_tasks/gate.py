@@ -9,6 +9,10 @@ itself, published only when nothing beat it on validation) and is not worse than
 more than ``gate_tolerance`` (no production yet: only the first condition). ``force_publish`` overrides a
 rejection, and the override is recorded.
 
+Stability and concentration rules, off by default (``beyond``'s measures of the published lists):
+``gate_min_overlap`` (mean overlap@K with the lists in production) and ``gate_max_gini`` (Gini index of
+recommendation counts over items); each blocks with a reason line like the rules above.
+
 Every decision also states NeuMF's test margin over the strongest simple baseline (the better of popularity and
 EASE^R): a nightly NeuMF that trails EASE^R by more than ``gate_tolerance`` is a notice (``notices``), shown by
 the gate task's log line, the notifier, the report and the dashboard, even when the table is published. The
@@ -63,6 +67,31 @@ def decide(settings: Settings, metrics: dict) -> dict:
     else:
         ok = False
         reasons.append(f"{name} HR@{k} {new:.4f} < production {prod[hr]:.4f} - tolerance {settings.gate_tolerance}")
+    measures = metrics.get("beyond") or {}
+    if settings.gate_min_overlap > 0:
+        o = measures.get("overlap")
+        if o is None:
+            reasons.append(
+                f"overlap@{k} rule (gate_min_overlap={settings.gate_min_overlap}): nothing in production to compare"
+            )
+        elif o >= settings.gate_min_overlap:
+            reasons.append(f"overlap@{k} with production {o:.3f} >= gate_min_overlap {settings.gate_min_overlap}")
+        else:
+            ok = False
+            reasons.append(
+                f"overlap@{k} with production {o:.3f} < gate_min_overlap {settings.gate_min_overlap}: the new lists "
+                f"would replace most of what users see ({(measures.get('changed_all') or 0):.1%} of lists entirely)"
+            )
+    if settings.gate_max_gini < 1 and measures.get("gini") is not None:
+        g = measures["gini"]
+        if g <= settings.gate_max_gini:
+            reasons.append(f"Gini of recommendations {g:.3f} <= gate_max_gini {settings.gate_max_gini}")
+        else:
+            ok = False
+            reasons.append(
+                f"Gini of recommendations {g:.3f} > gate_max_gini {settings.gate_max_gini}: the lists concentrate "
+                f"on a few items (catalogue coverage {measures.get('coverage', 0):.1%})"
+            )
     vs = baseline_margin(models, k)
     if vs is not None:
         reasons.append(

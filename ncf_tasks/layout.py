@@ -127,6 +127,11 @@ def topk_partition(date: dt.date | str) -> str:
     return f"{topk_root()}dt={day(date)}/"
 
 
+def topk_fallback(date: dt.date | str, run_id: str) -> str:
+    """The fallback list published with a run's table (users the table has no list for, lists cut short)."""
+    return f"{topk_partition(date)}fallback-{safe_run_id(run_id)}.parquet"
+
+
 def topk_table(date: dt.date | str, run_id: str, part: int = 0, parts: int = 1) -> str:
     """One run's table for a day, or part ``part`` of ``parts`` of it (a sharded publish): a new key per run,
     so publishing never overwrites what a pointer names; the part count is in the name, so re-publishing a

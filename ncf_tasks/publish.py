@@ -282,6 +282,7 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
             f"publish of run {run_id} for {day}: part(s) {missing[:4]} missing from the bucket; "
             "re-run their score shards"
         )
+    fallback = write_fallback(storage, run, day, settings.publish_k, stamps_of(parts))
     previous, version = storage.get_json_versioned(layout.latest_pointer())  # what is served now
     k = metrics["k"]
     published = published_model(metrics)
@@ -301,6 +302,8 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
         "metrics": quality,
         "model": published,
         "model_uri": run.uri(run.model(published)),
+        "fallback": fallback,
+        "fallback_uri": storage.uri(fallback),
         "forced": forced,
         "created_at": stamps.pop(),
         "columns": TOPK_COLUMNS,
@@ -309,7 +312,8 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
         storage.put_json_if(layout.latest_pointer(), pointer, version)  # 2. the pointer: compare-and-swap
     except ConflictError:
         current, _ = storage.get_json_versioned(layout.latest_pointer())
-        storage.delete([key for key in keys if key not in (current or {}).get("files", [])])  # leave nothing behind
+        live = {*(current or {}).get("files", []), (current or {}).get("fallback")}
+        storage.delete([key for key in [*keys, fallback] if key not in live])  # leave nothing behind
         winner = (current or {}).get("run_id")
         raise ConflictError(
             f"publish of run {run_id} for {day} lost the race for {storage.uri(layout.latest_pointer())}: "
@@ -317,8 +321,9 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
             "nothing of this publish is visible"
         ) from None
     record_production(storage)  # 3. the record of what is served
-    superseded = [f for f in (previous or {}).get("files", []) if f not in keys]
-    removed = cleanup(storage, day, set(keys), superseded, settings.retention_days, now)  # 4. unreferenced only
+    old = [*(previous or {}).get("files", []), (previous or {}).get("fallback")]
+    superseded = [f for f in old if f and f not in keys and f != fallback]
+    removed = cleanup(storage, day, {*keys, fallback}, superseded, settings.retention_days, now)  # 4. unreferenced
     run.write_publication(
         {
             "partition": day,
@@ -346,6 +351,34 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
     return {**pointer, "pointer_uri": storage.uri(layout.latest_pointer()), "removed": removed}
 
 
+def stamps_of(parts: list[dict]) -> dt.datetime:
+    """The parts' one ``generated_at`` (when the published model was trained): the fallback's too."""
+    return dt.datetime.fromisoformat(parts[0]["generated_at"])
+
+
+def write_fallback(storage: Storage, run: RunArtifacts, day: str, k: int, generated_at: dt.datetime) -> str:
+    """The run's fallback list (``evaluate``: recency-weighted popularity over the window), its top ``k``, beside
+    the table: ``rank``, ``item_id``, ``score``, ``model_run_id``, ``generated_at``. Written before the pointer
+    and named by it; the same bytes on a re-run. Returns its key."""
+    import polars as pl
+
+    items = run.id_maps()["items"].sort("item_idx")["item_id"]
+    head = run.fallback().head(k)
+    table = pl.DataFrame(
+        {
+            "rank": pl.int_range(1, head.height + 1, eager=True).cast(pl.Int16),
+            "item_id": items.gather(head["item_idx"]),
+            "score": head["score"],
+        }
+    ).with_columns(
+        pl.lit(run.run_id).alias("model_run_id"),
+        pl.lit(generated_at).cast(pl.Datetime("us", "UTC")).alias("generated_at"),
+    )
+    key = layout.topk_fallback(day, run.run_id)
+    storage.write_parquet(table, key)
+    return key
+
+
 def record_production(storage: Storage, attempts: int = 20) -> dict:
     """Write ``models/production.json`` from the pointer, re-reading the pointer after each write until
     the two agree: a publisher that swapped the pointer earlier but writes its record later would
@@ -356,6 +389,7 @@ def record_production(storage: Storage, attempts: int = 20) -> dict:
             "run_id": pointer["run_id"],
             "model": pointer["model"],
             "model_uri": pointer["model_uri"],
+            "fallback": pointer.get("fallback"),
             "metrics": pointer["metrics"],
             "published_partition": pointer["partition"],
             "forced": pointer["forced"],

@@ -108,6 +108,19 @@ class RunData:
             recency = torch.cat([self.train_recency + 1, torch.zeros_like(self.valid_users)])
         return dataclasses.replace(self, train_users=users, train_items=items, train_recency=recency)
 
+    def with_everything(self) -> "RunData":
+        """Train, validation and test positives as train: the whole window, what tomorrow's fallback list counts
+        (``evaluate``). Recency: the test item is each user's latest, the validation item the one before."""
+        import torch
+
+        users, items = self.all_positives()
+        recency = None
+        if self.train_recency is not None:
+            recency = torch.cat(
+                [self.train_recency + 2, torch.ones_like(self.valid_users), torch.zeros_like(self.test_users)]
+            )
+        return dataclasses.replace(self, train_users=users, train_items=items, train_recency=recency)
+
     def seen_before_test(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Train and validation positives: what full-catalogue evaluation excludes from the ranking."""
         import torch

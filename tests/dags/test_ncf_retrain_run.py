@@ -95,7 +95,9 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
         queued = session.query(AssetDagRunQueue).filter(AssetDagRunQueue.asset_id == asset.id).all()
         assert "ncf_topk_consumer" in {q.target_dag_id for q in queued}
     consumer = bag.get_dag("ncf_topk_consumer").test()
-    assert consumer.state == "success"
+    assert (
+        consumer.state == "success" and states(consumer)["recommend_for_users"] == "success"
+    )  # reads through recommend
 
     # a second run with the form's "warm start" ticked starts from the model this run published
     warm_conf = {**conf, "warm_start": True, "data_date": DAY, "publish_shards": 1, "gate_tolerance": 1.0}

@@ -184,7 +184,7 @@ def test_trigger_from_the_form_and_read_the_table(stack, artifacts):
             page.goto(dashboard.as_uri())
             row = page.locator("#runs tr", has_text=run["dag_run_id"])
             assert row.count() == 1 and "yes" in row.inner_text()  # published
-            assert page.locator("#plots svg").count() == 4
+            assert page.locator("#plots svg").count() == 5  # quality, NDCG, volume, coverage, stability
             page.screenshot(path=str(artifacts / "e2e-dashboard.png"), full_page=True)
             row.get_by_role("link", name="report").click()
             page.wait_for_load_state()

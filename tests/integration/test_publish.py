@@ -21,7 +21,7 @@ from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.gate import decide
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.publish import commit, plan_shards, run_publish, score_shard
-from ncf_tasks.reader import check_latest, latest_pointer, load_latest
+from ncf_tasks.reader import check_latest, latest_pointer, load_fallback, load_latest, recommend
 from ncf_tasks.storage import Storage
 from ncf_tasks.train import run_train
 
@@ -139,6 +139,48 @@ def test_publish_model_best_publishes_the_best_on_validation_and_records_it(stor
     make_run(storage, "r2", seed=5)  # the next run is compared with the published model, whatever it is
     ev2 = run_evaluate(s.replace(publish_model="neumf"), run_id="r2")
     assert ev2["metrics"]["production"]["model"] == winner and ev2["published_model"] == "neumf"
+    # the new lists against the served table, user by user through the string ids
+    assert ev2["beyond"]["compared_users"] > 150 and 0 <= ev2["beyond"]["overlap"] <= 1
+    assert ev["beyond"]["overlap"] is None and 0 < ev["beyond"]["gini"] < 1 and ev["beyond"]["novelty"] > 0
+
+
+def test_a_new_user_gets_the_fallback_marked(storage, make_run):
+    s = make_run(storage, "r1")
+    run_evaluate(s, run_id="r1")
+    p = run_publish(s, run_id="r1", date="2026-11-26")
+    assert p["fallback"] == layout.topk_fallback("2026-11-26", "r1") and storage.exists(p["fallback"])
+    assert storage.get_json(layout.production_pointer())["fallback"] == p["fallback"]
+    fallback = load_fallback(s)
+    assert fallback["rank"].to_list() == list(range(1, 21)) and fallback["score"].is_sorted(descending=True)
+    # the fallback is recency-weighted popularity over the run's whole window
+    from ncf_tasks.artifacts import RunArtifacts
+    from ncf_tasks.baselines import Popularity
+    from ncf_tasks.fitting import recency_weights
+
+    data = RunArtifacts(storage, "r1").load_data().with_everything()
+    counts = Popularity.fit(data.train_items, data.n_items, recency_weights(data, s)).counts
+    items = RunArtifacts(storage, "r1").id_maps()["items"].sort("item_idx")["item_id"]
+    assert fallback["item_id"][0] == items[int(counts.argmax())]
+
+    table = load_latest(s).collect()
+    known = table["user_id"].unique().sort()[:2].to_list()
+    recs = recommend([known[0], "brand-new", known[1], known[0]], k=5, settings=s)
+    assert recs["user_id"].to_list() == [known[0]] * 5 + ["brand-new"] * 5 + [known[1]] * 5  # asked order, once
+    assert recs.filter(pl.col("user_id") != "brand-new")["source"].unique().to_list() == ["model"]
+    new = recs.filter(pl.col("user_id") == "brand-new")
+    assert (
+        new["source"].unique().to_list() == ["fallback"]
+        and new["item_id"].to_list() == fallback["item_id"][:5].to_list()
+    )
+    assert new["rank"].to_list() == [1, 2, 3, 4, 5]
+    whole = recommend([known[0]], settings=s)  # k defaults to the table's K
+    assert (
+        whole.height == 20
+        and whole["item_id"].to_list() == table.filter(pl.col("user_id") == known[0]).sort("rank")["item_id"].to_list()
+    )
+    with pytest.raises(ConfigError, match=r"k=21; the table of run r1 holds 1..20 per user"):
+        recommend([known[0]], k=21, settings=s)
+    assert recommend([], settings=s).height == 0
 
 
 def test_republish_is_idempotent(storage, make_run):
@@ -176,7 +218,10 @@ def test_sharded_publish_equals_the_single_table_and_a_rerun_shard_is_idempotent
     assert load_latest(s).collect().sort("user_id", "rank").equals(whole)
     assert check_latest(s)["rows"] == single["rows"]
     run_publish(s, run_id="r1", date="2026-11-26")  # one shard again: the three parts are superseded
-    assert storage.list_keys(layout.topk_partition("2026-11-26")) == [layout.topk_table("2026-11-26", "r1")]
+    assert storage.list_keys(layout.topk_partition("2026-11-26")) == [
+        layout.topk_fallback("2026-11-26", "r1"),
+        layout.topk_table("2026-11-26", "r1"),
+    ]
 
 
 def test_a_failed_shard_leaves_the_previous_table_live(storage, make_run):
