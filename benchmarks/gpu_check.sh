@@ -56,6 +56,7 @@ case "${1:-run}" in
     step pipeline 150 python3 gpu_pipeline.py --device "$dev" --epochs 3 "${size[@]}" || rc=1
     step train_20m_auto 170 python3 train.py --device "$dev" --no-port --epochs 3 "${big[@]}" || rc=1
     step train_20m_b131072 150 python3 train.py --device "$dev" --no-port --epochs 3 --set batch_size=131072 "${big[@]}" || rc=1
+    step ease_ml1m 120 python3 ease.py --device "$dev" --no-numpy || rc=1
     exit $rc ;;
   *) echo "usage: bash benchmarks/gpu_check.sh wheels|run" >&2; exit 2 ;;
 esac
