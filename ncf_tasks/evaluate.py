@@ -95,8 +95,10 @@ def production_lists(storage: Storage, run: RunArtifacts, users: np.ndarray, k: 
         return None
     maps = run.id_maps()
     served = (
-        storage.read_parquet(pointer["files"], columns=["user_id", "rank", "item_id"])
+        storage.fetch_parquet(pointer["files"])
+        .select("user_id", "rank", "item_id")
         .filter(pl.col("rank") <= k)
+        .collect()
         .join(maps["users"], on="user_id")
         .join(maps["items"].select("item_idx", "item_id"), on="item_id", how="left")
         .with_columns(pl.col("item_idx").fill_null(-2))

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -302,6 +303,18 @@ class Storage:
             lf = lf.select(columns)
         with self._errors("read parquet", rels if isinstance(rels, str) else rels[0]):
             return lf.collect()
+
+    def fetch_parquet(self, rels: list[str]) -> "pl.LazyFrame":
+        """Objects GET whole (in parallel), then scanned in memory: for small and mid-sized tables read in full
+        (a published top-K table) this beats ``scan_parquet``'s many range requests (a 60 MB table: 0.3 s
+        against 13 s on the embedded endpoint, benchmarks/recommend.py). Big lake files keep ``scan_parquet``."""
+        import polars as pl
+
+        if not rels:
+            raise ValueError("fetch_parquet: no objects")
+        with ThreadPoolExecutor(min(8, len(rels))) as pool:
+            blobs = list(pool.map(self.get_bytes, rels))
+        return pl.concat([pl.scan_parquet(io.BytesIO(b)) for b in blobs])
 
     def write_parquet(self, df: "pl.DataFrame", rel: str, compression: str = "zstd") -> int:
         """Encode in memory and upload as one object (multipart when large); returns bytes written."""
