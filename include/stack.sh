@@ -154,7 +154,7 @@ component_cmd() {
     # --celery-hostname and STACK_WORKER_NAME (TI hostname, ncf_tasks/dev/stack_hostname.py) tell the two workers
     # apart on one host; in compose each is its own container and host
     worker-default) echo "airflow celery worker -q default --concurrency ${STACK_DEFAULT_CONCURRENCY:-4} --celery-hostname default@%h" ;;
-    worker-gpu) echo "airflow celery worker -q gpu --concurrency 2 --celery-hostname gpu@%h" ;;
+    worker-gpu) echo "airflow celery worker -q gpu --concurrency 3 --celery-hostname gpu@%h" ;;
   esac
 }
 COMPONENTS=(api-server scheduler dag-processor triggerer worker-default worker-gpu)

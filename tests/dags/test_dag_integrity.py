@@ -79,7 +79,8 @@ def test_trigger_form_params_are_typed_and_bounded(airflow_db):
     schema = {k: params.get_param(k).schema for k in params}
     assert schema["epochs"]["type"] == "integer" and schema["epochs"]["minimum"] == 1
     assert schema["neumf_optimizer"]["enum"] == ["sgd", "adam"]
-    assert schema["waive_rules"]["items"]["enum"] == ["volume_band", "duplicate_rate"]
+    assert schema["waive_rules"]["items"]["enum"] == ["volume_band", "duplicate_rate", "max_user_share"]
+    assert schema["publish_model"]["enum"] == ["neumf", "best"]
     assert schema["mlp_layers"]["type"] == "array" and schema["alpha"]["maximum"] == 1.0
     assert all(p.description for p in (params.get_param(k) for k in params))
     params.validate()  # the defaults (the nightly settings) are valid

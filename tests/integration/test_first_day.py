@@ -145,11 +145,11 @@ def test_dashboard_rows_plots_and_links(storage):
         if run_id == "r1":
             run_publish(s, run_id=run_id, date=day)
     page = storage.get_bytes(layout.dashboard()).decode()
-    assert page.count("<svg") == 4 and "<code>r1</code>" in page and "<code>r2</code>" in page
+    assert page.count("<svg") == 5 and "<code>r1</code>" in page and "<code>r2</code>" in page
     drawn = storage.list(layout.dashboard_plots())[0]["etag"]
     dashboard.rebuild(storage)  # nothing the plots show changed (as at publish): they are not drawn again
     assert storage.list(layout.dashboard_plots())[0]["etag"] == drawn
-    assert storage.get_bytes(layout.dashboard()).decode().count("<svg") == 4
+    assert storage.get_bytes(layout.dashboard()).decode().count("<svg") == 5
     table = page[page.index('<table id="runs"') :]
     assert table.index("<code>r2</code>") < table.index("<code>r1</code>")  # newest first
     assert 'href="../runs/r1/report.html"' in page and 'href="../reports/validation/dt=2026-11-25/index.html"' in page

@@ -185,7 +185,7 @@ def test_triggered_run_trains_on_the_gpu_worker_and_feeds_the_consumer(stack):
         assert tis[task_id]["queue"] == "gpu" and tis[task_id]["hostname"].startswith("gpu@"), tis[task_id]
     for task_id in ("ingest", "validate", "build", "gate", "shards", "publish"):
         assert tis[task_id]["queue"] == "default" and tis[task_id]["hostname"].startswith("default@"), tis[task_id]
-    # the gpu worker's two slots: GMF and MLP pretrain at the same time
+    # the gpu worker's three slots: GMF and MLP pretrain at the same time (and EASE^R beside them)
     g, m = tis["pretrain_gmf"], tis["pretrain_mlp"]
     assert max(g["start_date"], m["start_date"]) < min(g["end_date"], m["end_date"]), (g, m)
     assert tis["publish"]["state"] == "success"

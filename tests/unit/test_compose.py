@@ -79,7 +79,7 @@ def test_production_details_of_the_official_file():
     assert all("env_file" not in svc for svc in SERVICES.values())
     volumes = SERVICES["airflow-scheduler"]["volumes"]
     assert "./ncf_tasks:/opt/airflow/project/ncf_tasks:ro" in volumes and "./dags:/opt/airflow/dags" in volumes
-    assert "--concurrency 2" in SERVICES["airflow-worker-gpu"]["command"]
+    assert "--concurrency 3" in SERVICES["airflow-worker-gpu"]["command"]  # GMF, MLP and EASE^R side by side
     assert env("airflow-scheduler")["NCF_SCHEDULE"].startswith("${NCF_SCHEDULE")
     # password variables only where they are needed; Airflow services get them inside the connection strings
     with_password_vars = sorted(n for n in SERVICES if any("PASSWORD" in k for k in env(n)))

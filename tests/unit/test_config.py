@@ -42,7 +42,14 @@ def test_overrides_win_over_environment_and_none_keeps():
         ({"NCF_DEVICE": "tpu"}, r"device \(NCF_DEVICE\) = 'tpu': allowed values are \['auto', 'cpu', 'cuda'\]"),
         ({"NCF_NEUMF_OPTIMIZER": "rmsprop"}, r"allowed values are \['sgd', 'adam'\]"),
         ({"NCF_MLP_LAYERS": "63,32"}, r"mlp_layers .*even first width"),
-        ({"NCF_WAIVE_RULES": "schema"}, r"waive_rules .*allowed values are \['volume_band', 'duplicate_rate'\]"),
+        (
+            {"NCF_WAIVE_RULES": "schema"},
+            r"waive_rules .*allowed values are \['volume_band', 'duplicate_rate', 'max_user_share'\]",
+        ),
+        (
+            {"NCF_PUBLISH_MODEL": "ease"},
+            r"publish_model \(NCF_PUBLISH_MODEL\) = 'ease': allowed values are \['neumf', 'best'\]",
+        ),
         ({"NCF_EPOCH": "3"}, r"unknown environment variable\(s\) \['NCF_EPOCH'\]"),
         ({"NCF_BUCKET": ""}, r"bucket \(NCF_BUCKET\) must not be empty"),
     ],
