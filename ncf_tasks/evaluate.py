@@ -87,11 +87,11 @@ def full_catalog(net: torch.nn.Module, data: RunData, k: int, popularity: torch.
 def production_lists(storage: Storage, run: RunArtifacts, users: np.ndarray, k: int) -> np.ndarray | None:
     """The served table's top-k lists of this run's ``users`` (indices), translated to this run's item indices
     through the string ids: -1 pads a list the table does not hold, -2 is an item this run does not know. None
-    when nothing is published."""
+    when nothing is published, or what is published is this run."""
     import polars as pl
 
     pointer = storage.get_json(layout.latest_pointer(), default=None)
-    if pointer is None:
+    if pointer is None or pointer["run_id"] == run.run_id:  # nothing served, or this run itself (re-evaluated)
         return None
     maps = run.id_maps()
     served = (
@@ -133,7 +133,7 @@ def shipped_measures(storage: Storage, run: RunArtifacts, data: RunData, lists: 
     seen_by = np.bincount(data.all_positives()[1].cpu().numpy(), minlength=data.n_items)  # users per item
     out: dict = beyond.list_measures(lists, data.n_items, seen_by, data.n_users)
     old = production_lists(storage, run, users, k)
-    if old is not None and run.run_id != (storage.get_json(layout.latest_pointer()) or {}).get("run_id"):
+    if old is not None:
         held = (old != -1).any(axis=1)
         out["overlap"], out["changed_all"] = beyond.overlap(lists[held], old[held])
         out["compared_users"] = int(held.sum())
@@ -197,7 +197,6 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
     run.save_model(
         POPULARITY, nets[POPULARITY].state_dict(), settings, epoch=0, validation=arts[POPULARITY]["validation"]
     )
-    arts[POPULARITY] = run.load_model_artifact(POPULARITY)
     for name, net in nets.items():
         art = arts[name]
         hr, ndcg = hit_ndcg(held_out_rank(score_candidates(net, users, cands)), k)
@@ -208,6 +207,8 @@ def run_evaluate(settings: Settings, *, run_id: str) -> dict:
             models[name]["lambda"] = art["validation"].get("lambda")
     ease = run.ease_record()
     published = gate.choose(settings, {m: v["val_hr"] for m, v in models.items()})
+    if published == POPULARITY:  # the saved record (trained_at, digest, sizes) is what the export names
+        arts[POPULARITY] = run.load_model_artifact(POPULARITY)
     # what publish scores, without torch, checked by its SHA-256
     exported = {published: run.save_serving(published, nets[published], arts[published])}
     prod = served_model(storage)
