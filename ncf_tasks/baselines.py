@@ -39,12 +39,17 @@ def csr(users: torch.Tensor, items: torch.Tensor, n_users: int, weights: torch.T
     return indptr, items[order].to(torch.int64), values[order]
 
 
-def dense_rows(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, users: torch.Tensor, n_items: int):
-    """The dense rows of X for ``users`` (any order, repeats allowed): (len(users), n_items) float32."""
+def positions(indptr: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row in ``users``, position in the CSR arrays) of every positive of ``users``, in bulk."""
     starts, lens = indptr[users], indptr[users + 1] - indptr[users]
     rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), lens)
     first = torch.repeat_interleave(starts - (torch.cumsum(lens, 0) - lens), lens)
-    at = first + torch.arange(rows.numel(), device=users.device)
+    return rows, first + torch.arange(rows.numel(), device=users.device)
+
+
+def dense_rows(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, users: torch.Tensor, n_items: int):
+    """The dense rows of X for ``users`` (any order, repeats allowed): (len(users), n_items) float32."""
+    rows, at = positions(indptr, users)
     out = torch.zeros((users.numel(), n_items), device=users.device)
     out.index_put_((rows, indices[at]), values[at], accumulate=True)
     return out
@@ -85,11 +90,7 @@ class EASE(nn.Module):
         flat = items.dim() == 1
         u, its = users.reshape(-1), items[:, None] if flat else items
         c = its.shape[1]
-        starts, lens = self.indptr[u], self.indptr[u + 1] - self.indptr[u]
-        rows = torch.repeat_interleave(torch.arange(u.numel(), device=u.device), lens)
-        at = torch.repeat_interleave(starts - (torch.cumsum(lens, 0) - lens), lens) + torch.arange(
-            rows.numel(), device=u.device
-        )
+        rows, at = positions(self.indptr, u)
         out = torch.zeros(its.shape, device=its.device)
         step = max(1, BLOCK_CELLS // max(c, 1))
         for s in range(0, rows.numel(), step):

@@ -67,7 +67,7 @@ class _Tower:
 
 
 class ServingModel:
-    """GMF, MLP or NeuMF from ``export``'s bytes, scoring users against the whole catalogue."""
+    """GMF, MLP, NeuMF, EASE^R or popularity from ``export``'s bytes, scoring users against the whole catalogue."""
 
     def __init__(self, data: bytes, source: str):
         try:
