@@ -3,13 +3,16 @@
 
 Turns the day's raw interaction logs into a fresh NeuMF model and a published top-K table:
 
-`ingest` → `validate` → `build` → (`pretrain_gmf` ∥ `pretrain_mlp` ∥ `fit_ease`) → `train_neumf` →
+`ingest` → `validate` → `validate_catalog` → `build` → (`pretrain_gmf` ∥ `pretrain_mlp` ∥ `fit_ease`) → `train_neumf` →
 `evaluate` → `gate` → `shards` → `score_shard` (mapped over user ranges) → `publish` (commits the parts;
 emits the `ncf_topk` Asset). `fit_ease` is EASE^R, the closed-form baseline NeuMF is measured against.
 
 * Nightly at 02:00 UTC (`NCF_SCHEDULE`), processing the logs of the previous day (`NCF_DATE_LAG_DAYS`).
 * Trigger it by hand with the form to retrain now with other hyper-parameters, waive a soft validation
   rule, or force-publish after a person read the report. Every field is a setting of `ncf_tasks.config`.
+* With an item catalogue (`NCF_CATALOG_PREFIX`), `validate_catalog` judges the snapshot the table will use and the
+  table and fallback show only items it marks available; a bad snapshot is quarantined and stops the run
+  before training. Without one the task does nothing.
 * A day without raw logs skips every task (the run itself shows success, all its tasks skipped); a bad day is quarantined and fails `validate`; a model the gate
   rejects skips `publish`. In every case the previous table and `_latest.json` stay as they were.
 * What the runs did: the **runs dashboard** `reports/index.html` in the bucket (one row per run, quality over
@@ -80,7 +83,20 @@ def ncf_retrain():
 
         return _train
 
-    built = build(ingest_and_validate())
+    @task(execution_timeout=dt.timedelta(minutes=30))
+    def validate_catalog(validated: dict) -> dict:
+        """The item catalogue snapshot this day's table will use (`catalog_prefix`: the newest dated on or
+        before the day, at most `catalog_max_age_days` old) against its Great Expectations suite; passed: the
+        lake copy publish filters with; failed: quarantined under `lake/quarantine_catalog/dt=S/` and the run
+        stops here, before training (nothing could be published). No catalogue configured: does nothing."""
+        from ncf_tasks.validate_catalog import run_validate_catalog
+
+        ctx = get_current_context()
+        return run_validate_catalog(run_settings(ctx), date=validated["date"])
+
+    validated = ingest_and_validate()
+    built = build(validated)
+    validate_catalog(validated) >> built
     gmf = train_task(
         "gmf",
         "GMF pretraining (Adam). Runs on the `gpu` queue (CPU when none); resumes from "

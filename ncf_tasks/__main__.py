@@ -55,6 +55,12 @@ def _validate(s: Settings, a: argparse.Namespace) -> dict:
     return run_validate(s, date=a.date)
 
 
+def _validate_catalog(s: Settings, a: argparse.Namespace) -> dict:
+    from ncf_tasks.validate_catalog import run_validate_catalog
+
+    return run_validate_catalog(s, date=a.date)
+
+
 def _backfill(s: Settings, a: argparse.Namespace) -> dict:
     from ncf_tasks.backfill import run_backfill
 
@@ -148,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--date", required=True)
     v = cmd("validate", _validate, "validate lake/interactions/dt=D/ with Great Expectations; quarantine on failure")
     v.add_argument("--date", required=True)
+    vc = cmd(
+        "validate-catalog",
+        _validate_catalog,
+        "validate the item catalogue snapshot a table for the date uses (catalog_prefix); quarantine on failure",
+    )
+    vc.add_argument("--date", required=True, help="the table's date, YYYY-MM-DD")
     bf = cmd("backfill", _backfill, "ingest and validate every day of a range in one process (historical loads)")
     bf.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
     bf.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD")

@@ -326,6 +326,20 @@ class Settings:
         max=1024,
     )
     retention_days: int = _f(30, "published partitions older than this many days are deleted", min=1)
+    catalog_prefix: str = _f(
+        "",
+        "key prefix (below prefix) of the item catalogue's daily snapshots, e.g. catalog/items/ holding "
+        "dt=YYYY-MM-DD/ folders of CSV or Parquet files (item_id, available, optional available_from and "
+        "available_until): publish and the fallback then show only items available on the table's date "
+        "(ncf_tasks/catalog.py); '' = no catalogue, every item may be shown",
+    )
+    catalog_max_age_days: int = _f(
+        7,
+        "the newest catalogue snapshot dated at most this many days before the table's date is used; an "
+        "older one (a stalled export) stops the publish instead of showing what may have been withdrawn",
+        min=0,
+        max=366,
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

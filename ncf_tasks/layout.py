@@ -93,6 +93,34 @@ def validation_report(date: dt.date | str) -> str:
     return f"reports/validation/dt={day(date)}/"
 
 
+def catalog_root(prefix: str) -> str:
+    """The raw item catalogue's snapshots (``catalog_prefix``, relative to the configured prefix)."""
+    return normalized_prefix(prefix)
+
+
+def catalog_partition(prefix: str, date: dt.date | str) -> str:
+    return f"{catalog_root(prefix)}dt={day(date)}/"
+
+
+def catalog_lake(date: dt.date | str) -> str:
+    """A validated catalogue snapshot as the lake holds it (``validate_catalog``)."""
+    return f"lake/catalog/dt={day(date)}/"
+
+
+def catalog_lake_file(date: dt.date | str) -> str:
+    return f"{catalog_lake(date)}items.parquet"
+
+
+def catalog_marker(date: dt.date | str) -> str:
+    """Written when the snapshot passed; names the digest of the raw files it judged."""
+    return f"{catalog_lake(date)}_validated.json"
+
+
+def catalog_quarantine(date: dt.date | str) -> str:
+    """A rejected snapshot's copy and validation result (the raw snapshot itself is never touched)."""
+    return f"lake/quarantine_catalog/dt={day(date)}/"
+
+
 RUNS = "runs/"  # every run's objects lie below it (``run_prefix``)
 
 
@@ -108,6 +136,11 @@ def dashboard() -> str:
 def dashboard_plots() -> str:
     """The dashboard's plots as last drawn, with the digest of what they were drawn from (``dashboard``)."""
     return "reports/_plots.json"
+
+
+def catalog_report(date: dt.date | str) -> str:
+    """A catalogue snapshot's Data Docs (``validate_catalog``), beside the days' own."""
+    return f"reports/validation/catalog/dt={day(date)}/"
 
 
 def validation_static() -> str:

@@ -25,6 +25,14 @@ Order of visibility (a crash anywhere leaves the previous pointer and its table 
      grace keeps an in-flight publisher's parts), and partitions older than ``retention_days``
      before the published date or today, whichever is earlier. Never a part the pointer names.
 Re-publishing the same run writes the same keys with the same content.
+
+With an item catalogue (``catalog_prefix``; ``ncf_tasks/catalog.py``) the items it does not mark available on
+the table's date score -inf for every user, in the shards and in the fallback: a list is filled with the
+model's next-best available items rather than cut short and topped up from the fallback (a list runs short
+only when the user has seen all but fewer than K available items, and then no fallback item could fill it
+either). The pointer and the run's publication record count what the catalogue removed: the items it blocks,
+the top-K slots they held (``serving.displaced``) and the fallback items. Every shard and the commit must use
+the same validated snapshot, or the commit refuses.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import time
 
 import numpy as np
 
-from ncf_tasks import dashboard, layout, serving
+from ncf_tasks import catalog, dashboard, layout, serving
 from ncf_tasks.artifacts import PUBLISHED_MODEL, RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError, ConflictError, DataError, GateRejected
@@ -129,39 +137,51 @@ class Scorer:
         device: str | None = None,
         maps: dict | None = None,
         generated_at: dt.datetime | None = None,
+        available: catalog.Availability | None = None,
     ):
         self.model, self.exclude, self.threads, self.device = model, exclude, threads, device
         self.maps, self.generated_at = maps, generated_at  # what score_shard's table needs besides the scores
+        self.available = available  # the catalogue's verdict: items never shown (None: no catalogue)
+        self.last_removed = 0  # top-k slots the catalogue's blocked items held in the last ``top_k``
         self._net = None
 
     @classmethod
-    def of_run(cls, settings: Settings, run: RunArtifacts) -> "Scorer":
+    def of_run(cls, settings: Settings, run: RunArtifacts, day: str | None = None) -> "Scorer":
+        """The run's published model, its users' seen items and, with a catalogue, the items not available on
+        ``day`` (read from the validated snapshot; ``catalog.availability``)."""
         model = run.load_serving(published_model(run.metrics()))
         trained = dt.datetime.fromisoformat(model.meta.get("trained_at") or run.metrics()["evaluated_at"])
+        maps = run.id_maps()
         # torch on CUDA on a GPU worker; numpy otherwise (``Settings.torch_device`` decides without importing torch)
         return cls(
             model,
             run.positives(),
             settings.cpu_threads,
             "cuda" if settings.torch_device == "cuda" else None,
-            maps=run.id_maps(),
+            maps=maps,
             generated_at=trained,
+            available=catalog.availability(run.storage, settings, day, maps["items"]) if day else None,
         )
 
     def top_k(self, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(user_idx, item_idx, score) rows of the top-k unseen items of users ``lo <= user_idx < hi``,
-        ranked, as numpy arrays."""
+        """(user_idx, item_idx, score) rows of the top-k unseen (and, with a catalogue, available) items of
+        users ``lo <= user_idx < hi``, ranked, as numpy arrays."""
+        blocked = self.available.blocked if self.available else None
+        removed = np.zeros(hi - lo, np.int64)
         if self.device:
-            out_i, out_s = self._top_k_torch(k, lo, hi)
+            out_i, out_s = self._top_k_torch(k, lo, hi, blocked, removed)
         else:
-            out_i, out_s = self.model.top_k(lo, hi, k, self.exclude, self.threads)
+            out_i, out_s = self.model.top_k(lo, hi, k, self.exclude, self.threads, blocked=blocked, removed=removed)
+        self.last_removed = int(removed.sum())
         k = out_i.shape[1]
         u = np.repeat(np.arange(lo, hi, dtype=np.int32), k)
         i, s = out_i.reshape(-1), out_s.reshape(-1)
         keep = np.isfinite(s)  # users with fewer than k unseen items get shorter lists
         return u[keep], i[keep], s[keep]
 
-    def _top_k_torch(self, k: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top_k_torch(
+        self, k: int, lo: int, hi: int, blocked: np.ndarray | None, removed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         from ncf_tasks.models import from_state
@@ -177,7 +197,13 @@ class Scorer:
             self._net = net.to(device).eval()
             self._exclude = tuple(torch.from_numpy(a).to(device) for a in self.exclude)
         out_i, out_s = top_k(
-            self._net, torch.arange(lo, hi, device=device), self.model.n_items, k, exclude=self._exclude
+            self._net,
+            torch.arange(lo, hi, device=device),
+            self.model.n_items,
+            k,
+            exclude=self._exclude,
+            blocked=None if blocked is None else torch.from_numpy(blocked).to(device),
+            removed=torch.from_numpy(removed),
         )
         return out_i.numpy(), out_s.numpy()
 
@@ -201,7 +227,7 @@ def score_shard(
     storage = Storage(settings)
     run = RunArtifacts(storage, run_id)
     day, _, _ = _publishable(settings, run, date, now)
-    scorer = scorer or Scorer.of_run(settings, run)
+    scorer = scorer or Scorer.of_run(settings, run, day)
     bounds = shard_bounds(scorer.model.n_users, shards, scorer.model.chunk_users())
     if not 0 <= shard < len(bounds):
         raise ConfigError(
@@ -232,6 +258,9 @@ def score_shard(
         "rows": table.height,
         "users": table["user_id"].n_unique(),
         "generated_at": scorer.generated_at.isoformat(),
+        # the catalogue this part was filtered with (commit checks that every part used the same snapshot)
+        "catalog": scorer.available.digest if scorer.available else None,
+        "slots_removed": scorer.last_removed,
         "seconds": round(secs, 1),
     }
 
@@ -240,8 +269,8 @@ def run_publish(settings: Settings, *, run_id: str, date: str, now: dt.datetime 
     """Stage (one process: CLI, tests): every shard of ``plan_shards`` in turn, then ``commit``."""
     now = now or dt.datetime.now(dt.UTC)
     run = RunArtifacts(Storage(settings), run_id)
-    _publishable(settings, run, date, now)  # refuse before loading anything
-    scorer = Scorer.of_run(settings, run)
+    day, _, _ = _publishable(settings, run, date, now)  # refuse before loading anything
+    scorer = Scorer.of_run(settings, run, day)
     plan = plan_shards(settings, run_id=run_id)
     parts = [
         score_shard(settings, run_id=run_id, date=date, shard=p["shard"], shards=p["shards"], now=now, scorer=scorer)
@@ -282,7 +311,40 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
             f"publish of run {run_id} for {day}: part(s) {missing[:4]} missing from the bucket; "
             "re-run their score shards"
         )
-    fallback = write_fallback(storage, run, day, settings.publish_k, stamps_of(parts))
+    available = catalog.availability(storage, settings, day, run.id_maps()["items"])
+    used = {p.get("catalog") for p in parts}
+    if used != {available.digest if available else None}:
+        raise DataError(
+            f"publish of run {run_id} for {day}: the parts were scored with item catalogue(s) {sorted(map(str, used))}, "
+            f"but the catalogue for {day} is now {available.digest if available else 'none'}: the catalogue "
+            "changed during the publish; re-run the score shards"
+        )
+    fallback, fallback_removed = write_fallback(
+        storage, run, day, settings.publish_k, stamps_of(parts), available.blocked if available else None
+    )
+    filtered = (
+        {
+            **available.record(len(run.id_maps()["items"])),
+            "slots_removed": sum(p.get("slots_removed", 0) for p in parts),
+            "fallback_removed": fallback_removed,
+        }
+        if available
+        else None
+    )
+    if filtered:
+        log.info(
+            "item catalogue %s (snapshot %s): %d of %d items not available on %s (%d not listed); %d top-%d slots "
+            "went to the model's next-best available items; %d item(s) left the fallback list",
+            filtered["uri"],
+            filtered["snapshot"],
+            filtered["items_blocked"],
+            filtered["items"],
+            day,
+            filtered["items_unlisted"],
+            filtered["slots_removed"],
+            settings.publish_k,
+            fallback_removed,
+        )
     previous, version = storage.get_json_versioned(layout.latest_pointer())  # what is served now
     k = metrics["k"]
     published = published_model(metrics)
@@ -304,6 +366,7 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
         "model_uri": run.uri(run.model(published)),
         "fallback": fallback,
         "fallback_uri": storage.uri(fallback),
+        "catalog": filtered,
         "forced": forced,
         "created_at": stamps.pop(),
         "columns": TOPK_COLUMNS,
@@ -331,6 +394,7 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
             "files": keys,
             "rows": rows,
             "forced": forced,
+            "catalog": filtered,
             # task time: the shards' scoring (summed, though mapped shards run side by side) and this
             "seconds": round(sum(p.get("seconds", 0) for p in parts) + time.perf_counter() - t0, 1),
         }
@@ -356,14 +420,27 @@ def stamps_of(parts: list[dict]) -> dt.datetime:
     return dt.datetime.fromisoformat(parts[0]["generated_at"])
 
 
-def write_fallback(storage: Storage, run: RunArtifacts, day: str, k: int, generated_at: dt.datetime) -> str:
-    """The run's fallback list (``evaluate``: recency-weighted popularity over the window), its top ``k``, beside
-    the table: ``rank``, ``item_id``, ``score``, ``model_run_id``, ``generated_at``. Written before the pointer
-    and named by it; the same bytes on a re-run. Returns its key."""
+def write_fallback(
+    storage: Storage,
+    run: RunArtifacts,
+    day: str,
+    k: int,
+    generated_at: dt.datetime,
+    blocked: np.ndarray | None = None,
+) -> tuple[str, int]:
+    """The run's fallback list (``evaluate``: recency-weighted popularity over the window), its top ``k`` of the
+    items not ``blocked`` by the catalogue, beside the table: ``rank``, ``item_id``, ``score``, ``model_run_id``,
+    ``generated_at``. Written before the pointer and named by it; the same bytes on a re-run. Returns its key
+    and how many of the unfiltered top ``k`` the catalogue removed."""
     import polars as pl
 
     items = run.id_maps()["items"].sort("item_idx")["item_id"]
-    head = run.fallback().head(k)
+    ranked = run.fallback()
+    removed = 0
+    if blocked is not None and blocked.size:
+        removed = int(ranked.head(k)["item_idx"].is_in(pl.Series(blocked).implode()).sum())
+        ranked = ranked.filter(~pl.col("item_idx").is_in(pl.Series(blocked).implode()))
+    head = ranked.head(k)
     table = pl.DataFrame(
         {
             "rank": pl.int_range(1, head.height + 1, eager=True).cast(pl.Int16),
@@ -376,7 +453,7 @@ def write_fallback(storage: Storage, run: RunArtifacts, day: str, k: int, genera
     )
     key = layout.topk_fallback(day, run.run_id)
     storage.write_parquet(table, key)
-    return key
+    return key, removed
 
 
 def record_production(storage: Storage, attempts: int = 20) -> dict:

@@ -83,19 +83,32 @@ def top_k(
     k: int,
     exclude: tuple[torch.Tensor, torch.Tensor] | None = None,
     chunk_cells: int = SCORE_CHUNK_CELLS,
+    blocked: torch.Tensor | None = None,
+    removed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(item_idx int32, score float32), each (len(users), min(k, n_items)), best first, on the CPU.
 
-    Excluded items score -inf; a user with fewer than k allowed items gets -inf in the tail.
+    Excluded items score -inf; a user with fewer than k allowed items gets -inf in the tail. ``blocked`` items
+    score -inf for everyone, and ``removed`` (CPU, one per user) receives how many of a user's top-k slots
+    they held before (``serving.displaced``, the numpy twin).
     Results go into arrays allocated once: per-chunk small tensors interleaved with the large
     activations fragmented the heap (RSS grew with the number of chunks: 7 GB at 100k x 20k).
     """
     k = min(k, n_items)
     out_i = torch.empty((users.numel(), k), dtype=torch.int32)
     out_s = torch.empty((users.numel(), k), dtype=torch.float32)
+    block = blocked is not None and blocked.numel() > 0
     for a, b, scores in masked_scores(net, users, n_items, exclude, chunk_cells):
+        if block:
+            held = scores[:, blocked]
+            scores[:, blocked] = float("-inf")
         vals, idx = scores.topk(k, dim=1)
         del scores
         out_i[a:b] = idx
         out_s[a:b] = vals
+        if block and removed is not None:
+            held = held.topk(min(k, held.shape[1]), dim=1).values
+            merged = torch.cat([vals, held], 1)
+            best, pick = merged.topk(k, dim=1)
+            removed[a:b] = ((pick >= k) & torch.isfinite(best)).sum(1).cpu()
     return out_i, out_s

@@ -182,10 +182,14 @@ class ServingModel:
         exclude: tuple[np.ndarray, np.ndarray],
         threads: int = 1,
         chunk_cells: int = SCORE_CHUNK_CELLS,
+        blocked: np.ndarray | None = None,
+        removed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(item_idx int32, score float32), each (hi - lo, min(k, n_items)), best first (equal scores within
         a list in item order), for users lo..hi-1; ``exclude = (user_idx, item_idx)`` pairs score -inf, so a user with
-        fewer than k allowed items gets -inf in the tail."""
+        fewer than k allowed items gets -inf in the tail. ``blocked`` items (the catalogue's unavailable ones)
+        score -inf for every user, so a list is filled with the model's next-best items; ``removed[u - lo]``
+        (if given) receives how many of user u's top-k slots they held before (``displaced``)."""
         n, n_items = hi - lo, self.n_items
         k = min(k, n_items)
         step = self.chunk_users(chunk_cells)
@@ -203,11 +207,16 @@ class ServingModel:
             a, b = edges[c], edges[c + 1]
             s = self.scores(lo + a, lo + b)
             s[rows[bounds[c] : bounds[c + 1]] - a, cols[bounds[c] : bounds[c + 1]]] = -np.inf
+            if blocked is not None and blocked.size:
+                held = s[:, blocked]  # a copy: the blocked items' scores, seen pairs already -inf
+                s[:, blocked] = -np.inf
             idx = np.argpartition(s, n_items - k, axis=1)[:, n_items - k :]
             val = np.take_along_axis(s, idx, 1)
             best = np.lexsort((idx, -val), axis=1)  # score descending, then item index: reproducible order
             out_i[a:b] = np.take_along_axis(idx, best, 1)
             out_s[a:b] = np.take_along_axis(val, best, 1)
+            if removed is not None and blocked is not None and blocked.size:
+                removed[a:b] = displaced(out_s[a:b], held)
             with lock:
                 done[0] += b - a
                 if time.perf_counter() - done[1] > PROGRESS_EVERY_S:
@@ -231,6 +240,18 @@ class ServingModel:
                 with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
                     list(pool.map(chunk, chunks))  # list(): a chunk's exception is raised here
         return out_i, out_s
+
+
+def displaced(top: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """Per row, how many slots of the top-k before the blocked items were removed held a blocked item: the
+    k best of the row's kept top-k scores (``top``, (n, k)) merged with the blocked items' scores (``held``).
+    Costs O(n·(k + blocked)), not a second full-catalogue top-k."""
+    k, nb = top.shape[1], held.shape[1]
+    if nb > k:
+        held = np.partition(held, nb - k, axis=1)[:, nb - k :]
+    merged = np.concatenate([top, held], axis=1)
+    pick = np.argpartition(-merged, k - 1, axis=1)[:, :k]  # -(-inf) sorts last: a short list takes none
+    return ((pick >= k) & np.isfinite(np.take_along_axis(merged, pick, 1))).sum(1)
 
 
 def _blas_threads(n: int):

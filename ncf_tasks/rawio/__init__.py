@@ -18,7 +18,7 @@ variant), ``canonical`` (raw columns to canonical types, timestamps to UTC) and 
 is wrong with a bad file). The names below are the package's interface; the rest is private to it.
 """
 
-from ncf_tasks.rawio.canonical import TS_MAX, TS_MIN, fixed_iso_utc, to_canonical
+from ncf_tasks.rawio.canonical import TS_MAX, TS_MIN, fixed_iso_utc, normalize_ids, parse_iso_utc, to_canonical
 from ncf_tasks.rawio.csv_fast import read_csv_pieces
 from ncf_tasks.rawio.formats import (
     CANONICAL,
@@ -47,6 +47,8 @@ __all__ = [
     "fixed_iso_utc",
     "format_of",
     "is_marker",
+    "normalize_ids",
+    "parse_iso_utc",
     "read_csv_pieces",
     "read_raw",
     "refuse_oversized",

@@ -151,7 +151,7 @@ def _to_utc(col: "pl.Series", name: str, raw: str, unit: str, given: "pl.Series 
         mixed = numeric.any()
         if mixed and (numeric | s.is_null()).all():
             return _to_utc(s.cast(pl.Float64), name, raw, unit, given)
-        parsed = _parse_iso(pl.select(pl.when(~numeric).then(s)).to_series() if mixed else s)
+        parsed = parse_iso_utc(pl.select(pl.when(~numeric).then(s)).to_series() if mixed else s)
         _fail_first(
             parsed.is_null() & s.is_not_null() & ~numeric,
             name,
@@ -204,7 +204,7 @@ def fixed_iso_utc(text: "pl.Expr") -> "pl.Expr":
     return pl.when(text.str.contains(_FIXED_ISO)).then(us).cast(pl.Datetime("us", "UTC"))
 
 
-def _parse_iso(s: "pl.Series") -> "pl.Series":
+def parse_iso_utc(s: "pl.Series") -> "pl.Series":
     """ISO 8601 with an offset ('Z', '+02:00') → UTC; without one it is taken as UTC.
 
     The common UTC shape goes through ``fixed_iso_utc``; anything else (offsets, impossible dates)

@@ -22,7 +22,8 @@ def upload_data_docs(storage: Storage, site: Path, prefix: str) -> int:
     written = 0
     for page in sorted(site.rglob("*.html")):
         rel = page.relative_to(site).as_posix()
-        up = "../" * (rel.count("/") + 1)  # from the page to reports/validation/
+        below = prefix.removeprefix(shared.rsplit("/", 2)[0] + "/")  # e.g. 'dt=D/', 'catalog/dt=D/'
+        up = "../" * (below.count("/") + rel.count("/"))  # from the page to reports/validation/
         text = page.read_text()
         for asset in {m.group(3) for m in _STATIC_REF.finditer(text)}:
             key = shared + asset

@@ -23,7 +23,7 @@ def finite_values(df: "pl.DataFrame") -> Outcome:
         if col is not None and col.dtype.is_float()
         else pl.Series([False] * df.height)
     )
-    return _polars_outcome(df, bad, "value_finite", "values_are_finite_numbers", "value", "not NaN, not infinite")
+    return polars_outcome(df, bad, "value_finite", "values_are_finite_numbers", "value", "not NaN, not infinite")
 
 
 # C0 and C1 controls (NUL, tab, newline, ...), zero-width characters and marks, line and paragraph
@@ -43,7 +43,7 @@ def id_characters(df: "pl.DataFrame") -> list[Outcome]:
     import polars as pl
 
     return [
-        _polars_outcome(
+        polars_outcome(
             df,
             df.get_column(c).str.contains(_BAD_ID_CHARS).fill_null(False),
             "id_chars",
@@ -79,7 +79,7 @@ def user_share(df: "pl.DataFrame", max_share: float | None) -> list[Outcome]:
     ]
 
 
-def _polars_outcome(
+def polars_outcome(
     df: "pl.DataFrame", bad: "pl.Series", rule: str, expectation: str, column: str, expected: str
 ) -> Outcome:
     """The Outcome of a hard rule checked in polars: ``bad`` marks the failing rows."""

@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 
 
 POLARS_PARAMS = ("max_user_share",)  # parameters of the rules checked in polars (rules.py), not by GX
-SUITE_PATH = Path(__file__).resolve().parents[2] / "include" / "expectations" / "interactions.json"
+SUITES = Path(__file__).resolve().parents[2] / "include" / "expectations"
+SUITE_PATH = SUITES / "interactions.json"
 
 
 def load_suite(path: Path | None = None) -> dict:
-    """The suite file (``SUITE_PATH`` unless given), read at each validation: a missing or broken file is the
+    """A suite file (``SUITE_PATH`` unless given), read at each validation: a missing or broken file is the
     deployment's configuration error (exit 2), never a verdict on the data."""
     path = path or SUITE_PATH
     try:
@@ -94,7 +95,17 @@ def suite_parameters(
 
 
 def validate_frame(df: "pl.DataFrame", params: dict[str, Any], site_dir: Path) -> tuple[list[Outcome], dict]:
-    """Run the suite on a frame; returns one Outcome per expectation and the GX result as JSON.
+    """Run the interactions suite and the polars rules on a day; one Outcome per rule and the GX result as JSON."""
+    gx_params = {k: v for k, v in params.items() if k not in POLARS_PARAMS}
+    outcomes, result = run_suite(df, load_suite(), gx_params, site_dir, "interactions")
+    polars = [finite_values(df), *id_characters(df), *user_share(df, params.get("max_user_share"))]
+    return [*polars, *outcomes], result
+
+
+def run_suite(
+    df: "pl.DataFrame", suite: dict, params: dict[str, Any], site_dir: Path, asset: str
+) -> tuple[list[Outcome], dict]:
+    """Run a suite (a parsed suite file) on a frame; returns one Outcome per expectation and the GX result.
 
     ``site_dir``: a folder (the caller's, usually temporary) where the Data Docs site is built (GX 1.x has
     no S3 store: the site is built locally, then uploaded). The context is ephemeral: a file-backed one
@@ -107,13 +118,14 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], site_dir: Path) -
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    suite = load_suite()
-    kept = [
-        e
-        for e in suite["expectations"]
-        if not (e.get("meta", {}).get("optional") and params.get(e["meta"]["optional"]) is None)
-    ]
-    suite["expectations"] = kept
+    suite = {
+        **suite,
+        "expectations": [
+            e
+            for e in suite["expectations"]
+            if not (e.get("meta", {}).get("optional") and params.get(e["meta"]["optional"]) is None)
+        ],
+    }
     # the values as the lake holds them: a rule judges exactly what build will read (Data Docs render them
     # escaped and bounded: gx_views; the result kept in quarantine is bounded: outcome.bounded)
     frame = df.to_pandas(use_pyarrow_extension_array=False)  # the one copy GX needs (pandas frames only)
@@ -134,24 +146,21 @@ def validate_frame(df: "pl.DataFrame", params: dict[str, Any], site_dir: Path) -
         ),
     )
     batch_def = (
-        ctx.data_sources.add_pandas("lake")
-        .add_dataframe_asset("interactions")
-        .add_batch_definition_whole_dataframe("day")
+        ctx.data_sources.add_pandas("lake").add_dataframe_asset(asset).add_batch_definition_whole_dataframe("day")
     )
     gx_suite = ctx.suites.add(ExpectationSuite(**suite))
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="day", data=batch_def, suite=gx_suite))
     checkpoint = ctx.checkpoints.add(
         gx.Checkpoint(
-            name="interactions_day",
+            name=f"{asset}_day",
             validation_definitions=[vd],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
         )
     )
-    gx_params = {k: v for k, v in params.items() if k not in POLARS_PARAMS}
-    run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=gx_params)
+    run = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
     (vr,) = run.run_results.values()
-    outcomes = [finite_values(df), *id_characters(df), *user_share(df, params.get("max_user_share"))]
+    outcomes = []
     for r in vr.results:
         cfg = r.expectation_config
         meta = cfg.meta or {}

@@ -43,6 +43,23 @@ def test_bad_day_fails_validate_and_stops_the_run(dag_env, storage):
     assert storage.get_json("recs/topk/_latest.json") == {"run_id": "previous"}
 
 
+def test_a_bad_item_catalogue_is_quarantined_and_stops_the_run_before_training(dag_env, storage, monkeypatch):
+    monkeypatch.setenv("NCF_CATALOG_PREFIX", "catalog/items/")
+    storage.put_json("recs/topk/_latest.json", {"run_id": "previous"})
+    run_generate(storage.settings, spec=SyntheticSpec(users=200, items=100, days=1, events_per_day=1500, end_date=DAY))
+    bad = (ROOT / "tests" / "data" / "bad_catalogs" / "stock_text.csv").read_bytes()
+    storage.put_bytes(layout.catalog_partition("catalog/items/", DAY) + "items.csv", bad)
+    dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
+    st = states(dr)
+    assert dr.state == "failed" and st["validate"] == "success" and st["validate_catalog"] == "failed", st
+    assert st["build"] == "upstream_failed" and st["publish"] in ("upstream_failed", None), st
+    ti = next(ti for ti in dr.get_task_instances() if ti.task_id == "validate_catalog")
+    assert ti.try_number == 1  # a quarantined catalogue is not retried
+    assert storage.exists(layout.catalog_quarantine(DAY) + "items.csv")
+    assert "source_row': 3" in str(storage.get_json(layout.catalog_quarantine(DAY) + "validation_result.json"))
+    assert storage.get_json("recs/topk/_latest.json") == {"run_id": "previous"}
+
+
 def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, storage):
     """Every task, trigger-form params reflected in the table (K=7), the Asset event queues the consumer."""
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
@@ -71,7 +88,7 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
     mapped_ingest = {"ingest_files", "ingest_commit"}  # a small day: ingested by `ingest` itself
     assert dr.state == "success" and {st[t] for t in mapped_ingest} == {"skipped"}, st
     assert {s for t, s in st.items() if t not in mapped_ingest} == {"success"}, st
-    assert len(st) == 14  # the task ids, mapped ones once
+    assert len(st) == 15  # the task ids, mapped ones once
     from ncf_tasks.artifacts import RunArtifacts
 
     metrics = RunArtifacts(storage, dr.run_id).metrics()  # EASE^R fit in its own task, beside GMF and MLP

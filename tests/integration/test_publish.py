@@ -12,7 +12,7 @@ import pytest
 from faulty_s3 import FaultyS3
 
 from ncf_tasks import layout
-from ncf_tasks.artifacts import id_translation
+from ncf_tasks.artifacts import RunArtifacts, id_translation
 from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.config import Settings
 from ncf_tasks.dev import local_s3
@@ -24,6 +24,7 @@ from ncf_tasks.publish import commit, plan_shards, run_publish, score_shard
 from ncf_tasks.reader import check_latest, latest_pointer, load_fallback, load_latest, recommend
 from ncf_tasks.storage import Storage
 from ncf_tasks.train import run_train
+from ncf_tasks.validate_catalog import run_validate_catalog
 
 pytestmark = pytest.mark.slow
 FAST = dict(
@@ -41,7 +42,16 @@ FAST = dict(
 
 # settings that change what a run's training writes; the others (gate, retention, K) only what evaluate and
 # publish do with it, so runs that differ in them alone share one training
-_NOT_TRAINING = {"gate_min_lift", "gate_tolerance", "retention_days", "publish_k", "force_publish", "publish_model"}
+_NOT_TRAINING = {
+    "gate_min_lift",
+    "gate_tolerance",
+    "retention_days",
+    "publish_k",
+    "force_publish",
+    "publish_model",
+    "catalog_prefix",
+    "publish_shards",
+}
 
 
 def _train(storage, run_id, seed, drop_users, s):
@@ -181,6 +191,64 @@ def test_a_new_user_gets_the_fallback_marked(storage, make_run):
     with pytest.raises(ConfigError, match=r"k=21; the table of run r1 holds 1..20 per user"):
         recommend([known[0]], k=21, settings=s)
     assert recommend([], settings=s).height == 0
+
+
+def _catalogue(storage, s, day, seed):
+    """A random catalogue for the run's items: about a third unavailable (by flag or by dates), one left out."""
+    import numpy as np
+
+    ids = RunArtifacts(storage, "r1").id_maps()["items"].sort("item_idx")["item_id"].to_list()
+    rng = np.random.default_rng(seed)
+    why = rng.choice(["ok", "ok", "off", "later", "ended"], len(ids))
+    rows = ["item_id,available,available_from,available_until"]
+    rows += [
+        {"ok": f"{i},true,,", "off": f"{i},false,,", "later": f"{i},true,2026-11-27,", "ended": f"{i},1,,2026-11-25"}[w]
+        for i, w in zip(ids[1:], why[1:])  # ids[0] is not listed: not available either
+    ]
+    put = layout.catalog_partition(s.catalog_prefix, day) + "items.csv"
+    storage.put_bytes(put, "\n".join(rows).encode())
+    return {i for i, w in zip(ids, why) if w == "ok"} - {ids[0]}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_with_a_catalogue_no_unavailable_item_is_published_and_the_removals_are_counted(storage, make_run, seed):
+    s = make_run(storage, "r1", catalog_prefix="catalog/items/")
+    run_evaluate(s, run_id="r1")
+    with pytest.raises(NoDataError, match="no item catalogue snapshot"):
+        run_publish(s, run_id="r1", date="2026-11-26")
+    ok = _catalogue(storage, s, "2026-11-24", seed)
+    with pytest.raises(DataError, match="was not validated"):
+        run_publish(s, run_id="r1", date="2026-11-26")
+    assert not storage.exists(layout.latest_pointer())
+    assert run_validate_catalog(s, date="2026-11-26")["available"] == len(ok)
+    p = run_publish(s, run_id="r1", date="2026-11-26")
+    table, fallback = load_latest(s).collect(), load_fallback(s)
+    assert set(table["item_id"]) <= ok and set(fallback["item_id"]) <= ok and fallback.height == min(20, len(ok))
+    assert table.group_by("user_id").len()["len"].min() == 20  # lists filled by the model's next-best items
+    assert check_latest(s)["checks"] == ["row count", "ranks 1..n <= K", "no seen items"]
+    assert RunArtifacts(storage, "r1").publication()["catalog"] == p["catalog"]
+    unfiltered = run_publish(s.replace(catalog_prefix=""), run_id="r1", date="2026-11-25")
+    before = load_latest(s).collect()
+    assert unfiltered["catalog"] is None and not set(before["item_id"]) <= ok
+    c = p["catalog"]
+    assert c["snapshot"] == "2026-11-24" and c["items_blocked"] == c["items"] - len(ok) and c["items_unlisted"] == 1
+    assert c["slots_removed"] == before.filter(~pl.col("item_id").is_in(list(ok))).height > 0
+    full = RunArtifacts(storage, "r1").fallback().head(20)
+    items = RunArtifacts(storage, "r1").id_maps()["items"]
+    assert c["fallback_removed"] == full.join(items, on="item_idx").filter(~pl.col("item_id").is_in(list(ok))).height
+
+
+def test_a_catalogue_replaced_between_the_shards_and_the_commit_is_refused(storage, make_run):
+    s = make_run(storage, "r1", catalog_prefix="catalog/items/", publish_shards=2)
+    run_evaluate(s, run_id="r1")
+    _catalogue(storage, s, "2026-11-26", 0)
+    run_validate_catalog(s, date="2026-11-26")
+    parts = [score_shard(s, run_id="r1", date="2026-11-26", shard=n, shards=2) for n in range(2)]
+    _catalogue(storage, s, "2026-11-26", 1)
+    run_validate_catalog(s, date="2026-11-26")
+    with pytest.raises(DataError, match="the catalogue changed during the publish; re-run the score shards"):
+        commit(s, run_id="r1", date="2026-11-26", parts=parts)
+    assert not storage.exists(layout.latest_pointer())
 
 
 def test_republish_is_idempotent(storage, make_run):

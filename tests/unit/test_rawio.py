@@ -141,7 +141,7 @@ def test_fixed_width_timestamps_decode_like_the_general_parser_and_reject_imposs
         utc(2024, 2, 29, 23, 59, 59, 999000),
     ]
     assert fast[5:] == [None] * 7  # impossible dates/times and other shapes: left to the general path
-    general = rawio_canonical._parse_iso(pl.Series(text[:5] + text[9:10]))
+    general = rawio_canonical.parse_iso_utc(pl.Series(text[:5] + text[9:10]))
     assert general.to_list() == fast[:5] + [utc(2026, 11, 26, 8)]
 
 

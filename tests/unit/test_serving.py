@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ncf_tasks.errors import DataError
 from ncf_tasks.models import GMF, MLP, NeuMF
@@ -104,3 +106,44 @@ def test_the_gpu_workers_torch_path_ranks_as_the_numpy_path():
     u2, i2, s2 = Scorer(model, exclude, threads=2).top_k(5, 2, 20)
     assert np.array_equal(u, u2) and np.array_equal(i, i2)
     np.testing.assert_allclose(s, s2, rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_blocked_items_never_appear_and_the_slots_they_held_are_counted(data):
+    """Random catalogues (which items are blocked), seen pairs, K and chunking; numpy and torch paths alike."""
+    net = trained_like(NETS["neumf"])
+    model = ServingModel(export(net.state_dict(), {"model": "neumf", "factors": 4, "mlp_layers": [8, 6, 4]}), "m")
+    blocked = np.array(sorted(data.draw(st.sets(st.integers(0, 16), max_size=17))), np.int64)
+    k = data.draw(st.integers(1, 17))
+    n_seen = data.draw(st.integers(0, 60))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    exclude = (rng.integers(0, 23, n_seen), rng.integers(0, 17, n_seen))
+    cells = data.draw(st.sampled_from([1, 200, 1 << 23]))
+    removed = np.zeros(23, np.int64)
+    idx, val = model.top_k(0, 23, k, exclude, threads=2, chunk_cells=cells, blocked=blocked, removed=removed)
+    shown = np.isfinite(val)
+    assert not np.isin(idx[shown], blocked).any()
+    ref = model.scores(0, 23)
+    ref[exclude] = -np.inf
+    allowed = np.setdiff1d(np.arange(17), blocked)
+    for u in range(23):  # the reference, user by user: the list is the top of the allowed unseen items
+        ok = allowed[np.isfinite(ref[u, allowed])]
+        want = ok[np.argsort(-ref[u, ok], kind="stable")][:k]
+        assert sorted(idx[u][shown[u]].tolist()) == sorted(want.tolist())
+        before = np.argsort(-ref[u], kind="stable")[:k]
+        before = before[np.isfinite(ref[u, before])]
+        assert removed[u] == np.isin(before, blocked).sum()
+    on_torch = Scorer(model, exclude, device="cpu", available=_Blocked(blocked))  # the GPU worker's path
+    on_numpy = Scorer(model, exclude, available=_Blocked(blocked))
+    u, i, _ = on_torch.top_k(k, 2, 20)
+    u2, i2, _ = on_numpy.top_k(k, 2, 20)
+    assert sorted(zip(u.tolist(), i.tolist())) == sorted(zip(u2.tolist(), i2.tolist()))
+    assert on_torch.last_removed == on_numpy.last_removed == removed[2:20].sum()
+
+
+class _Blocked:
+    """What ``Scorer`` reads of ``catalog.Availability``."""
+
+    def __init__(self, blocked):
+        self.blocked = blocked
