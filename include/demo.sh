@@ -35,6 +35,7 @@ LOGICAL_DAY="$(date -u +%F)"
 CONF='{}'
 case "$DATA" in
   synthetic)
+    export NCF_CATALOG_PREFIX="${NCF_CATALOG_PREFIX-catalog/items/}"  # the demo shows the item catalogue too
     LAST_DAY="$(date -u -d "$LOGICAL_DAY - 1 day" +%F)"
     step "writing a week of sample logs ending $LAST_DAY"
     bash include/sample_data.sh "$LAST_DAY" ;;
@@ -63,7 +64,7 @@ if ! airflow dags test ncf_retrain "${LOGICAL_DAY}T02:00:00+00:00" -c "$CONF" >"
   echo "the DAG run failed: full log in $DEMO/airflow-run.log" >&2
   exit 1
 fi
-grep -oE "(ingested|validation of|built training set|epoch [0-9]+/|gate (PUBLISH|REJECTED):|published|report:) [^\[]*" "$DEMO/airflow-run.log" || true
+grep -oE "(ingested|validation of|item catalogue|built training set|epoch [0-9]+/|gate (PUBLISH|REJECTED):|published|report:) [^\[]*" "$DEMO/airflow-run.log" || true
 echo "DAG run succeeded"
 
 step "what the run produced"

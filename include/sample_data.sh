@@ -5,9 +5,12 @@
 #   include/sample_data.sh LAST_DAY
 set -euo pipefail
 LAST_DAY="$1"
+# with NCF_CATALOG_PREFIX set (make demo sets it), also an item catalogue for LAST_DAY with 5% of the items unavailable
+CATALOG=()
+if [ -n "${NCF_CATALOG_PREFIX:-}" ]; then CATALOG=(--catalog-unavailable 0.05); fi
 python -m ncf_tasks generate --end-date "$LAST_DAY" --days 7 --users "${DEMO_USERS:-1500}" \
-  --items "${DEMO_ITEMS:-800}" --events-per-day "${DEMO_EVENTS_PER_DAY:-8000}" --seed 7 2>/dev/null | tail -n1 \
-  | python -c "import json,sys; r=json.load(sys.stdin); print(f\"{r['rows']:,} events in {r['files']} files, days {r['days'][0]}..{r['days'][-1]}, under {r['uri']}\")"
+  --items "${DEMO_ITEMS:-800}" --events-per-day "${DEMO_EVENTS_PER_DAY:-8000}" --seed 7 "${CATALOG[@]}" 2>/dev/null | tail -n1 \
+  | python -c "import json,sys; r=json.load(sys.stdin); c=r['catalog']; print(f\"{r['rows']:,} events in {r['files']} files, days {r['days'][0]}..{r['days'][-1]}, under {r['uri']}\" + (f\"; item catalogue {c['uri']}: {c['unavailable']} of {c['items']} items unavailable\" if c else ''))"
 echo "backfilling the 6 earlier days into the lake (ingest + validate each, one process):"
 FIRST="$(date -u -d "$LAST_DAY - 6 day" +%F)"
 BEFORE="$(date -u -d "$LAST_DAY - 1 day" +%F)"

@@ -34,7 +34,9 @@ def _generate(s: Settings, a: argparse.Namespace) -> dict:
     spec = SyntheticSpec(
         users=a.users, items=a.items, days=a.days, events_per_day=a.events_per_day, end_date=a.end_date, seed=a.seed
     )
-    return run_generate(s, spec=spec, fmt=a.format, gz=a.gzip, files_per_day=a.files_per_day)
+    return run_generate(
+        s, spec=spec, fmt=a.format, gz=a.gzip, files_per_day=a.files_per_day, catalog_unavailable=a.catalog_unavailable
+    )
 
 
 def _load_movielens(s: Settings, a: argparse.Namespace) -> dict:
@@ -145,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("csv", "jsonl", "parquet"), default="csv")
     g.add_argument("--gzip", action="store_true")
     g.add_argument("--files-per-day", type=int, default=2)
+    g.add_argument(
+        "--catalog-unavailable",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="also write an item catalogue snapshot for the last day under catalog_prefix, this share unavailable",
+    )
 
     m = cmd("load-movielens", _load_movielens, "write MovieLens u.data / ratings.dat / ratings.csv as daily raw logs")
     m.add_argument("path")

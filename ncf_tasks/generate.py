@@ -133,12 +133,44 @@ def write_days(
     return out
 
 
+def write_catalog(storage: Storage, settings: Settings, spec: SyntheticSpec, unavailable: float) -> dict:
+    """An item catalogue snapshot for ``spec.end_date`` (``catalog.py``'s format) listing every synthetic item:
+    a share ``unavailable`` of them not shown, half by the flag (withdrawn), half released after the day."""
+    import polars as pl
+
+    if not settings.catalog_prefix.strip("/"):
+        raise ConfigError("generate --catalog-unavailable: set catalog_prefix (NCF_CATALOG_PREFIX) to say where")
+    rng = np.random.default_rng(spec.seed + 1)
+    n = spec.items
+    off = rng.random(n) < unavailable
+    later = off & (rng.random(n) < 0.5)
+    release = (dt.date.fromisoformat(spec.end_date) + dt.timedelta(days=3)).isoformat()
+    df = pl.DataFrame(
+        {
+            "item_id": pl.select(pl.format("i{}", pl.int_range(n).cast(pl.String).str.zfill(6))).to_series(),
+            "available": ~(off & ~later),
+            "available_from": np.where(later, release, ""),
+        }
+    )
+    key = layout.catalog_partition(settings.catalog_prefix, spec.end_date) + "items.csv"
+    storage.put_bytes(key, df.write_csv().encode())
+    return {"uri": storage.uri(key), "items": n, "unavailable": int(off.sum())}
+
+
 def run_generate(
-    settings: Settings, *, spec: SyntheticSpec, fmt: str = "csv", gz: bool = False, files_per_day: int = 2
+    settings: Settings,
+    *,
+    spec: SyntheticSpec,
+    fmt: str = "csv",
+    gz: bool = False,
+    files_per_day: int = 2,
+    catalog_unavailable: float | None = None,
 ) -> dict:
-    """Stage entry point: synthesize and write a block of days; returns what was written."""
+    """Stage entry point: synthesize and write a block of days (and, with ``catalog_unavailable``, an item
+    catalogue snapshot for the last day); returns what was written."""
     storage = Storage(settings)
     df = synthesize(spec)
+    catalog = None if catalog_unavailable is None else write_catalog(storage, settings, spec, catalog_unavailable)
     files = write_days(storage, df, fmt=fmt, gz=gz, files_per_day=files_per_day)
     days = sorted({layout.date_of_partition(f["key"]) for f in files})
     log.info("generated %d events over %d days into %s", df.height, len(days), storage.uri(layout.raw_root()))
@@ -150,4 +182,5 @@ def run_generate(
         "spec": asdict(spec),
         "format": fmt,
         "gzip": gz,
+        "catalog": catalog,
     }

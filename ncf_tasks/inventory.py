@@ -12,10 +12,14 @@ from ncf_tasks.storage import Storage
 DEFAULT_PREFIXES = (layout.raw_root(), "lake/", "reports/", layout.RUNS, "models/", "recs/")
 
 
-def run_inventory(settings: Settings, *, prefixes: tuple[str, ...] = DEFAULT_PREFIXES) -> dict:
+def run_inventory(settings: Settings, *, prefixes: tuple[str, ...] | None = None) -> dict:
+    """``prefixes``: the main ones, and the raw item catalogue's when one is configured."""
     import polars as pl
 
     storage = Storage(settings)
+    if prefixes is None:
+        catalog = layout.catalog_root(settings.catalog_prefix)
+        prefixes = DEFAULT_PREFIXES + ((catalog,) if catalog else ())
     out: dict[str, dict] = {}
     for prefix in prefixes:
         objects = storage.list(prefix)

@@ -123,3 +123,16 @@ def test_a_huge_bad_value_is_quoted_bounded(storage, settings):
         run_validate_catalog(s, date=DAY)
     assert "rule catalog_values" in str(err.value) and len(str(err.value)) < 5000
     assert len(storage.get_bytes(layout.catalog_quarantine(DAY) + "validation_result.json")) < 50_000
+
+
+def test_the_demos_synthetic_catalogue_passes_validation(storage, settings):
+    from ncf_tasks.generate import SyntheticSpec, run_generate
+
+    s = settings.replace(catalog_prefix="catalog/items/")
+    spec = SyntheticSpec(users=50, items=400, days=1, events_per_day=200, end_date=DAY)
+    out = run_generate(s, spec=spec, catalog_unavailable=0.1)["catalog"]
+    assert 20 < out["unavailable"] < 60
+    checked = run_validate_catalog(s, date=DAY)
+    assert checked["rows"] == 400 and checked["available"] == 400 - out["unavailable"]
+    later = run_validate_catalog(s, date="2026-12-01")["available"]  # the same snapshot, after the releases
+    assert checked["available"] < later < 400
