@@ -44,11 +44,39 @@ def publish_once(scorer: Scorer, maps: dict, n_users: int, fallback: pl.DataFram
     return time.perf_counter() - t
 
 
+def chunk_profile(model: ServingModel, blocked: np.ndarray, k: int = 100, repeat: int = 20) -> dict:
+    """The catalogue's own work on one scorer chunk (gather the blocked items' scores, set them to -inf, count
+    the displaced slots) against the chunk's scoring: a steadier figure than whole runs on a drifting VM."""
+    from ncf_tasks.serving import displaced
+
+    step = model.chunk_users()
+    base = model.scores(0, step)
+    times = {"score": [], "catalogue": []}
+    for _ in range(repeat):
+        t = time.perf_counter()
+        model.scores(0, step)
+        times["score"].append(time.perf_counter() - t)
+        s = base.copy()
+        t = time.perf_counter()
+        held = s[:, blocked]
+        s[:, blocked] = -np.inf
+        top = -np.sort(-np.partition(s, s.shape[1] - k, axis=1)[:, -k:], axis=1)
+        extra = time.perf_counter() - t
+        t = time.perf_counter()
+        np.partition(s, s.shape[1] - k, axis=1)  # the top-k itself, which runs with or without a catalogue
+        extra -= time.perf_counter() - t
+        t = time.perf_counter()
+        displaced(top, held)
+        times["catalogue"].append(extra + time.perf_counter() - t)
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["6040x3706", "100000x20000"])
     ap.add_argument("--blocked", type=float, default=0.1, help="share of the items the catalogue blocks")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--profile-only", action="store_true", help="only the one-chunk profile (seconds, not minutes)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = []
@@ -66,13 +94,14 @@ def main() -> None:
         maps = fake_maps(n_users, n_items)
         plain = Scorer(model, exclude, threads=2)
         filtered = Scorer(model, exclude, threads=2, available=Blocked(blocked))
-        repeat = args.repeat if n_users * n_items <= 10**8 else 1
+        repeat = 0 if args.profile_only else args.repeat if n_users * n_items <= 10**8 else 1
         times: dict[str, list[float]] = {"without": [], "with": []}
         for _ in range(repeat):
             times["without"].append(publish_once(plain, maps, n_users, None))
             times["with"].append(publish_once(filtered, maps, n_users, fallback))
             print(size, {k: round(v[-1], 2) for k, v in times.items()}, flush=True)
-        a, b = statistics.median(times["without"]), statistics.median(times["with"])
+        a, b = (statistics.median(times[k]) if times[k] else float("nan") for k in ("without", "with"))
+        prof = chunk_profile(model, blocked)
         rows.append(
             {
                 "users x items": f"{n_users:,} x {n_items:,}",
@@ -82,6 +111,8 @@ def main() -> None:
                 "with catalogue + fallback s": f"{b:.2f}",
                 "cost": f"{100 * (b / a - 1):+.1f}%",
                 "slots removed (last run)": f"{filtered.last_removed:,}",
+                "one chunk: scoring ms / catalogue ms": f"{prof['score']:.2f} / {prof['catalogue']:.2f} "
+                f"({100 * prof['catalogue'] / prof['score']:+.1f}%)",
             }
         )
     print(f"\n{today()}, {machine()}\n")
