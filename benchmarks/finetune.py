@@ -22,6 +22,7 @@ from common import embedded_s3_env, machine, table, today
 from quality import DATA, FILES
 
 from ncf_tasks.__main__ import parse_sets
+from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.config import Settings
 from ncf_tasks.movielens import read_ratings
@@ -53,7 +54,9 @@ def main() -> None:
                 write_training_set(storage, rid, build_training_set(events, s), s)
                 for m in ("gmf", "mlp"):
                     run_train(s, run_id=rid, model=m)
+                run = RunArtifacts(storage, rid)
                 for g in args.grid:
+                    storage.delete([run.key(run.checkpoint("neumf"))])  # or train resumes the last point's run
                     t0 = time.perf_counter()
                     n = run_train(s.replace(**point(g)), run_id=rid, model="neumf")
                     rows.append(
