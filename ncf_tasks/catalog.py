@@ -216,6 +216,13 @@ def availability(storage: Storage, settings: Settings, day: str, items: "pl.Data
     ok = available_on(lake, day)
     blocked = items.filter(~pl.col("item_id").is_in(ok.implode()))["item_idx"].to_numpy().astype(np.int64)
     unlisted = items.filter(~pl.col("item_id").is_in(lake["item_id"].implode())).height
+    if items.height and blocked.size == items.height:  # an empty table is a broken join, not a plan
+        raise DataError(
+            f"item catalogue {storage.uri(layout.catalog_lake_file(snap.date))} leaves none of the run's "
+            f"{items.height} items available on {day} ({unlisted} of them not listed at all): the table would be "
+            f"empty. The run's ids look like {quote(items['item_id'].head(3).to_list(), 120)}, the catalogue's like "
+            f"{quote(lake['item_id'].head(3).to_list(), 120)}: ids written another way?"
+        )
     return Availability(
         np.sort(blocked), snap.date, snap.digest, storage.uri(layout.catalog_lake_file(snap.date)), unlisted
     )

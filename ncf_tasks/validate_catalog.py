@@ -57,6 +57,7 @@ def run_validate_catalog(settings: Settings, *, date: str) -> dict:
         outcomes = [
             *(polars_outcome(raw, mask, "catalog_values", _EXPECT[c], c, _WHAT[c]) for c, mask in bad.items()),
             *id_characters(typed),
+            _some_available(typed, day),
         ]
         with tempfile.TemporaryDirectory(prefix="gx-") as tmp:
             site = Path(tmp) / "site"
@@ -116,6 +117,21 @@ _WHAT = {
     "available_from": "an ISO date or datetime, or empty",
     "available_until": "an ISO date or datetime, or empty",
 }
+
+
+def _some_available(typed, day: str) -> Outcome:
+    """A snapshot that shows nothing on the day (every flag false, every window closed) is an export gone
+    wrong far more often than a shop with nothing to sell; publishing it would empty every list."""
+    n = catalog.available_on(typed.filter(typed["available"].is_not_null()), day).len()
+    return Outcome(
+        "some_available",
+        "at_least_one_item_available_on_the_day",
+        "available",
+        n > 0,
+        False,
+        observed=f"{n} of {typed.height} items available on {day}",
+        expected="at least 1",
+    )
 
 
 def _quarantine(storage: Storage, snap: catalog.Snapshot, result: dict) -> None:

@@ -136,3 +136,15 @@ def test_the_demos_synthetic_catalogue_passes_validation(storage, settings):
     assert checked["rows"] == 400 and checked["available"] == 400 - out["unavailable"]
     later = run_validate_catalog(s, date="2026-12-01")["available"]  # the same snapshot, after the releases
     assert checked["available"] < later < 400
+
+
+def test_a_catalogue_that_shows_nothing_is_quarantined_and_ids_that_never_match_stop_publish(storage, settings):
+    s = settings.replace(catalog_prefix="catalog/items/")
+    put_csv(storage, s.catalog_prefix, DAY, (BAD / "nothing_available.csv").read_text())
+    with pytest.raises(ValidationFailed, match=r"rule some_available: .*observed 0 of 2 items available on 2026-11-26"):
+        run_validate_catalog(s, date=DAY)
+    put_csv(storage, s.catalog_prefix, DAY, (BAD / "ids_of_another_form.csv").read_text())  # the logs say i1, i2
+    run_validate_catalog(s, date=DAY)
+    items = pl.DataFrame({"item_id": ["i1", "i2"], "item_idx": [0, 1]})
+    with pytest.raises(DataError, match=r"none of the run's 2 items available .*\['i1', 'i2'\].*\['1', '2'\]"):
+        catalog.availability(storage, s, DAY, items)
