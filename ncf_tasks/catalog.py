@@ -113,24 +113,36 @@ def read_snapshot(storage: Storage, settings: Settings, snap: Snapshot) -> "pl.D
             raise DataError(
                 f"{name}: required catalogue column(s) {missing} missing; columns present: {quote(df.columns, 300)}"
             )
-        cols = []
-        for c in COLUMNS:
-            if c not in df.columns:
-                cols.append(pl.lit(None, dtype=pl.String).alias(c))
-            elif df.schema[c] == pl.String:
-                cols.append(pl.col(c))
-            elif isinstance(df.schema[c], pl.Datetime) and df.schema[c].time_zone:
-                cols.append(pl.col(c).dt.convert_time_zone("UTC").dt.date().cast(pl.String))
-            else:
-                cols.append(pl.col(c).cast(pl.String))
-        frames.append(
-            df.select(
-                pl.lit(name).alias("source_file"),
-                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
-                *cols,
-            )
-        )
+        try:  # a column of a type that has no text form (a struct, a list) is the file's error, not a crash
+            frames.append(df.select(pl.lit(name).alias("source_file"), _row_number(), *_as_text(df)))
+        except pl.exceptions.PolarsError as exc:
+            raise DataError(
+                f"{name}: a catalogue column cannot be read as text: {str(exc).splitlines()[0][:300]}"
+            ) from None
     return pl.concat(frames)
+
+
+def _row_number() -> "pl.Expr":
+    import polars as pl
+
+    return pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row")
+
+
+def _as_text(df: "pl.DataFrame") -> list["pl.Expr"]:
+    """The catalogue's columns as text, whatever the file typed them as (a zoned timestamp on its UTC date)."""
+    import polars as pl
+
+    cols = []
+    for c in COLUMNS:
+        if c not in df.columns:
+            cols.append(pl.lit(None, dtype=pl.String).alias(c))
+        elif df.schema[c] == pl.String:
+            cols.append(pl.col(c))
+        elif isinstance(df.schema[c], pl.Datetime) and df.schema[c].time_zone:
+            cols.append(pl.col(c).dt.convert_time_zone("UTC").dt.date().cast(pl.String))
+        else:
+            cols.append(pl.col(c).cast(pl.String))
+    return cols
 
 
 def parse(raw: "pl.DataFrame", settings: Settings) -> tuple["pl.DataFrame", dict[str, "pl.Series"]]:

@@ -93,6 +93,7 @@ def test_a_good_snapshot_passes_and_the_newest_one_before_the_day_is_used(storag
         ("dates_reversed.csv", "dates_in_order", "'source_row': 1"),
         ("no_item_id_column.csv", "readable", "required catalogue column(s) ['item_id'] missing"),
         ("unclosed_quote.csv", "readable", "not a valid CSV file"),
+        ("list_ids.parquet", "readable", "list_ids.parquet: a catalogue column cannot be read as text"),
     ],
 )
 def test_a_bad_snapshot_is_quarantined_naming_the_file_row_and_rule(storage, settings, name, rule, where):
@@ -102,15 +103,19 @@ def test_a_bad_snapshot_is_quarantined_naming_the_file_row_and_rule(storage, set
         assert run_validate_catalog(s, date="2026-11-20")["status"] == "passed"
         put_csv(storage, s.catalog_prefix, DAY, "item_id,available\ni1,true\n")
         run_validate_catalog(s, date=DAY)
-    put_csv(storage, s.catalog_prefix, DAY, (BAD / name).read_text())
+    stored = "items" + Path(name).suffix
+    if stored != "items.csv":
+        storage.delete([layout.catalog_partition(s.catalog_prefix, DAY) + "items.csv"])
+    storage.put_bytes(layout.catalog_partition(s.catalog_prefix, DAY) + stored, (BAD / name).read_bytes())
     with pytest.raises(ValidationFailed) as err:
         run_validate_catalog(s, date=DAY)
     msg = str(err.value)
-    assert f"rule {rule}:" in msg and where in msg and "catalog/items/dt=2026-11-26/items.csv" in msg
-    assert storage.exists(layout.catalog_quarantine(DAY) + "items.csv")
+    assert f"rule {rule}:" in msg and where.replace(name, stored) in msg
+    assert f"catalog/items/dt=2026-11-26/{stored}" in msg
+    assert storage.exists(layout.catalog_quarantine(DAY) + stored)
     assert storage.get_json(layout.catalog_quarantine(DAY) + "_status.json")["state"] == "quarantined"
     assert not storage.exists(layout.catalog_marker(DAY)) and not storage.exists(layout.catalog_lake_file(DAY))
-    assert storage.exists(layout.catalog_partition(s.catalog_prefix, DAY) + "items.csv")  # raw is never touched
+    assert storage.exists(layout.catalog_partition(s.catalog_prefix, DAY) + stored)  # raw is never touched
     items = pl.DataFrame({"item_id": ["i1"], "item_idx": [0]})
     with pytest.raises(DataError, match="was not validated"):  # publish cannot fall back on an older snapshot
         catalog.availability(storage, s, DAY, items)
