@@ -60,6 +60,7 @@ def run_row(run: RunArtifacts, up: str) -> dict:
         "model": label(metrics.get("published_model", "neumf")) if metrics else "–",
         "notices": [*((gate or {}).get("notices") or []), *_ease_notice(metrics.get("ease"))],
         "published": published is not None,
+        "catalog": (published or {}).get("catalog"),  # what the item catalogue removed from the table, if any
         "durations": ["–" if s is None else f"{s:.0f}" for s in seconds],
         "profile": (m.profile or {}).get("version"),  # the tuned profile the run trained with, if any
         "report": up + run.key(run.REPORT) if metrics else None,

@@ -227,6 +227,10 @@ def test_with_a_catalogue_no_unavailable_item_is_published_and_the_removals_are_
     assert table.group_by("user_id").len()["len"].min() == 20  # lists filled by the model's next-best items
     assert check_latest(s)["checks"] == ["row count", "ranks 1..n <= K", "no seen items"]
     assert RunArtifacts(storage, "r1").publication()["catalog"] == p["catalog"]
+    c = p["catalog"]
+    assert f"catalogue: {c['items_blocked']} items, {c['slots_removed']} slots removed" in (
+        storage.get_bytes(layout.dashboard()).decode()
+    )
     unfiltered = run_publish(s.replace(catalog_prefix=""), run_id="r1", date="2026-11-25")
     before = load_latest(s).collect()
     assert unfiltered["catalog"] is None and not set(before["item_id"]) <= ok
