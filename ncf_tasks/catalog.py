@@ -22,6 +22,7 @@ validation must be validated again).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -54,8 +55,6 @@ class Snapshot:
     @property
     def digest(self) -> str:
         """What validation saw: publish refuses a snapshot whose files changed since."""
-        import hashlib
-
         return hashlib.sha256(repr(sorted(self.files.items())).encode()).hexdigest()[:16]
 
 

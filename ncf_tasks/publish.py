@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from ncf_tasks.artifacts import PUBLISHED_MODEL, RunArtifacts
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError, ConflictError, DataError, GateRejected
 from ncf_tasks.storage import Storage
+
+if TYPE_CHECKING:
+    import polars as pl
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -311,7 +315,8 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
             f"publish of run {run_id} for {day}: part(s) {missing[:4]} missing from the bucket; "
             "re-run their score shards"
         )
-    available = catalog.availability(storage, settings, day, run.id_maps()["items"])
+    items = run.id_maps()["items"]  # read once: the catalogue's verdict, its record and the fallback's ids
+    available = catalog.availability(storage, settings, day, items)
     used = {p.get("catalog") for p in parts}
     if used != {available.digest if available else None}:
         raise DataError(
@@ -320,11 +325,11 @@ def commit(settings: Settings, *, run_id: str, date: str, parts: list[dict], now
             "changed during the publish; re-run the score shards"
         )
     fallback, fallback_removed = write_fallback(
-        storage, run, day, settings.publish_k, stamps_of(parts), available.blocked if available else None
+        storage, run, items, day, settings.publish_k, stamps_of(parts), available.blocked if available else None
     )
     filtered = (
         {
-            **available.record(len(run.id_maps()["items"])),
+            **available.record(items.height),
             "slots_removed": sum(p.get("slots_removed", 0) for p in parts),
             "fallback_removed": fallback_removed,
         }
@@ -423,6 +428,7 @@ def stamps_of(parts: list[dict]) -> dt.datetime:
 def write_fallback(
     storage: Storage,
     run: RunArtifacts,
+    items: pl.DataFrame,
     day: str,
     k: int,
     generated_at: dt.datetime,
@@ -434,7 +440,7 @@ def write_fallback(
     and how many of the unfiltered top ``k`` the catalogue removed."""
     import polars as pl
 
-    items = run.id_maps()["items"].sort("item_idx")["item_id"]
+    ids = items.sort("item_idx")["item_id"]
     ranked = run.fallback()
     removed = 0
     if blocked is not None and blocked.size:
@@ -444,7 +450,7 @@ def write_fallback(
     table = pl.DataFrame(
         {
             "rank": pl.int_range(1, head.height + 1, eager=True).cast(pl.Int16),
-            "item_id": items.gather(head["item_idx"]),
+            "item_id": ids.gather(head["item_idx"]),
             "score": head["score"],
         }
     ).with_columns(
