@@ -246,9 +246,13 @@ class Settings:
         min=0,
     )
     ease_lambda_min: float = _f(
-        1.0, "smallest L2 strength lambda EASE^R tries (decades, then half-decades around the best)", min=1e-6
+        1.0,
+        "low end of EASE^R's L2 strength range: the lambda search starts at the decade in the middle of "
+        "[ease_lambda_min, ease_lambda_max] and walks a decade at a time toward better validation HR@K "
+        "(at most 3 decades past either end), then half a decade",
+        min=1e-6,
     )
-    ease_lambda_max: float = _f(10000.0, "largest L2 strength lambda EASE^R tries; chosen on validation HR@K", min=1e-6)
+    ease_lambda_max: float = _f(10000.0, "high end of EASE^R's L2 strength range (see ease_lambda_min)", min=1e-6)
     ease_recency: bool = _f(
         True,
         "EASE^R weighs each positive with the recency weights of the neural models (recency_boost, "

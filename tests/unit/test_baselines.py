@@ -6,8 +6,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ncf_tasks.baselines import EASE, Popularity, csr, fit_ease, gram, lambda_grid, solve
+from ncf_tasks import baselines
+from ncf_tasks.baselines import EASE, Popularity, csr, fit_ease, gram, lambda_grid, solve, walk_decades
 from ncf_tasks.config import Settings
 from ncf_tasks.gate import choose, decide
 from ncf_tasks.rundata import RunData
@@ -21,7 +24,10 @@ def _random_set(n_users=40, n_items=25, n=300, seed=0):
     return key // n_items, key % n_items
 
 
-def test_closed_form_matches_a_numpy_reference_with_and_without_weights():
+@pytest.mark.parametrize("dense_from", [0, 10**6], ids=["gathered", "whole-rows"])
+def test_closed_form_matches_a_numpy_reference_with_and_without_weights(dense_from, monkeypatch):
+    """Both ways of scoring a candidate list (``DENSE_FROM``) against the dense numpy product."""
+    monkeypatch.setattr(baselines, "DENSE_FROM", dense_from)
     u, i = _random_set()
     for w in (None, torch.rand(u.numel(), generator=torch.Generator().manual_seed(1)) + 0.5):
         rows = csr(u, i, 40, w)
@@ -106,6 +112,30 @@ def test_lambda_grid_and_the_search_beyond_its_end():
     _, info = fit_ease(data, 5, 1e-3, 1e-2, refit=False, weights=lambda d: None)
     tried = [r["lambda"] for r in info["tried"]]
     assert max(tried) > 1e-2 or info["lambda"] < 1e-2  # an optimum at the upper end looks a decade further
+
+
+@settings(max_examples=200, deadline=None)
+@given(peak=st.floats(-5.0, 9.0), width=st.floats(0.2, 5.0))
+def test_the_lambda_walk_finds_the_half_decade_nearest_a_single_peak(peak, width):
+    """Validation HR against log λ rises then falls: for any such curve the walk returns the half-decade point
+    nearest the peak within its reach (10⁻³ to 10^7.5 for the range [1, 10⁴]) and evaluates each λ once, in
+    fewer evaluations than the decades from the start to the peak plus four."""
+    calls: list[float] = []
+
+    def evaluate(lam: float) -> tuple[float, float]:
+        calls.append(lam)
+        return -((np.log10(lam) - peak) ** 2) / width, lam
+
+    got = walk_decades(evaluate, 1.0, 1e4)
+    reach = np.arange(-3.5, 7.51, 0.5)
+    assert abs(np.log10(got) - peak) <= np.abs(reach - peak).min() + 1e-9  # a tie goes to the larger λ
+    assert np.min(np.abs(reach - np.log10(got))) < 1e-9
+    assert len(calls) == len(set(calls))
+    assert len(calls) <= np.ceil(abs(np.clip(peak, -3, 7) - 2)) + 4 + (abs(np.clip(peak, -3, 7) - 2) > 4.4)
+
+
+def test_the_lambda_walk_prefers_the_stronger_prior_on_a_plateau():
+    assert walk_decades(lambda lam: (0.5, lam), 1.0, 1e4) == pytest.approx(1e4 * 10**3.5)
 
 
 def test_ease_and_popularity_serve_without_torch_as_torch_scores():
