@@ -171,15 +171,20 @@ start_component() {
   echo $! > "$STACK/pids/$name.pid"
 }
 
-stop_component() {
-  local f="$STACK/pids/$1.pid"
-  [ -f "$f" ] || return 0
-  local pg; pg="$(cat "$f")"
+stop_components() {  # TERM the components' process groups at once, wait for all of them (20 s at most), KILL the rest
+  local c f pg alive pgs=()
+  for c in "$@"; do f="$STACK/pids/$c.pid"; [ -f "$f" ] && pgs+=("$(cat "$f")"); done
+  [ ${#pgs[@]} -gt 0 ] || return 0
   # a Celery worker's first TERM is a warm shutdown: it finishes running tasks (compose's DUMB_INIT_SETSID=0)
-  kill -TERM -- "-$pg" 2>/dev/null || true
-  for _ in $(seq 1 "${2:-100}"); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.2; done
-  kill -KILL -- "-$pg" 2>/dev/null || true
-  rm -f "$f"
+  for pg in "${pgs[@]}"; do kill -TERM -- "-$pg" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do
+    alive=0
+    for pg in "${pgs[@]}"; do kill -0 -- "-$pg" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.2
+  done
+  for pg in "${pgs[@]}"; do kill -KILL -- "-$pg" 2>/dev/null || true; done
+  for c in "$@"; do rm -f "$STACK/pids/$c.pid"; done
 }
 
 wait_worker() {  # until the worker's Celery consumer says ready
@@ -192,6 +197,16 @@ wait_worker() {  # until the worker's Celery consumer says ready
   echo "stack: $name did not start; see $STACK/logs/$name.log" >&2
   tail -n 20 "$STACK/logs/$name.log" >&2
   return 1
+}
+
+create_admin() {  # the FAB login, once per data folder (an older folder without the mark may have it already)
+  if airflow users create --username admin --password="$STACK_ADMIN_PASSWORD" --role Admin \
+      --firstname Stack --lastname Admin --email admin@localhost >"$STACK/logs/users.log" 2>&1 \
+      || airflow users list 2>/dev/null | grep -qw admin; then
+    touch "$STACK/admin.created"
+  else
+    return 1
+  fi
 }
 
 start() {
@@ -211,15 +226,25 @@ start() {
   . "$STACK/env.sh"
   log "embedded S3 endpoint $NCF_S3_ENDPOINT_URL, bucket $NCF_BUCKET"
   airflow db migrate >"$STACK/logs/db-migrate.log" 2>&1 || { tail -n 20 "$STACK/logs/db-migrate.log" >&2; return 1; }
-  if ! airflow users list 2>/dev/null | grep -qw admin; then
-    airflow users create --username admin --password="$STACK_ADMIN_PASSWORD" --role Admin \
-      --firstname Stack --lastname Admin --email admin@localhost >"$STACK/logs/users.log" 2>&1 \
-      || { tail -n 20 "$STACK/logs/users.log" >&2; return 1; }
+  # the login, the sample logs and the components need only the migrated DB and the endpoint: they start
+  # together (each is mostly an interpreter importing Airflow or polars; one after another took 78 s on 2
+  # cores), except the api-server, which waits for the login: both write FAB's roles on their first start,
+  # and one of them fails on the other's rows when they overlap
+  local jobs=() admin=""
+  if [ ! -f "$STACK/admin.created" ]; then  # made once per stack data folder (secrets.env holds its password)
+    create_admin &
+    admin=$!
   fi
   if [ "${STACK_SAMPLE_DATA:-1}" = 1 ]; then
-    bash include/sample_data.sh "$(date -u -d "$(date -u +%F) - 1 day" +%F)"
+    bash include/sample_data.sh "$(date -u -d "$(date -u +%F) - 1 day" +%F)" >"$STACK/logs/sample-data.log" 2>&1 &
+    jobs+=("$!:the sample logs (see $STACK/logs/sample-data.log)")
   fi
-  for c in "${COMPONENTS[@]}"; do start_component "$c"; done
+  for c in "${COMPONENTS[@]}"; do [ "$c" = api-server ] || start_component "$c"; done
+  if [ -n "$admin" ] && ! wait "$admin"; then
+    echo "stack: the admin login was not created; see $STACK/logs/users.log" >&2; tail -n 20 "$STACK/logs/users.log" >&2
+    return 1
+  fi
+  start_component api-server
   echo -n "stack: waiting for the api-server, scheduler, dag-processor and triggerer "
   local ok=0
   for _ in $(seq 1 240); do
@@ -233,15 +258,18 @@ start() {
   [ "$ok" = 1 ] || { echo "stack: not healthy in 240 s; logs in $STACK/logs/" >&2; tail -n 20 "$STACK/logs/api-server.log" >&2; return 1; }
   wait_worker worker-default
   wait_worker worker-gpu
+  local j
+  for j in "${jobs[@]}"; do
+    wait "${j%%:*}" || { echo "stack: ${j#*:} failed" >&2; tail -n 20 "$STACK/logs/sample-data.log" >&2; return 1; }
+  done
+  [ "${STACK_SAMPLE_DATA:-1}" = 1 ] && cat "$STACK/logs/sample-data.log"
   log "up: UI http://127.0.0.1:$PORT  login: admin / $STACK_ADMIN_PASSWORD"
   log "workers: default@$(hostname) (queue default), gpu@$(hostname) (queue gpu); logs: $STACK/logs/"
   log "CLI: source $STACK/env.sh ; stop everything: make stack-down"
 }
 
 stop() {
-  local rev=()
-  for c in "${COMPONENTS[@]}"; do rev=("$c" "${rev[@]}"); done
-  for c in "${rev[@]}"; do stop_component "$c"; done
+  stop_components "${COMPONENTS[@]}"
   if [ -f "$STACK/s3.json" ]; then "$PY" -m ncf_tasks.dev.local_s3 stop --state "$STACK/s3.json" >/dev/null 2>&1 || true; fi
   stop_redis
   stop_pg
@@ -259,7 +287,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  worker-stop) stop_component "worker-${2:?gpu or default}"; log "stopped worker-$2" ;;
+  worker-stop) stop_components "worker-${2:?gpu or default}"; log "stopped worker-$2" ;;
   worker-start) start_component "worker-${2:?gpu or default}"; wait_worker "worker-$2"; log "started worker-$2" ;;
   *) echo "usage: $0 start|stop|status|worker-stop NAME|worker-start NAME" >&2; exit 2 ;;
 esac

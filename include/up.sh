@@ -42,7 +42,10 @@ start() {
   export NCF_S3_ENDPOINT_URL NCF_S3_ACCESS_KEY_ID=testing NCF_S3_SECRET_ACCESS_KEY=testing
   echo "embedded S3 endpoint $NCF_S3_ENDPOINT_URL, bucket $NCF_BUCKET"
   LAST_DAY="$(date -u -d "$(date -u +%F) - 1 day" +%F)"
-  bash include/sample_data.sh "$LAST_DAY"
+  # the sample logs load while the metadata DB migrates (both mostly interpreter start-up); standalone starts
+  # after both: unpaused at creation, the nightly DAG's latest 02:00 run starts at once and must find the logs
+  bash include/sample_data.sh "$LAST_DAY" >"$UP/sample-data.log" 2>&1 &
+  local sample=$!
 
   export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT="$PORT"
   export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False   # nightly at 02:00; nothing runs before that
@@ -52,7 +55,14 @@ start() {
   [ -f "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" ] \
     || python -c "import json,secrets,sys; json.dump({'admin': secrets.token_urlsafe(12)}, open(sys.argv[1], 'w'))" \
          "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
-  airflow db migrate >"$UP/airflow-db.log" 2>&1
+  airflow db migrate >"$UP/airflow-db.log" 2>&1 || { tail -n 20 "$UP/airflow-db.log" >&2; wait "$sample" || true; stop; return 1; }
+  if ! wait "$sample"; then
+    tail -n 30 "$UP/sample-data.log" >&2
+    echo "loading the sample logs failed; see $UP/sample-data.log" >&2
+    stop
+    return 1
+  fi
+  cat "$UP/sample-data.log"
   setsid airflow standalone >"$UP/airflow.log" 2>&1 < /dev/null &
   echo $! > "$UP/airflow.pgid"
   echo -n "waiting for the Airflow UI on http://127.0.0.1:$PORT "

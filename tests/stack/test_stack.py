@@ -1,7 +1,8 @@
 """The production topology, run for real (issue 14): `include/stack.sh` (what `make stack` runs) starts
 PostgreSQL, Redis, the embedded S3 endpoint, CeleryExecutor with api-server, scheduler, dag-processor,
 triggerer, a Celery worker on queue `default` and one on queue `gpu`, and a FAB login. The tests talk to
-it as an operator's scripts would: the REST API with a token from that login.
+it as an operator would: a real browser (headless Debian chromium driven by Playwright) logs in and
+triggers a run from the form, and the REST API with a token from that login watches it.
 
 One stack for the module, with a short GPU-outage deadline (``GPU_WAIT_SECONDS``) so the policy can be
 exercised: a queued task waits that long for a worker of its queue, then fails with a notice.
@@ -29,6 +30,8 @@ PORT, PG_PORT, REDIS_PORT = 18080, 15433, 16390
 GPU_WAIT = 50  # seconds a training task may wait for the gpu worker (production: 6 h)
 TRAINING = ("pretrain_gmf", "pretrain_mlp", "fit_ease", "train_neumf", "evaluate", "score_shard")
 SMALL = {"epochs": 2, "publish_shards": 2}  # the mapped score shards run on the gpu worker too
+FORM = {**SMALL, "publish_k": 17}  # what the operator changes in the trigger form (K: recommendations per user)
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 class Stack:
@@ -175,24 +178,83 @@ def test_login_is_checked_against_the_metadata_db(stack):
     assert stack.api("GET", "/monitor/health")["scheduler"]["status"] == "healthy"
 
 
-def test_a_run_waits_for_the_gpu_worker_trains_there_and_feeds_the_consumer(stack):
-    """One run for three promises (each DAG run costs the suite about two minutes): training queued while the
-    gpu worker is away waits without failing, then runs on that worker when it returns; the queues; the Asset
-    event starts the consumer."""
+def launch(p):
+    """Debian's chromium, headless, through Playwright (no browser download)."""
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync"],
+    )  # fmt: skip
+
+
+def trigger_from_the_form(page, stack: Stack, artifacts: Path) -> str:
+    """An operator's trigger: log in through FAB's form, open the DAG, change params in the trigger form, submit.
+    Returns the id of the run the form created (read back through the API)."""
+    before = stack.api("GET", "/dags/ncf_retrain/dagRuns")["total_entries"]
+    page.goto(stack.url + "/", wait_until="networkidle")
+    page.wait_for_selector("input[name=username]", timeout=60_000)
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", stack.password)
+    page.locator("input[type=submit]").click()
+    # the login answers with a redirect to "/": let it land before navigating, or it wins the race
+    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    page.goto(stack.url + "/dags/ncf_retrain", wait_until="networkidle")
+    trigger = page.get_by_role("button", name="Trigger").first
+    trigger.wait_for(timeout=60_000)
+    trigger.click()
+    dialog = page.get_by_role("dialog")
+    for name, value in FORM.items():
+        field = dialog.locator(f"input[name=element_{name}]")
+        field.wait_for(timeout=60_000)
+        field.fill(str(value))
+    page.screenshot(path=str(artifacts / "e2e-trigger-form.png"))
+    dialog.get_by_role("button", name="Trigger").click()
+    deadline = time.monotonic() + 60
+    while stack.api("GET", "/dags/ncf_retrain/dagRuns")["total_entries"] == before:
+        assert time.monotonic() < deadline, "the trigger form created no run in 60 s"
+        time.sleep(1)
+    # the open DAG page polls the API every few seconds: its renderer would take a core from the run
+    page.goto("about:blank")
+    return stack.api("GET", "/dags/ncf_retrain/dagRuns?order_by=-run_after&limit=1")["dag_runs"][0]["dag_run_id"]
+
+
+def test_a_run_from_the_trigger_form_waits_for_the_gpu_worker_trains_there_publishes_and_feeds_the_consumer(
+    stack, artifacts
+):
+    """One run for the promises an operator sees (each DAG run costs the suite about two minutes): a run
+    triggered from the UI's form with changed params; training queued while the gpu worker is away waits
+    without failing, then runs on that worker when it returns; the queues; the table has the form's K; the
+    Asset event starts the consumer; the runs dashboard and the run's report, opened from the bucket's local
+    copy, link to each other and to the day's Data Docs. Screenshots go to test-artifacts/."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
     stack.script("worker-stop", "gpu")
-    run_id = stack.trigger("ncf_retrain", SMALL)
-    stack.wait_task_state("ncf_retrain", run_id, "pretrain_gmf", "queued")
-    time.sleep(8)  # no worker consumes the gpu queue: training stays queued, nothing fails (a span to observe)
-    tis = stack.tis("ncf_retrain", run_id)
-    assert tis["pretrain_gmf"]["state"] == tis["pretrain_mlp"]["state"] == "queued", tis
-    assert stack.run_state("ncf_retrain", run_id) == "running"
-    stack.script("worker-start", "gpu")
-    assert stack.wait_run("ncf_retrain", run_id) == "success", stack.tis("ncf_retrain", run_id)
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)  # the UI's first load compiles and fetches its bundles
+        try:
+            run_id = trigger_from_the_form(page, stack, artifacts)
+            stack.wait_task_state("ncf_retrain", run_id, "pretrain_gmf", "queued")
+            time.sleep(8)  # no worker consumes the gpu queue: training stays queued, nothing fails (a span to observe)
+            tis = stack.tis("ncf_retrain", run_id)
+            assert tis["pretrain_gmf"]["state"] == tis["pretrain_mlp"]["state"] == "queued", tis
+            assert stack.run_state("ncf_retrain", run_id) == "running"
+            stack.script("worker-start", "gpu")
+            assert stack.wait_run("ncf_retrain", run_id) == "success", stack.tis("ncf_retrain", run_id)
+            page.goto(f"{stack.url}/dags/ncf_retrain/runs/{run_id}", wait_until="networkidle")
+            page.get_by_text(run_id).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(artifacts / "e2e-finished-run.png"), full_page=True)
+        finally:
+            browser.close()
+    run = stack.api("GET", f"/dags/ncf_retrain/dagRuns/{run_id}")
+    assert {k: run["conf"].get(k) for k in FORM} == FORM, run["conf"]
     tis = stack.tis("ncf_retrain", run_id)
     assert tis["pretrain_gmf"]["try_number"] == 1
     for task_id in TRAINING:
-        if tis[task_id]["state"] == "skipped":  # publish, when the gate rejected
-            continue
         assert tis[task_id]["queue"] == "gpu" and tis[task_id]["hostname"].startswith("gpu@"), tis[task_id]
     for task_id in ("ingest", "validate", "build", "gate", "shards", "publish"):
         assert tis[task_id]["queue"] == "default" and tis[task_id]["hostname"].startswith("default@"), tis[task_id]
@@ -200,6 +262,25 @@ def test_a_run_waits_for_the_gpu_worker_trains_there_and_feeds_the_consumer(stac
     g, m = tis["pretrain_gmf"], tis["pretrain_mlp"]
     assert max(g["start_date"], m["start_date"]) < min(g["end_date"], m["end_date"]), (g, m)
     assert tis["publish"]["state"] == "success"
+
+    # the published table, read as a downstream job reads it
+    from ncf_tasks.config import Settings
+    from ncf_tasks.reader import latest_pointer, load_latest
+
+    s3 = json.loads((stack.home / "s3.json").read_text())
+    settings = Settings.from_env(
+        env={
+            "NCF_S3_ENDPOINT_URL": s3["url"],
+            "NCF_BUCKET": stack.env["NCF_BUCKET"],
+            "NCF_S3_ACCESS_KEY_ID": "testing",  # what include/stack.sh gives its components
+            "NCF_S3_SECRET_ACCESS_KEY": "testing",
+        }
+    )
+    pointer = latest_pointer(settings)
+    table = load_latest(settings).collect()
+    assert pointer["run_id"] == run_id and pointer["k"] == FORM["publish_k"]
+    assert table["rank"].max() == FORM["publish_k"] and table.height == pointer["rows"] > 0
+
     # the Asset event started the consumer, which read the table just published
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -209,6 +290,37 @@ def test_a_run_waits_for_the_gpu_worker_trains_there_and_feeds_the_consumer(stac
         time.sleep(3)
     else:
         raise AssertionError(f"the consumer did not succeed: {runs}")
+
+    # what the run left to look at, opened from the endpoint's local copy of the bucket
+    saved = subprocess.run(
+        [sys.executable, "-m", "ncf_tasks.dev.local_s3", "save", "--state", str(stack.home / "s3.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert saved.returncode == 0, saved.stderr[-2000:]
+    dashboard = stack.home / "s3" / stack.env["NCF_BUCKET"] / "reports" / "index.html"
+    assert dashboard.is_file()
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(dashboard.as_uri())
+            row = page.locator("#runs tr", has_text=run_id)
+            assert row.count() == 1 and "yes" in row.inner_text()  # published
+            assert page.locator("#plots svg").count() == 5  # quality, NDCG, volume, coverage, stability
+            page.screenshot(path=str(artifacts / "e2e-dashboard.png"), full_page=True)
+            row.get_by_role("link", name="report").click()
+            page.wait_for_load_state()
+            assert run_id in page.title() and page.locator("#gate").inner_text() in ("PUBLISH", "FORCED PUBLISH")
+            assert page.locator("#training tr").count() == 4  # header + gmf, mlp, neumf
+            page.screenshot(path=str(artifacts / "e2e-run-report.png"), full_page=True)
+            for name in ("all runs (dashboard)", f"validation Data Docs of {pointer['partition']}"):
+                href = page.get_by_role("link", name=name).get_attribute("href")
+                assert (Path(page.url.removeprefix("file://")).parent / href).resolve().is_file(), href
+        finally:
+            browser.close()
+    assert (artifacts / "e2e-finished-run.png").stat().st_size > 10_000
 
 
 def test_gpu_worker_away_past_the_deadline_fails_the_run_with_a_notice(stack):
