@@ -9,9 +9,10 @@ Both modules hold what they score from: EASE^R its B and the positives it was fi
 user's row of X), popularity its item counts. So ``forward(users, items)`` and ``score_all(users, items)``
 work as GMF's do, and evaluation, full-catalogue ranking, the production re-score and publish need no
 special case. Fitting happens in bulk: the Gram matrix from dense blocks of users (a product per block,
-no per-row loop), one Cholesky factorisation and inverse per λ (float32 while searching, float64 for the model kept; at 3,706
-items 0.9 s and 1.8 s on 2 cores, where an eigendecomposition shared by every λ took 13.6 s), validation
-candidates scored sparsely.
+no per-row loop), one Cholesky factorisation and inverse per λ (float32 while searching, float64 for the model
+kept; at 3,706 items 0.9 s and 1.8 s on 2 cores, where an eigendecomposition shared by every λ took 13.6 s),
+λ found by a walk over decades (``walk_decades``), validation candidates scored from a sparse product of the
+users' rows with B.
 """
 
 from __future__ import annotations
