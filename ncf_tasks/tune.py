@@ -166,9 +166,12 @@ def run_tune(settings: Settings, *, run_id: str, study: str, trials: int, timeou
     folder = layout.tuning_study(study)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # few random start-up trials and an early pruner: at ~30 s per full ML-100K trial, 40 trials fit 20
-    # minutes only if most stop within a few GMF epochs (BENCHMARKS.md)
+    # minutes only if most stop within a few GMF epochs (BENCHMARKS.md). The pruner judges from trial 1 on,
+    # against trial 0 (today's settings) and then the median of the trials before: with 3 start-up trials the
+    # first two random ones ran in full, and at ML-1M size one of them (256 factors, 16 negatives: MLP 11 s an
+    # epoch) took 12 minutes of a 30-minute budget (benchmarks/tune.py)
     sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=6, multivariate=True)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=2)
     st = optuna.create_study(study_name=study, direction="maximize", sampler=sampler, pruner=pruner)
     saved = storage.get_json(folder + "trials.json", default=None) or []
     for d in saved:
