@@ -31,9 +31,10 @@ from ncf_tasks.metrics import hit_ndcg
 log = logging.getLogger(__name__)
 EXTEND_DECADES = 3
 BLOCK_CELLS = 1 << 24  # floats of one dense block of X (users × items) while building G or scoring
-# The sparse gather of candidates costs ~30x a CSR product's multiply-add (measured at 3,706 items on 2 cores:
-# 100 candidates of 6,033 users in 2.7 s gathered, 1.3 s from whole rows): a candidate list longer than
-# n_items / DENSE_FROM is taken from the whole rows x_u·B
+# A candidate list of at least n_items / DENSE_FROM items is taken from the whole rows x_u·B (a CSR product),
+# a shorter one gathered (positives × candidates). One gathered read costs ~40 multiply-adds of the product:
+# at 3,706 items on 2 cores, 100 candidates of 6,033 users (681k positives) took 2.7–3.1 s gathered and
+# 2.6–2.9 s from whole rows, so ML-1M's 100 candidates sit at the break-even and are gathered
 DENSE_FROM = 32
 
 
@@ -194,9 +195,9 @@ def lambda_grid(lo: float, hi: float) -> list[float]:
 def walk_decades(evaluate: Callable[[float], tuple], lo: float, hi: float) -> float:
     """The λ a walk over decades finds, with ``evaluate(λ)`` a sort key (larger is better; called once per λ):
     the decade in the middle of [lo, hi] and the one above; then a decade at a time toward the better side
-    (down when up did not help) while that improves (past an end of [lo, hi] by at most ``EXTEND_DECADES``: the right strength varies by
-    orders of magnitude with the data's density); then half a decade between the best and its better
-    neighbour (and outward too, where the walk stopped at its reach).
+    (down when up did not help) while that improves, past an end of [lo, hi] by at most ``EXTEND_DECADES``
+    (the right strength varies by orders of magnitude with the data's density); then half a decade between
+    the best and its better neighbour (and outward too, where the walk stopped at its reach).
 
     Why a walk and not the whole grid: validation HR against log λ rises then falls (too little shrinkage
     fits co-occurrence noise, too much turns EASE^R into popularity), so the walk reaches the grid's best in
