@@ -8,11 +8,11 @@ B = I − P·diag(1/diag P) (so diag B = 0: an item never explains itself). A us
 Both modules hold what they score from: EASE^R its B and the positives it was fit on (as CSR arrays: a
 user's row of X), popularity its item counts. So ``forward(users, items)`` and ``score_all(users, items)``
 work as GMF's do, and evaluation, full-catalogue ranking, the production re-score and publish need no
-special case. Fitting happens in bulk: the Gram matrix from dense blocks of users (a product per block,
-no per-row loop), one Cholesky factorisation and inverse per λ (float32 while searching, float64 for the model
-kept; at 3,706 items 0.9 s and 1.8 s on 2 cores, where an eigendecomposition shared by every λ took 13.6 s),
-λ found by a walk over decades (``walk_decades``), validation candidates scored from a sparse product of the
-users' rows with B.
+special case. Fitting happens in bulk: the Gram matrix as one sparse product XᵀX, one Cholesky
+factorisation and inverse per λ (float32 while searching, float64 for the model kept: at 3,706 items 0.9 s
+and 2.1 s on 2 cores, where an eigendecomposition shared by every λ took 13.6 s), λ found by a walk over
+decades (``walk_decades``), validation candidates taken from the whole rows x_u·B. On the CPU both sparse
+products are scipy's, a thread per block (they release the GIL); on a GPU torch's (``gram``, ``rows_times``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,10 +34,10 @@ log = logging.getLogger(__name__)
 EXTEND_DECADES = 3
 BLOCK_CELLS = 1 << 24  # floats of one dense block of X (users × items) while building G or scoring
 # A candidate list of at least n_items / DENSE_FROM items is taken from the whole rows x_u·B (a CSR product),
-# a shorter one gathered (positives × candidates). One gathered read costs ~40 multiply-adds of the product:
-# at 3,706 items on 2 cores, 100 candidates of 6,033 users (681k positives) took 2.7–3.1 s gathered and
-# 2.6–2.9 s from whole rows, so ML-1M's 100 candidates sit at the break-even and are gathered
-DENSE_FROM = 32
+# a shorter one gathered (positives × candidates). One gathered read costs ~100 multiply-adds of scipy's
+# product: at 3,706 items on 2 cores, 100 candidates of 6,033 users (681k positives) took 2.6–2.8 s gathered
+# and 0.9 s from whole rows; a user's one item (the production re-score) stays gathered
+DENSE_FROM = 100
 
 
 def csr(users: torch.Tensor, items: torch.Tensor, n_users: int, weights: torch.Tensor | None = None):
@@ -76,6 +78,41 @@ def sparse_rows(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tenso
         )
 
 
+def _blocks(n: int, cells_per_row: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges over ``n`` rows: at most ``BLOCK_CELLS`` dense cells each, and at least one per
+    thread torch may use (the scipy products run a block per thread)."""
+    step = max(1, min(BLOCK_CELLS // max(cells_per_row, 1), -(-n // torch.get_num_threads())))
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def _scipy_csr(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, n_cols: int, dtype=np.float32):
+    import scipy.sparse
+
+    data = values.numpy().astype(dtype, copy=False)
+    return scipy.sparse.csr_matrix((data, indices.numpy(), indptr.numpy()), shape=(indptr.numel() - 1, n_cols))
+
+
+def rows_times(
+    indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, users: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
+    """X[users]·b as dense float32 (len(users), b.shape[1]); ``users`` in any order, repeats allowed.
+
+    On the CPU scipy's CSR product, a block of users per thread: 0.9 s for 6,033 users against B at 3,706
+    items on 2 cores, where torch's sparse CSR product took 1.8–2.0 s and its dense one 1.7–1.9 s. On a GPU,
+    torch's CSR product."""
+    if b.device.type != "cpu":
+        return sparse_rows(indptr, indices, values, users, b.shape[0]) @ b
+    x = _scipy_csr(indptr, indices, values, b.shape[0])[users.numpy()]
+    bn, out = b.numpy(), np.empty((users.numel(), b.shape[1]), np.float32)
+
+    def block(r: tuple[int, int]) -> None:
+        out[r[0] : r[1]] = x[r[0] : r[1]] @ bn
+
+    with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+        list(pool.map(block, _blocks(users.numel(), b.shape[1])))
+    return torch.from_numpy(out)
+
+
 class EASE(nn.Module):
     """EASE^R's B with the positives it was fit on; logits-free scores x_u·B (only their order matters)."""
 
@@ -95,15 +132,8 @@ class EASE(nn.Module):
         return self.b.shape[0]
 
     def _score_rows(self, users: torch.Tensor, cols: torch.Tensor | None) -> torch.Tensor:
-        """x_u·B[:, cols] for ``users`` (1-D), in blocks of users bounded by ``BLOCK_CELLS``."""
-        b = self.b if cols is None else self.b[:, cols]
-        out = torch.empty((users.numel(), b.shape[1]), device=b.device)
-        step = max(1, BLOCK_CELLS // max(b.shape[1], 1))
-        for s in range(0, users.numel(), step):
-            out[s : s + step] = (
-                sparse_rows(self.indptr, self.indices, self.values, users[s : s + step], self.n_items) @ b
-            )
-        return out
+        """x_u·B[:, cols] for ``users`` (1-D)."""
+        return rows_times(self.indptr, self.indices, self.values, users, self.b if cols is None else self.b[:, cols])
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, penalty: list | None = None) -> torch.Tensor:
         """Users (m, 1) against items (m, c) → (m, c), as the neural models broadcast; users (m,) with items
@@ -158,13 +188,28 @@ class Popularity(nn.Module):
 
 
 def gram(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, n_items: int) -> torch.Tensor:
-    """G = XᵀX (float64 for the solve), accumulated over dense blocks of users: one product per block."""
+    """G = XᵀX in float64 (for the solve). On the CPU one sparse product (scipy's, a block of items per thread:
+    0.5–0.6 s at ML-1M size on 2 cores, where dense blocks of users took 2.5 s: X is ~3% full); on a GPU
+    accumulated over dense blocks of users, one product per block (``gram_dense``)."""
+    if indptr.device.type != "cpu":
+        return gram_dense(indptr, indices, values, n_items)
+    x = _scipy_csr(indptr, indices, values, n_items, np.float64)
+    xt, g = x.T.tocsr(), np.empty((n_items, n_items))
+
+    def block(r: tuple[int, int]) -> None:
+        g[r[0] : r[1]] = (xt[r[0] : r[1]] @ x).toarray()
+
+    with ThreadPoolExecutor(torch.get_num_threads()) as pool:
+        list(pool.map(block, _blocks(n_items, n_items)))
+    return torch.from_numpy(g)
+
+
+def gram_dense(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, n_items: int) -> torch.Tensor:
+    """G = XᵀX in float64, accumulated over dense blocks of users (``gram``'s way on a GPU)."""
     n_users = indptr.numel() - 1
     g = torch.zeros((n_items, n_items), dtype=torch.float64, device=indptr.device)
-    step = max(1, BLOCK_CELLS // max(n_items, 1))
-    for s in range(0, n_users, step):
-        users = torch.arange(s, min(s + step, n_users), device=indptr.device)
-        x = dense_rows(indptr, indices, values, users, n_items)
+    for s, e in _blocks(n_users, n_items):
+        x = dense_rows(indptr, indices, values, torch.arange(s, e, device=indptr.device), n_items)
         g += (x.T @ x).double()
     return g
 

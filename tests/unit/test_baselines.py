@@ -10,7 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ncf_tasks import baselines
-from ncf_tasks.baselines import EASE, Popularity, csr, fit_ease, gram, lambda_grid, solve, walk_decades
+from ncf_tasks.baselines import (
+    EASE,
+    Popularity,
+    csr,
+    fit_ease,
+    gram,
+    gram_dense,
+    lambda_grid,
+    rows_times,
+    solve,
+    sparse_rows,
+    walk_decades,
+)
 from ncf_tasks.config import Settings
 from ncf_tasks.gate import choose, decide
 from ncf_tasks.rundata import RunData
@@ -45,6 +57,18 @@ def test_closed_form_matches_a_numpy_reference_with_and_without_weights(dense_fr
         got = model(torch.arange(40)[:, None], cands).numpy()  # the sparse path: positives x candidates
         np.testing.assert_allclose(got, np.take_along_axis(full, cands.numpy(), 1), atol=1e-4)
         assert torch.allclose(model(torch.arange(40), cands[:, 0]), model(torch.arange(40)[:, None], cands)[:, 0])
+
+
+def test_the_cpu_and_gpu_ways_of_the_sparse_products_agree():
+    """``gram`` and ``rows_times`` take scipy's products on the CPU and torch's on a GPU (``gram_dense``,
+    ``sparse_rows(...) @ b``): the same figures, with weights, users repeated and out of order, and empty rows."""
+    u, i = _random_set(50, 30, 400, seed=4)
+    w = torch.rand(u.numel(), generator=torch.Generator().manual_seed(5)) + 0.5
+    rows = csr(u, i, 52, w)  # users 50 and 51 have no positives
+    torch.testing.assert_close(gram(*rows, 30), gram_dense(*rows, 30))
+    b = solve(gram(*rows, 30), 3.0)
+    users = torch.tensor([51, 3, 3, 0, 49, 50, 7])
+    torch.testing.assert_close(rows_times(*rows, users, b), sparse_rows(*rows, users, 30) @ b)
 
 
 def test_recovers_a_planted_item_item_structure():
