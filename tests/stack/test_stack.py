@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -171,6 +172,17 @@ def stack() -> Stack:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def gpu_away_run(stack: Stack) -> str:
+    """A run started while the gpu worker is away, which stays away past ``GPU_WAIT`` for this run: its training
+    waits queued, then fails. Started first and waited on by the form's run (which queues later, so its wait
+    stays inside the deadline), so that the two waits overlap instead of costing the suite two runs."""
+    stack.script("worker-stop", "gpu")
+    run_id = stack.trigger("ncf_retrain", SMALL)
+    stack.wait_task_state("ncf_retrain", run_id, "pretrain_gmf", "queued")
+    return run_id
+
+
 def test_login_is_checked_against_the_metadata_db(stack):
     with pytest.raises(urllib.error.HTTPError) as bad:
         stack.login("admin", "not-the-password")
@@ -220,18 +232,18 @@ def trigger_from_the_form(page, stack: Stack, artifacts: Path) -> str:
 
 
 def test_a_run_from_the_trigger_form_waits_for_the_gpu_worker_trains_there_publishes_and_feeds_the_consumer(
-    stack, artifacts
+    stack, gpu_away_run, artifacts
 ):
     """One run for the promises an operator sees (each DAG run costs the suite about two minutes): a run
     triggered from the UI's form with changed params; training queued while the gpu worker is away waits
-    without failing, then runs on that worker when it returns; the queues; the table has the form's K; the
-    Asset event starts the consumer; the runs dashboard and the run's report, opened from the bucket's local
-    copy, link to each other and to the day's Data Docs. Screenshots go to test-artifacts/."""
+    without failing (while the run queued before it fails at the deadline), then runs on that worker when it
+    returns; the queues; the table has the form's K; the Asset event starts the consumer; the runs dashboard and
+    the run's report, opened from the bucket's local copy, link to each other and to the day's Data Docs.
+    Screenshots go to test-artifacts/."""
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
     from playwright.sync_api import sync_playwright
 
-    stack.script("worker-stop", "gpu")
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -239,7 +251,9 @@ def test_a_run_from_the_trigger_form_waits_for_the_gpu_worker_trains_there_publi
         try:
             run_id = trigger_from_the_form(page, stack, artifacts)
             stack.wait_task_state("ncf_retrain", run_id, "pretrain_gmf", "queued")
-            time.sleep(8)  # no worker consumes the gpu queue: training stays queued, nothing fails (a span to observe)
+            # no worker consumes the gpu queue: training stays queued, nothing fails, until the earlier run's
+            # training has waited out the deadline (the span to observe; this run's began later)
+            stack.wait_task_state("ncf_retrain", gpu_away_run, "pretrain_gmf", "failed", timeout=GPU_WAIT + 120)
             tis = stack.tis("ncf_retrain", run_id)
             assert tis["pretrain_gmf"]["state"] == tis["pretrain_mlp"]["state"] == "queued", tis
             assert stack.run_state("ncf_retrain", run_id) == "running"
@@ -281,6 +295,9 @@ def test_a_run_from_the_trigger_form_waits_for_the_gpu_worker_trains_there_publi
     assert pointer["run_id"] == run_id and pointer["k"] == FORM["publish_k"]
     assert table["rank"].max() == FORM["publish_k"] and table.height == pointer["rows"] > 0
 
+    # the run announced the table (the event the deadline test looks for and must not find for its run)
+    q = urllib.parse.urlencode({"source_dag_id": "ncf_retrain", "source_run_id": run_id})
+    assert stack.api("GET", f"/assets/events?{q}")["total_entries"] == 1
     # the Asset event started the consumer, which read the table just published
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -323,16 +340,16 @@ def test_a_run_from_the_trigger_form_waits_for_the_gpu_worker_trains_there_publi
     assert (artifacts / "e2e-finished-run.png").stat().st_size > 10_000
 
 
-def test_gpu_worker_away_past_the_deadline_fails_the_run_with_a_notice(stack):
-    stack.script("worker-stop", "gpu")
-    before = stack.api("GET", "/dags/ncf_topk_consumer/dagRuns")["total_entries"]
-    run_id = stack.trigger("ncf_retrain", SMALL)
+def test_gpu_worker_away_past_the_deadline_fails_the_run_with_a_notice(stack, gpu_away_run):
+    run_id = gpu_away_run
     assert stack.wait_run("ncf_retrain", run_id, timeout=GPU_WAIT + 400) == "failed"
     tis = stack.tis("ncf_retrain", run_id)
     gmf = tis["pretrain_gmf"]
     assert gmf["state"] == "failed" and gmf["hostname"] in (None, ""), gmf  # never reached a worker
     assert tis["publish"]["state"] in ("upstream_failed", None), tis["publish"]
-    assert stack.api("GET", "/dags/ncf_topk_consumer/dagRuns")["total_entries"] == before  # nothing published
+    # nothing published: the run announced no table (the consumer's Asset has no event from it)
+    q = urllib.parse.urlencode({"source_dag_id": "ncf_retrain", "source_run_id": run_id})
+    assert stack.api("GET", f"/assets/events?{q}")["total_entries"] == 0
     # the DAG's failure callback (run by the dag-processor) wrote the one-line notice naming the cause
     deadline, lines = time.monotonic() + 120, []
     while time.monotonic() < deadline and not lines:
@@ -345,4 +362,3 @@ def test_gpu_worker_away_past_the_deadline_fails_the_run_with_a_notice(stack):
         ]
         time.sleep(3)
     assert lines and any("no worker of queue 'gpu'" in ln for ln in lines), lines
-    stack.script("worker-start", "gpu")
