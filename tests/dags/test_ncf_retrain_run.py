@@ -11,13 +11,6 @@ from ncf_tasks.generate import SyntheticSpec, run_generate
 pytestmark = pytest.mark.slow
 
 
-def test_ingest_and_validate_run_for_the_previous_day(dag_env, storage):
-    run_generate(storage.settings, spec=SyntheticSpec(users=200, items=100, days=2, events_per_day=1500, end_date=DAY))
-    dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
-    assert states(dr)["ingest"] == states(dr)["validate"] == "success"
-    assert storage.read_parquet(layout.lake_file(DAY)).height == 1500 and storage.exists(layout.validated_marker(DAY))
-
-
 def test_day_without_logs_skips_the_run(dag_env, storage):
     dr = get_dag("ncf_retrain").test(logical_date=LOGICAL)
     assert states(dr)["ingest"] == "skipped" and storage.list_keys("lake/") == []
@@ -61,7 +54,8 @@ def test_a_bad_item_catalogue_is_quarantined_and_stops_the_run_before_training(d
 
 
 def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, storage):
-    """Every task, trigger-form params reflected in the table (K=7), the Asset event queues the consumer."""
+    """Every task, the previous day ingested and validated, trigger-form params reflected in the table (K=7),
+    the Asset event queues the consumer."""
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -89,6 +83,8 @@ def test_full_run_publishes_with_params_and_triggers_the_consumer(dag_env, stora
     assert dr.state == "success" and {st[t] for t in mapped_ingest} == {"skipped"}, st
     assert {s for t, s in st.items() if t not in mapped_ingest} == {"success"}, st
     assert len(st) == 15  # the task ids, mapped ones once
+    # the run of LOGICAL (02:00) ingested and validated the day before it
+    assert storage.read_parquet(layout.lake_file(DAY)).height == 3000 and storage.exists(layout.validated_marker(DAY))
     from ncf_tasks.artifacts import RunArtifacts
 
     metrics = RunArtifacts(storage, dr.run_id).metrics()  # EASE^R fit in its own task, beside GMF and MLP
