@@ -192,6 +192,14 @@ class Settings:
         "train + validation positives for that many epochs; evaluate and publish use that model "
         "(its test item then follows what it saw, as the validation item did: BENCHMARKS.md)",
     )
+    tune_patience: int = _f(
+        3,
+        "patience of each model within an ncf_tune trial (never more than patience): a trial's figure is "
+        "its models' best validation HR, which a shorter wait reaches for all but the slowest settings, "
+        "and a complete trial at ML-1M size ran 335-501 s with 6 (benchmarks/tune.py)",
+        min=1,
+        max=1000,
+    )
     tune_min_gain_se: float = _f(
         1.0,
         "ncf_tune writes tuning/profile.json only when its best trial's validation HR@K "
@@ -273,6 +281,13 @@ class Settings:
         max=10.0,
     )
     sgd_momentum: float = _f(0.9, "momentum of SGD when neumf_optimizer=sgd", min=0.0, max=0.999)
+    neumf_train: str = _f(
+        "all",
+        "what NeuMF fine-tuning updates: all (the paper: embeddings, MLP tower and output layer), or head: "
+        "the output layer alone over the pretrained GMF and MLP, a fusion learnt on the training data "
+        "instead of alpha's fixed one (BENCHMARKS.md, issue 31)",
+        choices=("all", "head"),
+    )
     embedding_std: float = _f(0.01, "standard deviation of the normal initialisation of embeddings", min=1e-6, max=1.0)
     device: str = _f("auto", "torch device: auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch; 0 = all cores", min=0, max=1024)

@@ -114,6 +114,7 @@ class Objective:
 
         params = {name: _suggest(trial, name) for name in SPACE}
         s = self.settings.replace(**params)
+        s = s.replace(patience=min(s.patience, s.tune_patience))  # the trial's early stop (tune_patience)
         k, t0 = s.eval_k, time.perf_counter()
         best: dict[str, Any] = {}
         epochs = 0
