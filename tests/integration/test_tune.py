@@ -116,3 +116,14 @@ def test_a_profile_with_an_untunable_setting_is_refused(storage):
     storage.put_json(layout.tuned_profile(), {"version": "bad", "settings": {"bucket": "elsewhere"}})
     with pytest.raises(DataError, match=r"tuning/profile.json.*\['bucket'\] cannot be tuned"):
         run_build(storage.settings, run_id="x", end_date=DAY)
+
+
+def test_a_trials_models_stop_after_tune_patience_not_patience(storage, built):
+    """Inside a trial each model stops ``tune_patience`` epochs after its best (nightly runs wait ``patience``):
+    with tune_patience 1, a trial's epochs are each model's best epoch + 1, capped at ``epochs``."""
+    s = built.replace(epochs=6, patience=50, tune_patience=1)
+    run_tune(s, run_id="t", study="patience", trials=1, timeout_s=600)
+    (trial,) = storage.get_json(layout.tuning_study("patience") + "trials.json")
+    attrs = trial["user_attrs"]
+    expected = sum(min(attrs[f"{m}_best_epoch"] + 1, 6) for m in ("gmf", "mlp", "neumf"))
+    assert attrs["epochs"] == expected < 18, attrs
