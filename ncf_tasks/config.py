@@ -281,13 +281,6 @@ class Settings:
         max=10.0,
     )
     sgd_momentum: float = _f(0.9, "momentum of SGD when neumf_optimizer=sgd", min=0.0, max=0.999)
-    neumf_train: str = _f(
-        "all",
-        "what NeuMF fine-tuning updates: all (the paper: embeddings, MLP tower and output layer), or head: "
-        "the output layer alone over the pretrained GMF and MLP, a fusion learnt on the training data "
-        "instead of alpha's fixed one (BENCHMARKS.md, issue 31)",
-        choices=("all", "head"),
-    )
     embedding_std: float = _f(0.01, "standard deviation of the normal initialisation of embeddings", min=1e-6, max=1.0)
     device: str = _f("auto", "torch device: auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"))
     threads: int = _f(0, "CPU threads for torch; 0 = all cores", min=0, max=1024)
