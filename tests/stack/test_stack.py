@@ -123,6 +123,8 @@ def stack() -> Stack:
         STACK_PG_PORT=str(PG_PORT),
         STACK_REDIS_PORT=str(REDIS_PORT),
         GPU_WAIT_SECONDS=str(GPU_WAIT),
+        # the DAG files do not change during the module: parsed once at start, not every 30 s (2 cores)
+        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="3600",
         STACK_QUEUED_CHECK_SECONDS="5",
         PYTHON=sys.executable,
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
