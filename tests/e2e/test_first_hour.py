@@ -28,7 +28,9 @@ def test_make_up_serves_the_ui_with_the_dags_and_make_down_stops_everything(tmp_
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
-        # a third of the demo's sample logs: `make up` loads them before it answers
+        # a third of the demo's sample logs over 2 days instead of 7 (no run trains on them here): `make up`
+        # loads them before it answers
+        "DEMO_DAYS": "2",
         "DEMO_USERS": "500",
         "DEMO_ITEMS": "300",
         "DEMO_EVENTS_PER_DAY": "3000",
