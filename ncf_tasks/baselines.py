@@ -11,8 +11,9 @@ work as GMF's do, and evaluation, full-catalogue ranking, the production re-scor
 special case. Fitting happens in bulk: the Gram matrix as one sparse product XᵀX, one Cholesky
 factorisation and inverse per λ (float32 while searching, float64 for the model kept: at 3,706 items 0.9 s
 and 2.1 s on 2 cores, where an eigendecomposition shared by every λ took 13.6 s), λ found by a walk over
-decades (``walk_decades``), validation candidates taken from the whole rows x_u·B. On the CPU both sparse
-products are scipy's, a thread per block (they release the GIL); on a GPU torch's (``gram``, ``rows_times``).
+decades (``walk_decades``), validation candidates taken from the whole rows x_u·B (lists of at least
+n_items / ``DENSE_FROM``; shorter ones gathered). On the CPU both sparse products are scipy's, a thread per
+block (they release the GIL); on a GPU torch's (``gram``, ``rows_times``).
 """
 
 from __future__ import annotations
