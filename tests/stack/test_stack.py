@@ -80,6 +80,11 @@ class Stack:
     def trigger(self, dag_id: str, conf: dict) -> str:
         return self.api("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})["dag_run_id"]
 
+    def asset_events(self, run_id: str) -> int:
+        """How many Asset events ``ncf_retrain``'s run ``run_id`` emitted (a published table announces one)."""
+        q = urllib.parse.urlencode({"source_dag_id": "ncf_retrain", "source_run_id": run_id})
+        return self.api("GET", f"/assets/events?{q}")["total_entries"]
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
 
@@ -298,8 +303,7 @@ def test_a_run_from_the_trigger_form_waits_for_the_gpu_worker_trains_there_publi
     assert table["rank"].max() == FORM["publish_k"] and table.height == pointer["rows"] > 0
 
     # the run announced the table (the event the deadline test looks for and must not find for its run)
-    q = urllib.parse.urlencode({"source_dag_id": "ncf_retrain", "source_run_id": run_id})
-    assert stack.api("GET", f"/assets/events?{q}")["total_entries"] == 1
+    assert stack.asset_events(run_id) == 1
     # the Asset event started the consumer, which read the table just published
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -350,8 +354,7 @@ def test_gpu_worker_away_past_the_deadline_fails_the_run_with_a_notice(stack, gp
     assert gmf["state"] == "failed" and gmf["hostname"] in (None, ""), gmf  # never reached a worker
     assert tis["publish"]["state"] in ("upstream_failed", None), tis["publish"]
     # nothing published: the run announced no table (the consumer's Asset has no event from it)
-    q = urllib.parse.urlencode({"source_dag_id": "ncf_retrain", "source_run_id": run_id})
-    assert stack.api("GET", f"/assets/events?{q}")["total_entries"] == 0
+    assert stack.asset_events(run_id) == 0
     # the DAG's failure callback (run by the dag-processor) wrote the one-line notice naming the cause
     deadline, lines = time.monotonic() + 120, []
     while time.monotonic() < deadline and not lines:
