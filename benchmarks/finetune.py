@@ -3,6 +3,9 @@
     python benchmarks/finetune.py [--datasets ...] [--seeds 0 1] [--grid "neumf_lr=0.001" "neumf_lr=0.0003" ...]
                                   [--set NAME=VALUE ...]
 
+``--datasets`` takes the shared sets of ``quality.py`` and ``ml-1m-sized``: ``benchmarks/train.py``'s synthetic
+set (6,040 users x 3,706 items, 1.8M events over 30 days, generator seed 3).
+
 Per data set and seed: build's core (as ``quality.py``), GMF and MLP trained once, then NeuMF fused from them
 and fine-tuned once per grid point (``train --model neumf`` with the point's settings). Printed: the fused
 start's validation HR@10, the best epoch's, and the best epoch, per point; the mean gain over the fused start
@@ -25,9 +28,20 @@ from ncf_tasks.__main__ import parse_sets
 from ncf_tasks.artifacts import RunArtifacts
 from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.config import Settings
+from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.movielens import read_ratings
 from ncf_tasks.storage import Storage
 from ncf_tasks.train import run_train
+
+SYNTHETIC = "ml-1m-sized"
+
+
+def events_of(name: str):
+    if name == SYNTHETIC:  # benchmarks/train.py's set
+        return synthesize(
+            SyntheticSpec(users=6040, items=3706, days=30, events_per_day=60_000, seed=3, duplicate_rate=0)
+        )
+    return read_ratings(str(DATA / name / FILES[name]))
 
 
 def point(text: str) -> dict:
@@ -36,7 +50,7 @@ def point(text: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--datasets", nargs="+", default=list(FILES), choices=list(FILES))
+    ap.add_argument("--datasets", nargs="+", default=list(FILES), choices=[*FILES, SYNTHETIC])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--grid", nargs="+", default=["neumf_lr=0.001", "neumf_lr=0.0003", "neumf_lr=0.0001"])
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
@@ -47,7 +61,7 @@ def main() -> None:
         base = Settings.from_env(env=env).replace(**{"refit": False, **parse_sets(args.set)})
         storage = Storage(base)
         for name in args.datasets:
-            events = read_ratings(str(DATA / name / FILES[name]))
+            events = events_of(name)
             for seed in args.seeds:
                 s = base.replace(seed=seed)
                 rid = f"{name}-{seed}"

@@ -280,6 +280,15 @@ class Settings:
         min=0.0,
         max=10.0,
     )
+    neumf_epoch_fraction: float = _f(
+        0.25,
+        "share of the train positives one epoch of NeuMF fine-tuning passes over (a fresh random share each "
+        "epoch), so that validation also scores the model between whole passes and keeps a fine-tuning gain "
+        "that a whole pass runs past; epochs and patience still count whole passes. 0.25 chosen on the "
+        "validation splits of the three shared data sets, 5 seeds (BENCHMARKS.md, issue 31); 1 = whole passes",
+        min=0.01,
+        max=1.0,
+    )
     sgd_momentum: float = _f(0.9, "momentum of SGD when neumf_optimizer=sgd", min=0.0, max=0.999)
     embedding_std: float = _f(0.01, "standard deviation of the normal initialisation of embeddings", min=1e-6, max=1.0)
     device: str = _f("auto", "torch device: auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"))

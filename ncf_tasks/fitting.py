@@ -95,8 +95,12 @@ def train_epoch(
     gen: torch.Generator,
     device: torch.device,
     rank: "distributed.Rank | None" = None,
+    fraction: float = 1.0,
 ) -> tuple[float, int]:
     """One epoch: a permutation of the positives, fresh negatives, index-slice batches.
+
+    ``fraction`` < 1: the epoch passes over the first ``fraction`` of the permutation (NeuMF fine-tuning's
+    shorter epochs, ``neumf_epoch_fraction``), at the batch size of a whole pass.
 
     Returns (mean loss, samples). A batch is ``batch_size // (1 + K)`` shuffled positives, each with
     its K fresh negatives: the epoch's samples are exactly those of shuffling all (positive + negative)
@@ -112,14 +116,17 @@ def train_epoch(
     the DDP wrapper. Returns the global mean loss and sample count.
     """
     k = settings.train_negatives
-    n = data.train_users.numel()
+    n_all = data.train_users.numel()
     world, me = (rank.world, rank.rank) if rank else (1, 0)
-    perm = torch.randperm(n, generator=gen, device=device)
+    perm = torch.randperm(n_all, generator=gen, device=device)
+    if fraction < 1.0:
+        perm = perm[: max(1, math.ceil(n_all * fraction))]
+    n = perm.numel()
     pu, pi = data.train_users[perm], data.train_items[perm]
     w = recency_weights(data, settings)
     w = None if w is None else w[perm, None]
     neg = train_negatives(pos, pu, k, gen)  # every rank draws the whole epoch's: the one-process stream
-    step = max(1, batch_size_for(settings, n) // (1 + k))  # positives per batch (of all ranks together)
+    step = max(1, batch_size_for(settings, n_all) // (1 + k))  # positives per batch (of all ranks together)
     labels = torch.zeros((step, 1 + k), device=device)
     labels[:, 0] = 1.0
     loss_sum = torch.zeros((), device=device)  # accumulated on device: no host sync per step
@@ -188,6 +195,19 @@ def initial_state(net: torch.nn.Module, data: RunData, k: int, model: str) -> di
     }
 
 
+def epoch_fraction(model: str, settings: Settings) -> float:
+    """The share of the positives one of ``model``'s epochs passes over: ``neumf_epoch_fraction`` for NeuMF
+    fine-tuned from a fused start, a whole pass otherwise."""
+    return settings.neumf_epoch_fraction if model == "neumf" and settings.pretrain else 1.0
+
+
+def epoch_limits(model: str, settings: Settings) -> tuple[int, int]:
+    """``epochs`` and ``patience`` in ``model``'s epochs: both settings count whole passes, so shorter
+    fine-tuning epochs only add validation points between them and never stop a training sooner."""
+    f = epoch_fraction(model, settings)
+    return math.ceil(settings.epochs / f - 1e-9), math.ceil(settings.patience / f - 1e-9)
+
+
 def fit(
     model: str,
     net: torch.nn.Module,
@@ -205,9 +225,8 @@ def fit(
     the best epoch's weights in ``state``. ``on_epoch(row, state)`` runs after each epoch: run_train's
     checkpoint, the tuner's pruning report (which may raise to stop the trial). Data-parallel: ``rank``,
     and ``train_net`` the DDP wrapper of ``net`` that the training steps go through."""
-    _epochs(
-        model, net, opt, data, pos, settings, device, state, state, settings.epochs, True, on_epoch, rank, train_net
-    )
+    until = epoch_limits(model, settings)[0]
+    _epochs(model, net, opt, data, pos, settings, device, state, state, until, True, on_epoch, rank, train_net)
     return state
 
 
@@ -259,14 +278,17 @@ def _epochs(
     ``validate``, the best epoch so far and ``bad_epochs`` too), ``state`` the whole state ``on_epoch`` gets.
     With ``validate`` each epoch is scored on the validation candidates and ``patience`` may stop the loop."""
     k = settings.eval_k
+    fraction, patience = epoch_fraction(model, settings), epoch_limits(model, settings)[1]
     t_start, first = time.perf_counter(), phase["epoch"]
-    while phase["epoch"] < until and not (validate and phase["bad_epochs"] >= settings.patience):
+    while phase["epoch"] < until and not (validate and phase["bad_epochs"] >= patience):
         epoch = phase["epoch"] + 1
         gen = epoch_generator(settings, epoch, device)
         t = time.perf_counter()
-        loss, samples = train_epoch(train_net or net, opt, data, pos, settings, gen, device, rank)
+        loss, samples = train_epoch(train_net or net, opt, data, pos, settings, gen, device, rank, fraction)
         train_s = time.perf_counter() - t
         row: dict = {"epoch": epoch, "loss": round(loss, 6)}
+        if fraction < 1.0:  # fine-tuning's shorter epochs: how many passes over the positives so far
+            row["passes"] = round(epoch * fraction, 3)
         if validate:
             hr, ndcg = evaluate_model(net, data.valid_users, data.valid_candidates, k)
             row.update({f"val_hr@{k}": round(hr, 5), f"val_ndcg@{k}": round(ndcg, 5)})

@@ -44,6 +44,7 @@ from ncf_tasks.errors import CATALOGUE, ConfigError, DistributedTrainingFailed, 
 from ncf_tasks.fitting import (
     batch_size_for,
     best_ndcg,
+    epoch_limits,
     fit,
     initial_state,
     make_optimizer,
@@ -170,7 +171,8 @@ def _select(job: _Job) -> _Selection:
     net = opt = None  # the selection's model, built only when selection still has epochs to run
     if carried:
         net, warm_info = carried
-        settings = settings.replace(epochs=min(settings.epochs, settings.warm_epochs))
+        # warm_epochs counts whole passes over the recent window: the shorter epochs are fine-tuning's from a fused start
+        settings = settings.replace(epochs=min(settings.epochs, settings.warm_epochs), neumf_epoch_fraction=1.0)
         train_data = warm.recent(run, data, record["since"])
     else:
         warm_info, train_data = None, data
@@ -195,8 +197,9 @@ def _select(job: _Job) -> _Selection:
         fit(model, net, opt, train_data, job.pos, settings, job.device, state, on_epoch=job.saver(net, opt),
             rank=job.rank, train_net=job.train_net(net))  # fmt: skip
 
-    if state["bad_epochs"] >= settings.patience:
-        stop_reason = f"early stop: no better validation HR@{k} for {settings.patience} epochs"
+    patience = epoch_limits(model, settings)[1]
+    if state["bad_epochs"] >= patience:
+        stop_reason = f"early stop: no better validation HR@{k} for {patience} epochs"
     else:
         stop_reason = f"reached epochs={settings.epochs}"
     log.info("%s: %s after epoch %d", model, stop_reason, state["epoch"])

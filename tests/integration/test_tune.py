@@ -120,10 +120,15 @@ def test_a_profile_with_an_untunable_setting_is_refused(storage):
 
 def test_a_trials_models_stop_after_tune_patience_not_patience(storage, built):
     """Inside a trial each model stops ``tune_patience`` epochs after its best (nightly runs wait ``patience``):
-    with tune_patience 1, a trial's epochs are each model's best epoch + 1, capped at ``epochs``."""
+    with tune_patience 1, a trial's epochs are each model's best epoch + 1 pass, capped at ``epochs`` passes
+    (NeuMF's fine-tuning epochs are quarter passes: ``neumf_epoch_fraction``)."""
+    from ncf_tasks.fitting import epoch_limits
+
     s = built.replace(epochs=6, patience=50, tune_patience=1)
     run_tune(s, run_id="t", study="patience", trials=1, timeout_s=600)
     (trial,) = storage.get_json(layout.tuning_study("patience") + "trials.json")
     attrs = trial["user_attrs"]
-    expected = sum(min(attrs[f"{m}_best_epoch"] + 1, 6) for m in ("gmf", "mlp", "neumf"))
-    assert attrs["epochs"] == expected < 18, attrs
+    limits = {m: epoch_limits(m, s.replace(patience=1)) for m in ("gmf", "mlp", "neumf")}
+    assert limits["neumf"] == (24, 4)
+    expected = sum(min(attrs[f"{m}_best_epoch"] + p, until) for m, (until, p) in limits.items())
+    assert attrs["epochs"] == expected < 6 + 6 + 24, attrs
