@@ -136,6 +136,7 @@ FORM_SETTINGS = (
     "alpha",
     "l2",
     "dropout",
+    "neumf_dropout",
     "recency_boost",
     "tuned_profile",
     "publish_k",

@@ -5,7 +5,8 @@ Pointwise log loss; every epoch draws ``train_negatives`` fresh negatives per po
 index slices — no Dataset/DataLoader, no Python per sample. After each epoch the validation candidates
 are scored (HR@K decides the best epoch and early stopping); test candidates are never touched here.
 Regularisation: lazy L2 on the embedding rows each batch reads (``l2``, ``models._collect``), decoupled
-weight decay on dense layers (``dense_decay``), dropout in the MLP tower (``dropout``). Each user's latest
+weight decay on dense layers (``dense_decay``), dropout in the MLP tower (``dropout``; ``neumf_dropout`` while
+NeuMF is fine-tuned from its fused start). Each user's latest
 positives weigh more in the loss (``recency_weights``): what a user does next follows what they did last.
 
 Shared by the ``train`` stage (one model of a run, checkpointed every epoch) and by ``tune`` (three models
@@ -61,7 +62,7 @@ def new_model(
     """The model a training starts from: NeuMF with pretraining fused from ``parts`` (trained GMF, MLP),
     anything else freshly initialised. Used by ``train`` (parts loaded from the run) and ``tune`` (in memory)."""
     if kind == "neumf" and settings.pretrain:
-        return NeuMF.from_pretrained(*parts, settings.alpha, settings.dropout)
+        return NeuMF.from_pretrained(*parts, settings.alpha, settings.neumf_dropout)
     return build_model(
         kind, n_users, n_items, settings.factors, settings.mlp_layers, settings.embedding_std, settings.dropout
     )
@@ -283,6 +284,7 @@ def _epochs(
     while phase["epoch"] < until and not (validate and phase["bad_epochs"] >= patience):
         epoch = phase["epoch"] + 1
         gen = epoch_generator(settings, epoch, device)
+        torch.manual_seed(settings.seed * 100_003 + epoch)  # dropout's masks (the global stream): a resumed epoch's too
         t = time.perf_counter()
         loss, samples = train_epoch(train_net or net, opt, data, pos, settings, gen, device, rank, fraction)
         train_s = time.perf_counter() - t

@@ -32,6 +32,7 @@ SPACE: dict[str, tuple] = {
     "train_negatives": ("int", 1, 16),
     "alpha": ("float", 0.1, 0.9),
     "dropout": ("float", 0.0, 0.5),
+    "neumf_dropout": ("float", 0.0, 0.6),
     "recency_boost": ("float", 0.0, 16.0),
 }
 TUNABLE = tuple(SPACE)

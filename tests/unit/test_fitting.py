@@ -55,3 +55,21 @@ def test_fine_tuning_epochs_pass_over_their_share_at_a_whole_pass_batch_and_limi
     assert epoch_limits("neumf", s.replace(epochs=30, patience=6)) == (120, 24)
     assert epoch_limits("mlp", s.replace(epochs=30, patience=6)) == (30, 6)
     assert epoch_limits("neumf", s.replace(epochs=30, patience=6, pretrain=False)) == (30, 6)
+
+
+def test_fine_tuning_drops_out_at_neumf_dropout_and_its_masks_follow_the_epoch():
+    """The fused NeuMF trains with ``neumf_dropout``, its MLP part pretrained with ``dropout``; the masks come from
+    a stream seeded per epoch, so an epoch run again (a resumed task's) trains to the same weights."""
+    data, pos = random_set()
+    s = Settings(factors=4, mlp_layers=(8, 4), batch_size=64, epochs=1, dropout=0.0, neumf_dropout=0.5, l2=0.0)
+    gmf, mlp = (new_model(kind, 40, 30, s) for kind in ("gmf", "mlp"))
+    assert mlp.dropout == 0.0
+    weights = []
+    for _ in range(2):
+        net = new_model("neumf", 40, 30, s, (gmf, mlp))
+        assert net.mlp.dropout == 0.5
+        state = initial_state(net, data, 2, "neumf")
+        fit("neumf", net, make_optimizer("neumf", net, s), data, pos, s, torch.device("cpu"), state)
+        weights.append(net.state_dict())
+        torch.manual_seed(123)  # whatever the global stream was before: the epoch's seed decides the masks
+    assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
