@@ -6,8 +6,8 @@ index slices — no Dataset/DataLoader, no Python per sample. After each epoch t
 are scored (HR@K decides the best epoch and early stopping); test candidates are never touched here.
 Regularisation: lazy L2 on the embedding rows each batch reads (``l2``, ``models._collect``), decoupled
 weight decay on dense layers (``dense_decay``), dropout in the MLP tower (``dropout``; ``neumf_dropout`` while
-NeuMF is fine-tuned from its fused start). Each user's latest
-positives weigh more in the loss (``recency_weights``): what a user does next follows what they did last.
+NeuMF is fine-tuned from its fused start). Each user's latest positives weigh more in the loss
+(``recency_weights``): what a user does next follows what they did last.
 
 Shared by the ``train`` stage (one model of a run, checkpointed every epoch) and by ``tune`` (three models
 per trial, in memory, reporting each epoch to the pruner), so a trial scores exactly what a nightly run
