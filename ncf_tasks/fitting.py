@@ -176,7 +176,12 @@ def recency_weights(data: RunData, settings: Settings) -> torch.Tensor | None:
 def epoch_generator(settings: Settings, epoch: int, device: torch.device) -> torch.Generator:
     """The random stream of one epoch (permutation, negatives): the same for an epoch of ``fit`` and of
     ``refit``, and for a resumed epoch, so a killed task ends where an uninterrupted one would."""
-    return torch.Generator(device=device).manual_seed(settings.seed * 100_003 + epoch)
+    return torch.Generator(device=device).manual_seed(epoch_seed(settings, epoch))
+
+
+def epoch_seed(settings: Settings, epoch: int) -> int:
+    """The seed of one epoch's random streams: its generator's, and the global one that dropout draws from."""
+    return settings.seed * 100_003 + epoch
 
 
 def initial_state(net: torch.nn.Module, data: RunData, k: int, model: str) -> dict:
@@ -284,7 +289,7 @@ def _epochs(
     while phase["epoch"] < until and not (validate and phase["bad_epochs"] >= patience):
         epoch = phase["epoch"] + 1
         gen = epoch_generator(settings, epoch, device)
-        torch.manual_seed(settings.seed * 100_003 + epoch)  # dropout's masks (the global stream): a resumed epoch's too
+        torch.manual_seed(epoch_seed(settings, epoch))  # dropout's masks (the global stream): a resumed epoch's too
         t = time.perf_counter()
         loss, samples = train_epoch(train_net or net, opt, data, pos, settings, gen, device, rank, fraction)
         train_s = time.perf_counter() - t
