@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: an embedded S3 endpoint, peak memory, the machine's description."""
+"""Shared by the benchmark scripts: an embedded S3 endpoint, a run's training set, peak memory, the machine's
+description."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ncf_tasks.config import Settings
 from ncf_tasks.dev import local_s3
+from ncf_tasks.rundata import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +76,14 @@ class PeakRSS:
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, self._rss())
+
+
+def write_core(storage, run_id: str, events, settings: Settings, **kw) -> Manifest:
+    """Build's core over ``events`` written as run ``run_id``'s training set, as the build task writes it, so
+    ``run_train`` can train on it. ``kw``: ``write_training_set``'s (``profile``)."""
+    from ncf_tasks.build import build_training_set, write_training_set  # polars: not at import
+
+    return write_training_set(storage, run_id, build_training_set(events, settings), settings, **kw)
 
 
 def table(rows: list[dict]) -> str:

@@ -21,12 +21,11 @@ import logging
 import statistics
 import time
 
-from common import embedded_s3_env, machine, table, today
+from common import embedded_s3_env, machine, table, today, write_core
 from quality import DATA, FILES
 
 from ncf_tasks.__main__ import parse_sets
 from ncf_tasks.artifacts import RunArtifacts
-from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.config import Settings
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.movielens import read_ratings
@@ -65,7 +64,7 @@ def main() -> None:
             for seed in args.seeds:
                 s = base.replace(seed=seed)
                 rid = f"{name}-{seed}"
-                write_training_set(storage, rid, build_training_set(events, s), s)
+                write_core(storage, rid, events, s)
                 for m in ("gmf", "mlp"):
                     run_train(s, run_id=rid, model=m)
                 run = RunArtifacts(storage, rid)

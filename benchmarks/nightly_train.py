@@ -16,12 +16,11 @@ import argparse
 import logging
 import time
 
-from common import embedded_s3_env, machine, table, today
+from common import embedded_s3_env, machine, table, today, write_core
 from finetune import SYNTHETIC, events_of
 
 import ncf_tasks
 from ncf_tasks.__main__ import parse_sets
-from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.config import Settings
 from ncf_tasks.errors import ConfigError
 from ncf_tasks.storage import Storage
@@ -39,7 +38,7 @@ def main() -> None:
         s = Settings.from_env(env=env).replace(seed=args.seed, **parse_sets(args.set))
         storage = Storage(s)
         t0 = time.perf_counter()
-        write_training_set(storage, "nightly", build_training_set(events_of(SYNTHETIC), s), s)
+        write_core(storage, "nightly", events_of(SYNTHETIC), s)
         print(f"built in {time.perf_counter() - t0:.1f} s", flush=True)
         for model in ("gmf", "mlp", "ease", "neumf"):
             t0 = time.perf_counter()

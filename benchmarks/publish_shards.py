@@ -21,7 +21,7 @@ import os
 import resource
 import time
 
-from common import embedded_s3_env, machine, run_tasks, table, today
+from common import embedded_s3_env, machine, run_tasks, table, today, write_core
 
 from ncf_tasks.config import Settings
 
@@ -31,7 +31,6 @@ DAY = "2026-11-26"
 def _make_run(env: dict, users: int, items: int) -> None:
     import polars as pl  # noqa: F401
 
-    from ncf_tasks.build import build_training_set, write_training_set
     from ncf_tasks.evaluate import run_evaluate
     from ncf_tasks.generate import SyntheticSpec, synthesize
     from ncf_tasks.storage import Storage
@@ -39,7 +38,7 @@ def _make_run(env: dict, users: int, items: int) -> None:
 
     s = Settings.from_env(env=env).replace(epochs=1, gate_min_lift=-1.0, gate_tolerance=1.0)
     ev = synthesize(SyntheticSpec(users=users, items=items, days=1, events_per_day=users * 25, end_date=DAY))
-    write_training_set(Storage(s), "bench", build_training_set(ev, s), s)
+    write_core(Storage(s), "bench", ev, s)
     for m in ("gmf", "mlp", "neumf"):
         run_train(s, run_id="bench", model=m)
     run_evaluate(s, run_id="bench")

@@ -25,11 +25,10 @@ import logging
 import statistics
 import time
 
-from common import ROOT, embedded_s3_env, machine, table, today
+from common import ROOT, embedded_s3_env, machine, table, today, write_core
 
 from ncf_tasks import layout
 from ncf_tasks.__main__ import parse_sets
-from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.config import Settings
 from ncf_tasks.evaluate import run_evaluate
 from ncf_tasks.movielens import read_ratings
@@ -57,7 +56,7 @@ def run_seeds(settings: Settings, storage: Storage, events, seeds: list[int], ta
         t0 = time.perf_counter()
         storage.delete_prefix(f"runs/{rid}/")
         s, record = resolve(s, storage)  # the tuned profile a nightly build would record, if one is published
-        write_training_set(storage, rid, build_training_set(events, s), s, profile=record)
+        write_core(storage, rid, events, s, profile=record)
         trained = {m: run_train(s, run_id=rid, model=m) for m in ("gmf", "mlp", "neumf", "ease")}
         ev = run_evaluate(s, run_id=rid)
         n = trained["neumf"]
@@ -168,7 +167,7 @@ def main() -> None:
             if args.tune:
                 tune_run = f"tune{args.tune_seed}"
                 s = settings.replace(seed=args.tune_seed, tuned_profile=False)
-                write_training_set(storage, tune_run, build_training_set(events, s), s)
+                write_core(storage, tune_run, events, s)
                 t0 = time.perf_counter()
                 out = run_tune(
                     settings.replace(seed=args.tune_seed),

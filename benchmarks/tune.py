@@ -17,9 +17,8 @@ import logging
 import time
 
 import torch
-from common import embedded_s3_env, machine, table, today
+from common import embedded_s3_env, machine, table, today, write_core
 
-from ncf_tasks.build import build_training_set, write_training_set
 from ncf_tasks.config import Settings
 from ncf_tasks.generate import SyntheticSpec, synthesize
 from ncf_tasks.storage import Storage
@@ -44,8 +43,7 @@ def main() -> None:
         ev = synthesize(
             SyntheticSpec(users=args.users, items=args.items, days=30, events_per_day=args.events_per_day, seed=3)
         )
-        ts = build_training_set(ev, settings)
-        write_training_set(storage, "ml1m-size", ts, settings)
+        m = write_core(storage, "ml1m-size", ev, settings)
         t0 = time.perf_counter()
         r = run_tune(
             settings, run_id="ml1m-size", study="bench", trials=args.trials, timeout_s=args.budget_minutes * 60
@@ -53,10 +51,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
     met = r["trials"] >= args.trials and wall <= args.budget_minutes * 60
     print(f"\nbenchmarks/tune.py — {today()} — {machine()}\n")
-    print(
-        f"set: {ts.users.height:,} users x {ts.items.height:,} items, {ts.train.height:,} train rows; "
-        f"best settings {r['settings']}\n"
-    )
+    print(f"set: {m.n_users:,} users x {m.n_items:,} items, {m.n_train:,} train rows; best settings {r['settings']}\n")
     print(
         table(
             [
