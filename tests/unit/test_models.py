@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ncf_tasks.metrics import held_out_rank, hit_ndcg
-from ncf_tasks.models import GMF, MLP, NeuMF
+from ncf_tasks.models import GMF, MLP, NeuMF, dropout
 
 
 def test_shapes_and_embedding_init():
@@ -116,6 +116,26 @@ def test_dropout_acts_in_training_only():
     assert torch.equal(m(u, i), m(u, i))  # scoring is deterministic
     m.train()
     assert not torch.equal(m(u, i), m(u, i))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
+def test_byte_mask_dropout_drops_at_the_rate_keeps_the_mean_and_follows_the_global_seed(p):
+    """Masks from random bytes: the rate is p to the nearest 1/256, an odd-sized tensor gets a mask for every
+    unit, the kept units are scaled so the mean stays, gradients flow through the kept ones only, and the
+    global seed decides the masks (fine-tuning seeds it per epoch)."""
+    x = torch.ones(4001, 37, requires_grad=True)
+    torch.manual_seed(1)
+    y = dropout(x, p)
+    cut = round(p * 256)
+    dropped = (y == 0).double().mean().item()
+    assert abs(dropped - cut / 256) < 0.005
+    assert abs(y.mean().item() - 1.0) < 0.02
+    assert torch.allclose(y[y != 0], torch.tensor(256 / (256 - cut)))
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)
+    torch.manual_seed(1)
+    assert torch.equal(dropout(x, p), y)
+    assert dropout(x, 0.001) is x  # below half of 1/256: no unit would drop
 
 
 def test_an_empty_share_of_a_batch_gives_zero_gradients_for_every_parameter():
